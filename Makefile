@@ -1,0 +1,46 @@
+# Everything a user or CI needs; each target installs what is missing first.
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: help install test unit e2e demo sandbox crds crds-check bench lint clean
+
+help:
+	@echo "make demo     start the test bed, run the operator, apply examples/, show status (Ctrl-C ends it)"
+	@echo "make test     install what is missing, run every test (unit and e2e)"
+	@echo "make unit     only the fast tests (no test bed)"
+	@echo "make sandbox  start the test bed alone, for debugging"
+	@echo "make crds     regenerate crds/ and the chart's copy from the pydantic models"
+	@echo "make bench    run the benchmarks in bench/ (numbers go to bench/results/)"
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+unit: $(STAMP)
+	$(PY) -m pytest tests -q
+
+test: $(STAMP)
+	$(PY) -m pytest tests e2e -q -p no:cacheprovider --durations=15
+
+e2e: $(STAMP)
+	$(PY) -m pytest e2e -q --durations=15
+
+demo: $(STAMP)
+	$(PY) -m e2e.demo
+
+sandbox: $(STAMP)
+	$(PY) -m e2e.testbed.sandbox --nodes 3
+
+crds: $(STAMP)
+	$(VENV)/bin/harper-operator crds --out crds --out helm/harper-operator/crds
+
+bench: $(STAMP)
+	for b in bench/*.py; do $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache

