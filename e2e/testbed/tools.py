@@ -68,11 +68,10 @@ def _log(msg: str) -> None:
     print(f"[testbed] {msg}", file=sys.stderr, flush=True)
 
 
-def _run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> None:
-    proc = subprocess.run(cmd, cwd=cwd, env={**os.environ, **(env or {})},
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    if proc.returncode != 0:
-        raise ToolBuildError(f"{' '.join(cmd)} (in {cwd}) failed with {proc.returncode}:\n{proc.stdout[-8000:]}")
+def _run(cmd: list[str], cwd: Path) -> None:
+    done = subprocess.run(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if done.returncode != 0:
+        raise ToolBuildError(f"{' '.join(cmd)} (in {cwd}) failed with {done.returncode}:\n{done.stdout[-8000:]}")
 
 
 def _cached(name: str, version: str, relpath: str, build) -> Path:
@@ -95,6 +94,7 @@ def _cached(name: str, version: str, relpath: str, build) -> Path:
         _log(f"building {name} {version} (first time only)...")
         started = time.monotonic()
         tmp = Path(tempfile.mkdtemp(prefix=f".{name}-{version}.tmp-", dir=root))
+        tmp.chmod(0o755)  # mkdtemp makes it private; the cache is an ordinary folder
         try:
             build(tmp)
             if not (tmp / relpath).exists():
@@ -156,8 +156,14 @@ def ensure_harperdb() -> Path:
             raise ToolBuildError("`npm` is not on PATH; it is needed to install Harper for the test bed")
         for name in ("package.json", "package-lock.json"):
             shutil.copy(HARPER_DIR / name, tmp / name)
-        # npm ci installs exactly the lock file. node_modules lives in the cache, never in the repo.
-        _run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=tmp)
+        # Not `npm ci`: the lock cannot list the optional native packages the registry did not
+        # serve when it was made (e.g. @cbor-extract/cbor-extract-linux-x64@2.2.3, a git-URL dep),
+        # and `npm ci` then calls it "out of sync" and stops. `npm install` with the lock present
+        # installs the locked versions and skips those optionals. node_modules lives in the cache.
+        _run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"], cwd=tmp)
+        installed = json.loads((tmp / "node_modules/harperdb/package.json").read_text())["version"]
+        if installed != harper_version():
+            raise ToolBuildError(f"npm installed harperdb {installed}, not the pinned {harper_version()}")
 
     return _cached("harperdb", harper_version(), "node_modules/.bin/harperdb", install)
 
@@ -176,12 +182,11 @@ def ensure_tools() -> Tools:
         futures = {name: pool.submit(fn) for name, fn in (
             ("etcd", ensure_etcd), ("kube_apiserver", ensure_kube_apiserver),
             ("helm", ensure_helm), ("harperdb", ensure_harperdb))}
-        # Wait for all of them so a failure doesn't leave builds running behind our back.
-        concurrent.futures.wait(futures.values())
-        errors = [f.exception() for f in futures.values() if f.exception()]
-        if errors:
-            raise ToolBuildError("\n\n".join(str(e) for e in errors))
-        return Tools(kubectl=ensure_kubectl(), **{name: f.result() for name, f in futures.items()})
+    # Leaving the `with` waited for every build, so one failure never leaves others running.
+    errors = [str(f.exception()) for f in futures.values() if f.exception()]
+    if errors:
+        raise ToolBuildError("\n\n".join(errors))
+    return Tools(kubectl=ensure_kubectl(), **{name: f.result() for name, f in futures.items()})
 
 
 if __name__ == "__main__":

@@ -1,0 +1,96 @@
+"""Small helpers the operator scenarios share: manifests, waiting, and asking Harper directly."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any, Callable
+
+GROUP_VERSION = "harperoperator.dev/v1alpha1"
+
+
+def wait_until(what: str, check: Callable[[], Any], timeout: float = 120, interval: float = 0.5) -> Any:
+    """Poll until check() is truthy; fail with the last value seen, so a timeout says what was wrong."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last seen: {last!r}")
+
+
+def cluster(name: str, *, secret: str = "harper-admin", interval: int = 5, policy: str = "Delete",
+            **spec: Any) -> dict:
+    return {"apiVersion": GROUP_VERSION, "kind": "HarperCluster", "metadata": {"name": name},
+            "spec": {"credentials": {"secretRef": {"name": secret}}, "tls": {"verify": False},
+                     "deletionPolicy": policy, "reconcileIntervalSeconds": interval, **spec}}
+
+
+def node(name: str, cluster_name: str, harper, **spec: Any) -> dict:
+    return {"apiVersion": GROUP_VERSION, "kind": "HarperNode", "metadata": {"name": name},
+            "spec": {"clusterRef": {"name": cluster_name}, "hostname": harper.name, "url": harper.replication_url,
+                     "operationsUrl": harper.operations_url, **spec}}
+
+
+def secret(name: str, username: str, password: str) -> dict:
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "type": "Opaque",
+            "stringData": {"username": username, "password": password}}
+
+
+def condition(obj: dict, type_: str) -> dict:
+    return next((c for c in (obj.get("status") or {}).get("conditions", []) if c["type"] == type_), {})
+
+
+def ok(harper, body: dict) -> Any:
+    status, answer = harper.operation(body)
+    assert status == 200, f"{body['operation']} on {harper.name}: {status} {answer}"
+    return answer
+
+
+def peers(harper) -> dict[str, bool]:
+    """Peer name -> connected on every database, from the node's own cluster_status."""
+    answer = ok(harper, {"operation": "cluster_status"})
+    out = {}
+    for c in answer.get("connections", []):
+        sockets = c.get("database_sockets") or []
+        out[c.get("name")] = bool(sockets) and all(s.get("connected") for s in sockets)
+    return out
+
+
+def mesh_is(nodes: list, expected: dict[str, set[str]]) -> Callable[[], Any]:
+    """A check: each node's connected peers are exactly `expected[node]` (by name)."""
+    def check():
+        seen = {n.name: {p for p, up in peers(n).items() if up} for n in nodes}
+        return seen == expected or False
+    return check
+
+
+def full_mesh(nodes: list) -> dict[str, set[str]]:
+    return {n.name: {m.name for m in nodes if m is not n} for n in nodes}
+
+
+def ensure_table(nodes: list, database: str, table: str) -> None:
+    for n in nodes:
+        status, answer = n.operation({"operation": "describe_table", "database": database, "table": table})
+        if status != 200:
+            ok(n, {"operation": "create_table", "database": database, "table": table, "primary_key": "id"})
+
+
+def write_record(harper, database: str, table: str) -> str:
+    key = uuid.uuid4().hex
+    ok(harper, {"operation": "insert", "database": database, "table": table,
+                "records": [{"id": key, "from": harper.name}]})
+    return key
+
+
+def has_record(harper, database: str, table: str, key: str) -> bool:
+    status, answer = harper.operation({"operation": "search_by_id", "database": database, "table": table,
+                                        "ids": [key], "get_attributes": ["id"]})
+    return status == 200 and any(r.get("id") == key for r in answer)
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj)

@@ -1,0 +1,324 @@
+"""Real Harper nodes as local processes, one loopback address each (recipe: HARPER-FACTS.md)."""
+
+from __future__ import annotations
+
+import base64
+import concurrent.futures
+import fcntl
+import json
+import os
+import secrets
+import signal
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Callable
+
+from . import proc
+from .tools import cache_dir
+
+OPS_PORT, HTTP_PORT, REPLICATION_PORT, MQTT_PORT, MQTTS_PORT = 9925, 9926, 9933, 1883, 8883
+PORTS = (OPS_PORT, HTTP_PORT, REPLICATION_PORT, MQTT_PORT, MQTTS_PORT)
+ADMIN_USERNAME = "admin"
+FIRST_IP = 11  # node i listens on 127.0.0.(11 + i) unless another test bed holds it
+
+
+class HarperNode:
+    """One Harper process. All its ports sit on its own loopback address, because Harper listens
+    with SO_REUSEPORT: two nodes on one address:port would silently share it instead of failing."""
+
+    def __init__(self, index: int, ip: str, harperdb: Path, workdir: Path, username: str, password: str,
+                 password_file: Path):
+        self.index, self.ip, self.harperdb = index, ip, harperdb
+        self.name = ip  # REPLICATION_HOSTNAME: the node name peers and cluster_status use
+        self.operations_url = f"http://{ip}:{OPS_PORT}"
+        self.replication_url = f"wss://{ip}:{REPLICATION_PORT}"
+        self.username, self.password, self.password_file = username, password, password_file
+        self.dir = workdir
+        self.home = workdir / "home"  # Harper keeps $HOME/.harperdb/hdb_boot_properties.file
+        self.root = workdir / "root"
+        self.stdout_path = workdir / "stdout.log"
+        self.log_path = self.root / "log" / "hdb.log"  # Harper's own log
+        self.ports = [(ip, p) for p in PORTS]
+        self._proc = None
+        self._lock = threading.RLock()
+        self.restarts = 0  # restarts Harper asked for itself ({"operation": "restart"})
+        self.home.mkdir(parents=True, exist_ok=True)
+
+    def __repr__(self) -> str:
+        return f"HarperNode({self.name})"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self.is_running() else None
+
+    def is_running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def env(self) -> dict[str, str]:
+        ip = self.ip
+        return {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.home),
+            "TC_AGREEMENT": "yes", "ROOTPATH": str(self.root),
+            "HDB_ADMIN_USERNAME": self.username, "HDB_ADMIN_PASSWORD": self.password,
+            "THREADS_COUNT": "1",
+            # host:port pins every listener to this node's address (plain HTTP for the ops API).
+            "OPERATIONSAPI_NETWORK_PORT": f"{ip}:{OPS_PORT}", "HTTP_PORT": f"{ip}:{HTTP_PORT}",
+            "REPLICATION_HOSTNAME": ip, "REPLICATION_URL": self.replication_url,
+            "REPLICATION_SECUREPORT": f"{ip}:{REPLICATION_PORT}",
+            "MQTT_NETWORK_PORT": f"{ip}:{MQTT_PORT}", "MQTT_NETWORK_SECUREPORT": f"{ip}:{MQTTS_PORT}",
+            # Without this, {"operation": "restart"} makes Harper spawn a detached copy of itself
+            # (new session, parent init) and exit: it would escape stop() and the death signal.
+            # With it, Harper just exits 0 and we relaunch it, as a kubelet would (see _watch).
+            "HARPER_EXIT_ON_RESTART": "1",
+        }
+
+    def start(self) -> "HarperNode":
+        """Start the process (installs on the first start). Returns at once; see wait_healthy()."""
+        with self._lock:
+            if not self.is_running():
+                self._start()
+        return self
+
+    def _start(self) -> None:
+        busy = [f"{h}:{p}" for h, p in self.ports if not proc.port_is_free(h, p)]
+        if busy:  # with SO_REUSEPORT we would share them with a stranger instead of failing
+            raise RuntimeError(f"{self.name}: ports already in use: {', '.join(busy)}")
+        # No sub-command: install on first start, then run in the foreground.
+        child = proc.spawn([self.harperdb], env=self.env(), log_path=self.stdout_path, cwd=self.dir)
+        self._proc = child
+        threading.Thread(target=self._watch, args=(child,), name=f"watch-{self.name}", daemon=True).start()
+
+    def _watch(self, child) -> None:
+        """Relaunch Harper when it exits 0 on its own: that is how it restarts (HARPER_EXIT_ON_RESTART).
+        stop() and kill() forget the process first, and a crash (non-zero exit) stays down."""
+        child.wait()
+        with self._lock:
+            if self._proc is child and child.returncode == 0:
+                self.restarts += 1
+                self._proc = None
+                self.start()
+
+    def wait_healthy(self, timeout: float = 120) -> "HarperNode":
+        def check() -> bool:
+            child = self._proc  # exit code 0 is a restart in progress, see _watch
+            if child is None or child.poll() not in (None, 0):
+                raise RuntimeError(f"Harper {self.name} is not running (exit code "
+                                   f"{child and child.returncode})\n{self.log_tail(40)}")
+            return self.healthy()
+
+        proc.wait_for(f"Harper {self.name} /health", check, timeout=timeout, interval=0.25,
+                      log_path=self.stdout_path)
+        return self
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.operations_url}/health", timeout=2) as resp:
+                return resp.status == 200
+        except OSError:
+            return False
+
+    def stop(self, timeout: float = 20) -> None:
+        with self._lock:
+            child, self._proc = self._proc, None
+        proc.stop(child, timeout=timeout)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would: no shutdown work at all. The node stays down."""
+        with self._lock:
+            child, self._proc = self._proc, None
+        if child is not None and child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+        proc.stop(child)
+
+    def restart(self, timeout: float = 120) -> "HarperNode":
+        self.stop()
+        return self.start().wait_healthy(timeout)
+
+    def operation(self, body: dict, *, auth: tuple[str, str] | None = None,
+                  timeout: float = 30) -> tuple[int, Any]:
+        """POST one operation with Basic auth (the admin's unless `auth` is given).
+        Returns (HTTP status, parsed JSON or the raw text). Connection errors raise."""
+        user, password = auth or (self.username, self.password)
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        request = urllib.request.Request(self.operations_url, data=json.dumps(body).encode(), method="POST",
+                                         headers={"Content-Type": "application/json",
+                                                  "Authorization": f"Basic {token}"})
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as resp:
+                status, raw = resp.status, resp.read()
+        except urllib.error.HTTPError as err:
+            status, raw = err.code, err.read()
+        try:
+            return status, json.loads(raw)
+        except ValueError:
+            return status, raw.decode(errors="replace")
+
+    def ok(self, body: dict, **kwargs) -> Any:
+        """operation() that must answer 200."""
+        status, answer = self.operation(body, **kwargs)
+        if status != 200:
+            raise AssertionError(f"{body.get('operation')} on {self.name}: {status} {answer}")
+        return answer
+
+    def peers(self) -> list[str]:
+        """Names of the nodes this node's cluster_status lists (connected or not)."""
+        return [c["name"] for c in self.ok({"operation": "cluster_status"}).get("connections", [])]
+
+    def schema(self) -> dict[str, set[str]]:
+        return {db: set(tables) for db, tables in self.ok({"operation": "describe_all"}).items()}
+
+    def rss_bytes(self) -> int:
+        """Resident memory of every process in the node's process group."""
+        if not self.is_running():
+            return 0
+        total = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                if int(fields[2]) == self._proc.pid:  # field 5, pgrp
+                    total += int(fields[21]) * os.sysconf("SC_PAGE_SIZE")  # field 24, rss pages
+            except (OSError, IndexError, ValueError):
+                continue
+        return total
+
+    def log_tail(self, lines: int = 80) -> str:
+        return (f"--- {self.log_path}\n{proc.log_tail(self.log_path, lines)}\n"
+                f"--- {self.stdout_path}\n{proc.log_tail(self.stdout_path, 20)}")
+
+
+class HarperFleet:
+    """N Harper nodes sharing one admin username/password (random per fleet), started in parallel.
+
+    reset() brings them back to the state just after start: every node running, no replication
+    peers, no databases or tables but the ones a fresh node has.
+    """
+
+    def __init__(self, harperdb: Path, count: int):
+        self.harperdb, self.count = harperdb, count
+        self._locks: list = []
+        self.username, self.password = ADMIN_USERNAME, secrets.token_urlsafe(16)
+        self.dir: Path | None = None
+        self.nodes: list[HarperNode] = []
+        self._baseline: dict[str, dict[str, set[str]]] = {}
+        self._configs: dict[str, bytes] = {}
+        self.last_reset_seconds = 0.0
+
+    def start(self, timeout: float = 180) -> "HarperFleet":
+        self.dir = proc.make_temp_dir("harper")
+        try:
+            password_file = self.dir / "admin-password"
+            password_file.write_text(self.password)
+            password_file.chmod(0o600)
+            self.nodes = [HarperNode(i, ip, self.harperdb, self.dir / f"node-{i}", self.username, self.password,
+                                     password_file) for i, ip in enumerate(self._claim_addresses())]
+            for node in self.nodes:
+                node.start()
+            self._each(lambda n: n.wait_healthy(timeout))
+            # What a fresh node looks like, to return to it in reset().
+            for node in self.nodes:
+                self._baseline[node.name] = node.schema()
+                self._configs[node.name] = (node.root / "harperdb-config.yaml").read_bytes()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _claim_addresses(self) -> list[str]:
+        """Loopback addresses from 127.0.0.11 up, each held by a lock file for the fleet's life.
+
+        Several test beds share this machine (pytest sessions, `make demo`), and Harper's
+        SO_REUSEPORT would let two of them bind one address silently. A free port is not enough
+        either: a node a test has stopped leaves its ports free but must get them back. flock
+        locks vanish with their process, so a SIGKILLed run frees its addresses by itself.
+        """
+        lock_dir = cache_dir() / "address-locks"
+        lock_dir.mkdir(parents=True, exist_ok=True)
+        ips = []
+        for last in range(FIRST_IP, 255):
+            ip = f"127.0.0.{last}"
+            lock = open(lock_dir / ip, "w")
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                lock.close()
+                continue
+            if not all(proc.port_is_free(ip, p) for p in PORTS):  # someone outside the test bed
+                lock.close()
+                continue
+            self._locks.append(lock)
+            ips.append(ip)
+            if len(ips) == self.count:
+                return ips
+        raise RuntimeError(f"fewer than {self.count} free loopback addresses for Harper nodes")
+
+    def stop(self) -> None:
+        self._each(lambda n: n.stop())
+        for lock in self._locks:
+            lock.close()
+        self._locks.clear()
+        if self.dir:
+            proc.remove_temp_dir(self.dir)
+
+    def __enter__(self) -> "HarperFleet":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def _each(self, fn: Callable[[HarperNode], Any], nodes: list[HarperNode] | None = None) -> list:
+        nodes = self.nodes if nodes is None else nodes
+        if not nodes:
+            return []
+        with concurrent.futures.ThreadPoolExecutor(len(nodes)) as pool:
+            return list(pool.map(fn, nodes))
+
+    def reset(self, timeout: float = 120) -> float:
+        """Back to "no replication peers, no test data" on every node; returns the seconds it took."""
+        started = time.monotonic()
+        self._each(lambda n: self._reset_process(n, timeout))
+        self._clear_peers(timeout)
+        self._each(self._drop_test_data)  # after the peers are gone, so drops stay local
+        self.last_reset_seconds = time.monotonic() - started
+        return self.last_reset_seconds
+
+    def _clear_peers(self, timeout: float) -> None:
+        # remove_node spreads to the peers, and a node that was removed elsewhere still lists its
+        # old peers until it removes them itself (or restarts), so every node removes everything it
+        # lists. If some node still lists peers after two rounds, restart it (HARPER-FACTS.md).
+        for attempt in range(3):
+            listing = [n for n in self.nodes if n.peers()]
+            if not listing:
+                return
+            if attempt < 2:
+                for node in listing:
+                    for peer in node.peers():
+                        node.operation({"operation": "remove_node", "hostname": peer})  # 400 if gone already
+            else:
+                self._each(lambda n: n.restart(timeout), listing)
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and any(n.peers() for n in listing):
+                time.sleep(0.2)
+        left = {n.name: n.peers() for n in self.nodes if n.peers()}
+        if left:
+            raise RuntimeError(f"reset: nodes still list replication peers: {left}")
+
+    def _reset_process(self, node: HarperNode, timeout: float) -> None:
+        """Running, healthy and on the start-up configuration (tests may stop nodes or set routes)."""
+        config = node.root / "harperdb-config.yaml"
+        if config.read_bytes() != self._configs[node.name]:
+            config.write_bytes(self._configs[node.name])
+            node.stop()
+        if not node.is_running() or not node.healthy():
+            node.restart(timeout)
+
+    def _drop_test_data(self, node: HarperNode) -> None:
+        baseline = self._baseline[node.name]
+        for db, tables in node.schema().items():
+            if db not in baseline:
+                node.ok({"operation": "drop_database", "database": db})
+                continue
+            for table in tables - baseline[db]:
+                node.ok({"operation": "drop_table", "database": db, "table": table})

@@ -1,0 +1,173 @@
+"""A Kubernetes control plane made of two local processes: etcd and kube-apiserver.
+
+Set up the way controller-runtime's envtest does it (loopback, RBAC on, an admin credential,
+service-account keys so TokenRequest works). Nothing runs pods: there is no kubelet, scheduler or
+controller-manager, so namespaces never finish deleting and ownerReference garbage collection
+never happens. Tests must not wait for either.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import ssl
+import subprocess
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+from . import proc
+from .tools import Tools
+
+SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
+ADMIN_USER = "testbed-admin"
+
+
+def _openssl(*args: str) -> None:
+    done = subprocess.run(["openssl", *args], capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"openssl {' '.join(args)} failed:\n{done.stderr}")
+
+
+def make_certs(d: Path) -> None:
+    """A CA, an apiserver serving cert signed by it, and the service-account signing key.
+
+    The openssl CLI rather than a Python package: `cryptography` is not among the project's
+    dependencies. EC P-256 keys because they are instant to generate.
+    """
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    _openssl("req", "-x509", *ec, "-keyout", str(d / "ca.key"), "-out", str(d / "ca.crt"),
+             "-days", "3650", "-subj", "/CN=harper-testbed-ca")
+    _openssl("req", "-x509", *ec, "-keyout", str(d / "apiserver.key"), "-out", str(d / "apiserver.crt"),
+             "-days", "3650", "-subj", "/CN=kube-apiserver", "-CA", str(d / "ca.crt"), "-CAkey", str(d / "ca.key"),
+             "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost,IP:10.0.0.1,DNS:kubernetes.default.svc")
+    _openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+             "-out", str(d / "sa.key"))
+    _openssl("pkey", "-in", str(d / "sa.key"), "-pubout", "-out", str(d / "sa.pub"))
+
+
+class ControlPlane:
+    """etcd + kube-apiserver on loopback. Use as a context manager, or start()/stop().
+
+    Attributes once started: kubeconfig (str path, admin), server (https URL), version
+    (what /version reports), token (the admin bearer token), log_path (apiserver log),
+    ca_path (the CA that signed the serving cert).
+    """
+
+    def __init__(self, tools: Tools):
+        self.tools = tools
+        self._etcd = self._apiserver = None
+        self.dir: Path | None = None
+        self.kubeconfig = self.server = self.version = self.token = ""
+        self.ports: list[int] = []
+        self.log_path: Path | None = None
+
+    def start(self) -> "ControlPlane":
+        self.dir = d = proc.make_temp_dir("kube")
+        try:
+            self._start(d)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self, d: Path) -> None:
+        make_certs(d)
+        self.ca_path = d / "ca.crt"
+        self.token = secrets.token_urlsafe(24)
+        # A static token in group system:masters: the simplest admin; RBAC lets masters do anything.
+        (d / "tokens.csv").write_text(f'{self.token},{ADMIN_USER},{ADMIN_USER},"system:masters"\n')
+
+        etcd_port, peer_port = proc.free_port(), proc.free_port()
+        etcd_url = f"http://127.0.0.1:{etcd_port}"
+        self.etcd_log_path = d / "etcd.log"
+        self._etcd = proc.spawn([
+            self.tools.etcd, "--name=testbed", f"--data-dir={d / 'etcd'}",
+            f"--listen-client-urls={etcd_url}", f"--advertise-client-urls={etcd_url}",
+            f"--listen-peer-urls=http://127.0.0.1:{peer_port}",
+            f"--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}",
+            f"--initial-cluster=testbed=http://127.0.0.1:{peer_port}",
+            "--unsafe-no-fsync",  # test data: durability buys nothing, fsync costs seconds
+            "--log-level=warn",
+        ], log_path=self.etcd_log_path)
+        proc.wait_for("etcd health", lambda: _get_ok(f"{etcd_url}/health"), timeout=30,
+                      proc=self._etcd, log_path=self.etcd_log_path)
+
+        port = proc.free_port()
+        self.ports = [etcd_port, peer_port, port]  # for leak checks after stop()
+        self.server = f"https://127.0.0.1:{port}"
+        self.log_path = d / "kube-apiserver.log"
+        self._apiserver = proc.spawn([
+            self.tools.kube_apiserver,
+            f"--etcd-servers={etcd_url}",
+            "--advertise-address=127.0.0.1", "--bind-address=127.0.0.1", f"--secure-port={port}",
+            f"--cert-dir={d}", f"--tls-cert-file={d / 'apiserver.crt'}",
+            f"--tls-private-key-file={d / 'apiserver.key'}",
+            f"--client-ca-file={d / 'ca.crt'}",  # lets tests add client-cert users signed by the CA
+            "--authorization-mode=RBAC",
+            f"--token-auth-file={d / 'tokens.csv'}",
+            f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
+            f"--service-account-key-file={d / 'sa.pub'}",
+            f"--service-account-signing-key-file={d / 'sa.key'}",
+            "--service-cluster-ip-range=10.0.0.0/24",  # only a config value: nothing routes there
+            "--allow-privileged=true",
+            # Its finalizer on PVCs/PVs is only ever removed by the controller-manager, which is
+            # absent; with it on, a deleted PVC would hang forever. ServiceAccount admission stays on.
+            "--disable-admission-plugins=StorageObjectInUseProtection",
+            # The default reconciler would write 127.0.0.1 into the `kubernetes` Endpoints, which
+            # validation rejects (loopback), and log the error every 10 s.
+            "--endpoint-reconciler-type=none",
+        ], log_path=self.log_path)
+        proc.wait_for("kube-apiserver /readyz", lambda: self._get("/readyz") == "ok", timeout=90,
+                      interval=0.5, proc=self._apiserver, log_path=self.log_path)
+        self.version = json.loads(self._get("/version"))["gitVersion"]
+        self.kubeconfig = str(self.write_kubeconfig(d / "kubeconfig", self.token, ADMIN_USER))
+
+    def write_kubeconfig(self, path: Path, token: str, user: str = "user") -> Path:
+        """A self-contained kubeconfig for this server with a bearer token (the admin's or, for
+        instance, a ServiceAccount's from `kubectl create token`)."""
+        ca = base64.b64encode(self.ca_path.read_bytes()).decode()
+        config = {
+            "apiVersion": "v1", "kind": "Config", "current-context": "testbed",
+            "clusters": [{"name": "testbed", "cluster": {"server": self.server, "certificate-authority-data": ca}}],
+            "users": [{"name": user, "user": {"token": token}}],
+            "contexts": [{"name": "testbed", "context": {"cluster": "testbed", "user": user}}],
+        }
+        path.write_text(yaml.safe_dump(config))
+        path.chmod(0o600)
+        return path
+
+    def _get(self, path: str) -> str:
+        request = urllib.request.Request(self.server + path, headers={"Authorization": f"Bearer {self.token}"})
+        try:
+            with urllib.request.urlopen(request, timeout=5,
+                                        context=ssl.create_default_context(cafile=str(self.ca_path))) as resp:
+                return resp.read().decode()
+        except OSError:
+            return ""
+
+    def log_tail(self, lines: int = 80) -> str:
+        return proc.log_tail(self.log_path, lines)
+
+    def stop(self) -> None:
+        proc.stop(self._apiserver)
+        proc.stop(self._etcd)
+        self._apiserver = self._etcd = None
+        if self.dir:
+            proc.remove_temp_dir(self.dir)
+
+    def __enter__(self) -> "ControlPlane":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _get_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return resp.status == 200
+    except OSError:
+        return False

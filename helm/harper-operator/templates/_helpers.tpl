@@ -1,0 +1,80 @@
+{{/* Names, labels and the RBAC rules every mode shares. */}}
+
+{{- define "harper-operator.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "harper-operator.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "harper-operator.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "harper-operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "harper-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "harper-operator.labels" -}}
+helm.sh/chart: {{ include "harper-operator.chart" . }}
+{{ include "harper-operator.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/component: operator
+app.kubernetes.io/part-of: harper-operator
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "harper-operator.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "harper-operator.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "harper-operator.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{- define "harper-operator.peeringName" -}}
+{{- default (include "harper-operator.fullname" .) .Values.peering.name }}
+{{- end }}
+
+{{/*
+The rules the operator needs on its own resources, in every namespace it serves (a ClusterRole
+when it serves all of them, a Role per namespace otherwise). Kopf watches (list+watch) both kinds
+and merge/JSON-patches them for its finalizer and its annotation-stored progress; the operator's
+own client reads a cluster (get) when a node changes, annotates it (patch) and writes both
+kinds' .status through the status subresource (patch). Secrets: get only, by the name a resource
+gives (credentials.secretRef, tls.caSecretRef); never list or watch. Events: Kopf posts core v1
+Events (POST, never PATCH; no events.k8s.io).
+*/}}
+{{- define "harper-operator.namespacedRules" -}}
+- apiGroups: ["harperoperator.dev"]
+  resources: ["harperclusters", "harpernodes"]
+  verbs: ["get", "list", "watch", "patch"]
+- apiGroups: ["harperoperator.dev"]
+  resources: ["harperclusters/status", "harpernodes/status"]
+  verbs: ["get", "patch"]
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get"]
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create"]
+{{- end }}

@@ -1,0 +1,153 @@
+"""Status of both resources from one reconcile round: pure, so every branch is tested without I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Mapping
+
+from ..api import HarperClusterStatus, HarperNodeStatus
+from ..api.cluster import MemberStatus
+from ..api.node import Certificate, PeerStatus, SocketStatus
+from ..reconcile.conditions import conditions as make_conditions
+from .members import Member, Membership, Problem
+from .observe import Sight
+
+
+@dataclass(frozen=True)
+class Round:
+    """Everything one reconcile learned; the input of every status."""
+
+    membership: Membership
+    sights: Mapping[str, Sight]
+    pending: int = 0  # operations planned but not (yet) carried out
+    failure: Problem | None = None  # a write that failed this round
+    paused: bool = False
+    pending_restart: tuple[str, ...] = ()
+    cluster_problem: Problem | None = None
+    diagnosed: Mapping[str, Problem] = field(default_factory=dict)  # the planner's reasons to leave a node alone
+
+
+def _iso(ms: float | None) -> str | None:
+    if ms is None:
+        return None
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def _peers(sight: Sight) -> list[PeerStatus]:
+    if sight.status is None:
+        return []
+    rows = []
+    for c in sorted(sight.status.connections, key=lambda c: c.name or ""):
+        rows.append(PeerStatus(
+            name=c.name or "?", url=c.url, shard=c.shard, connected=c.connected,
+            sockets=[SocketStatus(
+                database=s.database or "?", connected=bool(s.connected), latency_ms=s.latency, lag_ms=s.lag_ms,
+                back_pressure_percent=s.back_pressure_percent,
+                last_received_remote_time=_iso(s.last_received_remote_time),
+                last_received_local_time=_iso(s.last_received_local_time),
+                last_received_status=s.last_received_status) for s in c.database_sockets]))
+    return rows
+
+
+def expected_peers(member: Member, membership: Membership) -> list[str]:
+    return sorted(m.hostname for m in membership.members
+                  if m.hostname != member.hostname and not m.deleting and m.spec is not None)
+
+
+def member_problem(member: Member, rnd: Round) -> Problem | None:
+    sight = rnd.sights.get(member.hostname)
+    return member.problem or (sight.problem if sight else None) or rnd.diagnosed.get(member.hostname)
+
+
+def missing_peers(member: Member, sight: Sight | None, membership: Membership) -> list[str]:
+    connected = set()
+    if sight and sight.status:
+        connected = {c.name for c in sight.status.connections if c.connected}
+    return [p for p in expected_peers(member, membership) if p not in connected]
+
+
+def node_status(member: Member, rnd: Round, previous: Mapping[str, Any] | None, now: datetime) -> dict[str, Any]:
+    sight = rnd.sights.get(member.hostname)
+    problem = member_problem(member, rnd)
+    expected = expected_peers(member, rnd.membership)
+    missing = missing_peers(member, sight, rnd.membership)
+    if problem is None and missing:
+        problem = Problem("PeersNotConnected", f"not connected to {', '.join(missing)} yet", permanent=False)
+    cert = None
+    if sight and sight.probe and sight.probe.reachable:
+        cert = Certificate(subject=sight.probe.subject, sans=list(sight.probe.sans),
+                           not_after=sight.probe.not_after.isoformat() if sight.probe.not_after else None)
+    generation = member.body["metadata"].get("generation")
+    status = HarperNodeStatus(
+        observed_generation=generation,
+        conditions=make_conditions(
+            problem=problem, busy=problem is not None and not problem.permanent, paused=rnd.paused,
+            ready_reason="Connected", ready_message=f"connected to {len(expected)} peer(s) on every database",
+            generation=generation, previous=(previous or {}).get("conditions", []), now=now),
+        node_name=sight.status.node_name if sight and sight.status else None,
+        shard=sight.status.shard if sight and sight.status else None,
+        connected_peers=f"{len(expected) - len(missing)}/{len(expected)}",
+        peers=_peers(sight) if sight else [],
+        certificate=cert)
+    return status.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+def _member_row(member: Member, rnd: Round) -> MemberStatus:
+    sight = rnd.sights.get(member.hostname)
+    problem = member_problem(member, rnd)
+    expected = expected_peers(member, rnd.membership)
+    missing = missing_peers(member, sight, rnd.membership)
+    lags = [c.lag_ms for c in sight.status.connections if c.lag_ms is not None] if sight and sight.status else []
+    message = problem.message if problem else (f"not connected to {', '.join(missing)}" if missing else "")
+    if member.deleting:
+        message = "being deleted"
+    return MemberStatus(
+        name=member.resource, hostname=member.hostname, ready=problem is None and not missing and not member.deleting,
+        connected_peers=len(expected) - len(missing), expected_peers=len(expected),
+        shard=sight.status.shard if sight and sight.status else None, max_lag_ms=max(lags) if lags else None,
+        message=message)
+
+
+def cluster_problem(rnd: Round, rows: list[MemberStatus]) -> Problem | None:
+    """The one problem the cluster's conditions report: permanent ones first, they need a person."""
+    if rnd.cluster_problem:
+        return rnd.cluster_problem
+    problems = [(m, member_problem(m, rnd)) for m in rnd.membership.members]
+    problems = [(m, p) for m, p in problems if p is not None]
+    permanent = [(m, p) for m, p in problems if p.permanent]
+    if permanent:
+        m, p = permanent[0]
+        more = f" (and {len(permanent) - 1} more)" if len(permanent) > 1 else ""
+        return Problem(p.reason, f"HarperNode {m.resource}: {p.message}{more}")
+    if rnd.failure:
+        return rnd.failure
+    if problems:
+        m, p = problems[0]
+        return Problem(p.reason, f"HarperNode {m.resource}: {p.message}", permanent=False)
+    waiting = [r for r in rows if not r.ready]
+    if waiting:
+        return Problem("NodesNotReady", "waiting for " + ", ".join(f"{r.name} ({r.message})" for r in waiting),
+                       permanent=False)
+    if rnd.pending:
+        return Problem("OperationsPending", f"{rnd.pending} operation(s) still to do", permanent=False)
+    return None
+
+
+def cluster_status(rnd: Round, generation: int | None, previous: Mapping[str, Any] | None,
+                   now: datetime) -> dict[str, Any]:
+    rows = [_member_row(m, rnd) for m in rnd.membership.members]
+    problem = cluster_problem(rnd, rows)
+    ready = sum(r.ready for r in rows)
+    status = HarperClusterStatus(
+        observed_generation=generation,
+        conditions=make_conditions(
+            problem=problem, busy=rnd.pending > 0 or (problem is not None and not problem.permanent),
+            paused=rnd.paused, ready_reason="Converged",
+            ready_message=f"{ready} node(s) replicate as declared", generation=generation,
+            previous=(previous or {}).get("conditions", []), now=now),
+        ready_nodes=f"{ready}/{len(rows)}",
+        members=rows,
+        pending_restart=list(rnd.pending_restart),
+        last_reconcile_time=now.isoformat().replace("+00:00", "Z"))
+    return status.model_dump(by_alias=True, exclude_none=True, mode="json")

@@ -1,0 +1,3 @@
+"""Kopf wiring. Importing this package registers every handler."""
+
+from . import cluster, node, startup  # noqa: F401

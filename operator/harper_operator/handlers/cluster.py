@@ -1,0 +1,92 @@
+"""HarperCluster: a daemon per cluster runs every reconcile; deletion dissolves it per deletionPolicy."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import kopf
+from pydantic import ValidationError
+
+from .. import metrics
+from .. import settings as config
+from ..api import GROUP, VERSION, HarperClusterSpec
+from ..controller.dissolve import dissolve
+from ..controller.loop import ClusterReconciler
+from . import events, registry
+
+log = logging.getLogger(__name__)
+
+
+@kopf.index(GROUP, VERSION, "harpernodes")
+def members(namespace, spec, meta, body, **_):
+    """HarperNodes by the cluster they name, kept in memory so a reconcile lists no API objects."""
+    ref = (spec.get("clusterRef") or {}).get("name")
+    if not ref:
+        return None
+    return {(namespace, ref): {"apiVersion": body.get("apiVersion"), "kind": body.get("kind"),
+                               "metadata": dict(meta), "spec": dict(spec), "status": dict(body.get("status") or {})}}
+
+
+def _interval(body) -> float:
+    seconds = (body.get("spec") or {}).get("reconcileIntervalSeconds") or 60
+    return max(float(seconds), config.current.min_reconcile_interval)
+
+
+@kopf.daemon(GROUP, VERSION, "harperclusters", cancellation_timeout=10.0)
+async def run_cluster(namespace, name, body, stopped, members: kopf.Index, **_):
+    """Every reconcile of this cluster runs here, one at a time: no two rounds ever race."""
+    reconciler = ClusterReconciler(namespace, name, events=events.post, verify_timeout=config.current.verify_timeout,
+                                   observer=metrics.observe_call)
+    registry.register(namespace, name)
+    backoff = 2.0
+    try:
+        while not stopped:
+            if body.get("metadata", {}).get("deletionTimestamp"):
+                return
+            wait = _interval(body)
+            try:
+                result = await reconciler.reconcile(body, list(members.get((namespace, name), [])))
+                metrics.RECONCILES.labels("converged" if result.converged else
+                                          "stalled" if result.permanent else "progressing").inc()
+                metrics.READY_NODES.labels(namespace, name).set(result.ready_nodes)
+                if result.max_lag_ms is not None:
+                    metrics.MAX_LAG.labels(namespace, name).set(result.max_lag_ms)
+                if result.converged or result.permanent:
+                    backoff = 2.0  # permanent problems wait for a change or the interval: no retry storm
+                else:
+                    wait, backoff = min(wait, backoff), min(backoff * 2, wait)
+            except Exception as e:  # the daemon must outlive any one round
+                metrics.RECONCILES.labels("error").inc()
+                log.exception("reconcile of %s/%s failed", namespace, name)
+                events.post(body, "Warning", "ReconcileError", f"{type(e).__name__}: {e}")
+                wait, backoff = min(wait, backoff), min(backoff * 2, wait)
+            await registry.sleep(namespace, name, wait, stopped)
+    finally:
+        registry.unregister(namespace, name)
+        await reconciler.close()
+
+
+@kopf.on.update(GROUP, VERSION, "harperclusters")
+def changed(namespace, name, **_):
+    registry.poke(namespace, name)
+
+
+@kopf.on.delete(GROUP, VERSION, "harperclusters")
+async def deleted(namespace, name, body, members: kopf.Index, retry, **_):
+    """Retain: Harper untouched. Delete: every member forgets every peer. Never blocks deletion for long."""
+    try:
+        spec = HarperClusterSpec.model_validate(body.get("spec") or {})
+    except ValidationError:
+        return
+    if spec.deletion_policy == "Retain":
+        events.post(body, "Normal", "Retained", "deletionPolicy Retain: Harper's cluster left as it is")
+        return
+    nodes = list(members.get((namespace, name), []))
+    removed, failures = await dissolve(body, spec, nodes)
+    for line in removed:
+        events.post(body, "Normal", "RemoveNode", line)
+    if failures and retry < 3:
+        raise kopf.TemporaryError("; ".join(failures), delay=5)
+    for line in failures:
+        events.post(body, "Warning", "RemoveNodeFailed", line + " (finalizer released anyway)")

@@ -1,0 +1,33 @@
+"""Prometheus metrics: reconciles, Harper calls, and per-cluster readiness and lag."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+RECONCILES = Counter("harper_operator_reconciles_total", "Cluster reconciles by result", ["result"])
+HARPER_CALLS = Counter("harper_operator_harper_calls_total", "Harper operations API calls",
+                       ["operation", "outcome"])
+HARPER_LATENCY = Histogram("harper_operator_harper_call_seconds", "Harper operations API call latency",
+                           ["operation"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+HARPER_WRITES = Counter("harper_operator_harper_writes_total", "Harper calls that change the cluster",
+                        ["operation"])
+READY_NODES = Gauge("harper_operator_cluster_ready_nodes", "Members replicating as declared",
+                    ["namespace", "cluster"])
+MAX_LAG = Gauge("harper_operator_cluster_max_lag_milliseconds", "Largest replication lag between members",
+                ["namespace", "cluster"])
+
+WRITE_OPERATIONS = frozenset({"add_node", "update_node", "remove_node", "configure_cluster",
+                              "cluster_set_routes", "cluster_delete_routes", "restart"})
+
+
+def observe_call(operation: str, outcome: str, seconds: float) -> None:
+    """The Harper client's observer: every call it makes lands here."""
+    HARPER_CALLS.labels(operation, outcome).inc()
+    HARPER_LATENCY.labels(operation).observe(seconds)
+    if operation in WRITE_OPERATIONS:
+        HARPER_WRITES.labels(operation).inc()
+
+
+def serve(port: int) -> None:
+    if port:
+        start_http_server(port)

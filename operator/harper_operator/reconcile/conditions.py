@@ -1,0 +1,105 @@
+"""Ready / Reconciling / Stalled conditions, Kubernetes style: pure, `now` is passed in.
+
+Rules (kstatus conventions):
+* a permanent problem (bad credentials, an impossible spec)  -> Stalled=True,  Reconciling=False, Ready=False
+* a transient problem or work still to do                     -> Reconciling=True, Stalled=False, Ready=False
+* paused with work to do                                      -> all False with reason Paused (nothing is written)
+* nothing to do and verified                                  -> Ready=True
+lastTransitionTime is kept from `previous` while a condition's status does not change.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Iterable, Mapping, Protocol, Sequence
+
+READY, RECONCILING, STALLED = "Ready", "Reconciling", "Stalled"
+
+
+class ProblemLike(Protocol):
+    reason: str
+    message: str
+    permanent: bool
+
+
+def _stamp(now: datetime | str) -> str:
+    if isinstance(now, str):
+        return now
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=timezone.utc)
+    return now.astimezone(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def condition(type_: str, status: bool, reason: str, message: str, *, generation: int | None,
+              previous: Iterable[Mapping[str, Any]] = (), now: datetime | str) -> dict[str, Any]:
+    """One condition as a camelCase dict; lastTransitionTime kept when `previous` had the same status."""
+    value = "True" if status else "False"
+    stamp = _stamp(now)
+    for p in previous or ():
+        if p.get("type") == type_ and p.get("status") == value and p.get("lastTransitionTime"):
+            stamp = p["lastTransitionTime"]
+            break
+    out: dict[str, Any] = {"type": type_, "status": value, "reason": reason, "message": message,
+                           "lastTransitionTime": stamp}
+    if generation is not None:
+        out["observedGeneration"] = generation
+    return out
+
+
+def conditions(*, problem: ProblemLike | None = None, busy: bool = False, paused: bool = False,
+               ready_reason: str = "Ready", ready_message: str = "", generation: int | None = None,
+               previous: Iterable[Mapping[str, Any]] = (), now: datetime | str) -> list[dict[str, Any]]:
+    """The three conditions from one round's outcome. `busy`: writes planned or a transient problem."""
+    previous = list(previous or ())
+
+    def c(t: str, s: bool, r: str, m: str) -> dict[str, Any]:
+        return condition(t, s, r, m, generation=generation, previous=previous, now=now)
+
+    if problem is not None and problem.permanent:
+        return [c(READY, False, problem.reason, problem.message),
+                c(RECONCILING, False, problem.reason, "stopped: fix the cause below; the operator retries on change"),
+                c(STALLED, True, problem.reason, problem.message)]
+    if paused and (busy or problem is not None):
+        msg = "writes to Harper are paused by annotation; status still refreshes"
+        if problem is not None:
+            msg += f" ({problem.message})"
+        return [c(READY, False, "Paused", msg), c(RECONCILING, False, "Paused", msg), c(STALLED, False, "Paused", msg)]
+    if problem is not None or busy:
+        reason = problem.reason if problem is not None else "Progressing"
+        message = problem.message if problem is not None else "operations are being applied to Harper"
+        return [c(READY, False, reason, message), c(RECONCILING, True, reason, message),
+                c(STALLED, False, reason, "no permanent problem")]
+    return [c(READY, True, ready_reason, ready_message),
+            c(RECONCILING, False, ready_reason, "nothing to do"),
+            c(STALLED, False, ready_reason, "no permanent problem")]
+
+
+def from_round(problems: Sequence[ProblemLike], operations: Sequence[Any], verified: bool, *,
+               generation: int | None, previous: Iterable[Mapping[str, Any]] = (), now: datetime | str,
+               paused: bool = False, ready_message: str = "Harper replicates as declared") -> list[dict[str, Any]]:
+    """Conditions from diagnose() problems, the plan, and whether a re-read verified the result.
+
+    The first permanent problem wins (Stalled); else the first transient one; else pending operations or an
+    unverified result keep Reconciling; else Ready.
+    """
+    permanent = [p for p in problems if p.permanent]
+    transient = [p for p in problems if not p.permanent]
+    problem = (permanent or transient or [None])[0]
+    busy = bool(operations) or not verified
+    if problem is None and busy and not operations:
+
+        class _Wait:
+            reason, message, permanent = "Verifying", "waiting for cluster_status to show every peer connected", False
+
+        problem = _Wait()
+    if problem is None and operations:
+
+        class _Ops:
+            reason = "OperationsPending"
+            message = f"{len(operations)} operation(s) to apply: " + "; ".join(
+                getattr(o, "describe", lambda o=o: str(o))() for o in list(operations)[:3])
+            permanent = False
+
+        problem = _Ops()
+    return conditions(problem=problem, busy=busy, paused=paused, ready_reason="Converged",
+                      ready_message=ready_message, generation=generation, previous=previous, now=now)

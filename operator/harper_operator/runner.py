@@ -1,0 +1,53 @@
+"""`harper-operator run`: logging, metrics, Kubernetes credentials, then Kopf's loop."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+
+import kopf
+
+from . import kube, metrics
+from . import settings as config
+from .settings import OperatorSettings
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"time": self.formatTime(record), "level": record.levelname, "logger": record.name,
+                 "message": record.getMessage()}
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def _logging(settings: OperatorSettings) -> None:
+    handler = logging.StreamHandler()
+    if settings.log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=settings.log_level, handlers=[handler], force=True)
+    logging.getLogger("aiohttp").setLevel(logging.WARNING)
+
+
+def run(settings: OperatorSettings) -> int:
+    config.current = settings
+    _logging(settings)
+    if settings.kubeconfig:
+        # Kopf logs in through the kubernetes client, which reads the same variable.
+        os.environ["KUBECONFIG"] = settings.kubeconfig
+    kube.configure(settings.kubeconfig)
+    metrics.serve(settings.metrics_port)
+    from . import handlers  # noqa: F401 - registers the handlers
+
+    asyncio.run(kopf.operator(
+        clusterwide=not settings.namespaces,
+        namespaces=list(settings.namespaces),
+        standalone=settings.peering is None,
+        peering_name=settings.peering,
+        liveness_endpoint=f"http://0.0.0.0:{settings.metrics_port + 1}/healthz" if settings.metrics_port else None,
+    ))
+    return 0

@@ -1,0 +1,31 @@
+"""Operator settings, from flags and environment (see `harper-operator run --help`)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    kubeconfig: str | None = None
+    namespaces: tuple[str, ...] = ()  # empty: every namespace
+    log_format: str = "plain"
+    log_level: str = "INFO"
+    metrics_port: int = 8080
+    peering: str | None = None  # None: standalone (one replica)
+    min_reconcile_interval: float = 0.0
+    verify_timeout: float = 30.0
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "OperatorSettings":
+        namespaces = args.namespaces or [n for n in os.environ.get("WATCH_NAMESPACES", "").split(",") if n.strip()]
+        return cls(kubeconfig=args.kubeconfig, namespaces=tuple(n.strip() for n in namespaces),
+                   log_format=args.log_format, log_level=args.log_level.upper(), metrics_port=args.metrics_port,
+                   peering=args.peering, min_reconcile_interval=args.min_reconcile_interval,
+                   verify_timeout=args.verify_timeout)
+
+
+# The handlers read the settings of the running process from here (Kopf handlers take no constructor).
+current = OperatorSettings()

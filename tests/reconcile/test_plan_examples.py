@@ -1,0 +1,435 @@
+"""Example-based tests of plan()/diagnose()/pending_restart() against the Harper MODEL (tests/reconcile/harper_model.py).
+
+The model is a fake of Harper 4.7 built from experiments on real nodes (docs/harper-semantics.md); these tests check
+the planner against it, not against Harper itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+
+from harper_model import HarperModel, ModelNode, run_operator, verify
+from harper_operator.reconcile import (AddNode, DeleteRoutes, DesiredCluster, DesiredNode, ObservedCluster,
+                                       ObservedNode, RemoveNode, Restart, Route, SetRoutes, Subscription,
+                                       UpdateNode, diagnose, pending_restart, plan)
+from harper_operator.reconcile.topology import pair_subscriptions
+
+T = Subscription("data", "t", True, True)
+U_IN = Subscription("data", "u", True, False)
+
+
+def node(name: str, **kw) -> DesiredNode:
+    return DesiredNode(name, f"wss://{name}:9933", **kw)
+
+
+def cluster(*nodes: DesiredNode, routes=()) -> DesiredCluster:
+    return DesiredCluster(nodes=tuple(nodes), routes=tuple(routes))
+
+
+def full(*names: str) -> DesiredCluster:
+    return cluster(*(node(n) for n in names))
+
+
+def converged(names, desired=None) -> HarperModel:
+    m = HarperModel(names)
+    run_operator(m, desired or full(*names))
+    assert verify(m, desired or full(*names)) == []
+    return m
+
+
+def kinds(ops):
+    return [(type(o).__name__, o.on, getattr(getattr(o, "target", None), "name", None) or getattr(o, "hostname", None))
+            for o in ops]
+
+
+# --- full mesh ------------------------------------------------------------------------------------------------------
+
+
+def test_three_nodes_from_nothing_take_two_add_node_on_one_seed():
+    m = HarperModel(["n1", "n2", "n3"])
+    d = full("n1", "n2", "n3")
+    ops = plan(d, m.observe())
+    assert kinds(ops) == [("AddNode", "n1", "n2"), ("AddNode", "n1", "n3")]
+    assert all(o.target.subscriptions is None for o in ops)
+    for op in ops:
+        m.apply(op)
+    assert plan(d, m.observe()) == []
+    assert verify(m, d) == []
+
+
+def test_grow_three_to_four_is_one_add_on_the_seed():
+    m = converged(["n1", "n2", "n3"])
+    m.nodes["n4"] = ModelNode("n4", "wss://n4:9933")
+    d = full("n1", "n2", "n3", "n4")
+    assert kinds(plan(d, m.observe())) == [("AddNode", "n1", "n4")]
+    run_operator(m, d)
+    assert verify(m, d) == []
+
+
+def test_shrink_four_to_three_removes_once_and_the_removal_spreads():
+    m = converged(["n1", "n2", "n3", "n4"])
+    d = full("n1", "n2", "n3")
+    ops = plan(d, m.observe(["n1", "n2", "n3"]))
+    assert ops == [RemoveNode("n1", "n4")]
+    m.apply(ops[0])
+    for n in ("n1", "n2", "n3"):
+        assert "n4" not in m.observe_node(n).peers
+    assert plan(d, m.observe(["n1", "n2", "n3"])) == []
+    assert verify(m, d) == []
+
+
+def test_a_converged_cluster_needs_nothing():
+    m = converged(["n1", "n2", "n3"])
+    d = full("n1", "n2", "n3")
+    assert plan(d, m.observe()) == []
+    assert pending_restart(d, m.observe()) == {}
+    assert diagnose(d, m.observe()) == []
+
+
+def test_shard_change_is_one_update_node_seen_by_every_member():
+    m = converged(["n1", "n2", "n3"])
+    d = cluster(node("n1"), node("n2", shard=2), node("n3"))
+    ops = plan(d, m.observe())
+    assert kinds(ops) == [("UpdateNode", "n1", "n2")] and ops[0].target.shard == 2
+    m.apply(ops[0])
+    assert m.observe_node("n3").peers["n2"].shard == 2
+    assert m.observe_node("n2").shard == 2
+    assert plan(d, m.observe()) == []
+
+
+def test_clearing_a_shard_cannot_be_written_and_waits_for_a_restart():
+    d2 = cluster(node("n1"), node("n2", shard=2), node("n3"))
+    m = converged(["n1", "n2", "n3"], d2)
+    d = full("n1", "n2", "n3")
+    assert plan(d, m.observe()) == []  # update_node answers 400 for shard null: nothing to send
+    assert pending_restart(d, m.observe()) == {"n2": "shard"}
+    m.restart("n2")  # its own record goes back to the configured shard (none)
+    assert m.observe_node("n1").peers["n2"].shard is None
+    assert pending_restart(d, m.observe()) == {}
+    assert verify(m, d) == []
+
+
+def test_revoked_certificates_are_added_with_update_node():
+    m = converged(["n1", "n2", "n3"])
+    d = cluster(node("n1"), node("n2", revoked_certificates=("0A1B",)), node("n3"))
+    ops = plan(d, m.observe())
+    assert kinds(ops) == [("UpdateNode", "n1", "n2")]
+    run_operator(m, d)
+    assert m.observe_node("n3").peers["n2"].revoked_certificates == ("0A1B",)
+
+
+def test_seed_shard_is_fixed_from_another_member():
+    m = converged(["n1", "n2", "n3"])
+    d = cluster(node("n1", shard=1), node("n2"), node("n3"))
+    ops = plan(d, m.observe())
+    assert kinds(ops) == [("UpdateNode", "n2", "n1")]
+    run_operator(m, d)
+    assert verify(m, d) == []
+
+
+def test_moved_url_is_updated():
+    m = converged(["n1", "n2", "n3"])
+    m.nodes["n2"].url = "wss://n2:9955"
+    d = cluster(node("n1"), DesiredNode("n2", "wss://n2:9955"), node("n3"))
+    ops = plan(d, m.observe())
+    assert kinds(ops) == [("UpdateNode", "n1", "n2")]
+    run_operator(m, d)
+    assert verify(m, d) == []
+
+
+# --- drift ----------------------------------------------------------------------------------------------------------
+
+
+def test_ghost_record_is_removed_once_on_the_seed():
+    m = converged(["n1", "n2", "n3"])
+    m.inject("n2", "10.9.9.9", "wss://10.9.9.9:9933")  # e.g. an add_node to a wrong address that answered 200
+    assert all("10.9.9.9" in m.observe_node(n).peers for n in ("n1", "n2", "n3"))  # it gossiped
+    d = full("n1", "n2", "n3")
+    assert plan(d, m.observe()) == [RemoveNode("n1", "10.9.9.9")]
+    run_operator(m, d)
+    assert verify(m, d) == []
+
+
+def test_node_removed_by_hand_is_added_back_then_waits_for_its_restart():
+    m = converged(["n1", "n2", "n3"])
+    m.remove_node("n2", "n3")  # someone ran remove_node by hand
+    obs = m.observe()
+    assert "n3" not in obs.nodes["n1"].peers and "n3" not in obs.nodes["n2"].peers
+    assert set(obs.nodes["n3"].peers) == {"n1", "n2"}  # the removed node keeps its old rows, disconnected
+    d = full("n1", "n2", "n3")
+    ops = plan(d, obs)
+    assert kinds(ops) == [("AddNode", "n1", "n3")]
+    m.apply(ops[0])
+    assert plan(d, m.observe()) == []
+    assert pending_restart(d, m.observe()) == {"n3": "reconnect"}  # seen on 4.7.29: sockets stay down
+    m.restart("n3")
+    assert pending_restart(d, m.observe()) == {}
+    assert verify(m, d) == []
+
+
+def test_restarted_node_shown_disconnected_needs_no_write():
+    m = converged(["n1", "n2", "n3"])
+    d = full("n1", "n2", "n3")
+    m.stop("n2")
+    obs = m.observe()
+    assert obs.nodes["n1"].peers["n2"].connected is False
+    assert plan(d, obs) == []
+    assert [(p.reason, p.node, p.permanent) for p in diagnose(d, obs)] == [("Unreachable", "n2", False)]
+    m.start("n2")
+    assert plan(d, m.observe()) == []
+    assert verify(m, d) == []
+
+
+def test_unreachable_seed_is_never_asked_and_another_member_seeds():
+    m = converged(["n1", "n2", "n3"])
+    m.nodes["n4"] = ModelNode("n4", "wss://n4:9933")
+    m.stop("n1")
+    d = full("n1", "n2", "n3", "n4")
+    ops = plan(d, m.observe())
+    assert kinds(ops) == [("AddNode", "n2", "n4")]
+    run_operator(m, d)
+    m.start("n1")
+    run_operator(m, d)
+    assert verify(m, d) == []
+
+
+def test_all_unreachable_plans_nothing_and_says_why():
+    m = HarperModel(["n1", "n2", "n3"])
+    for n in ("n1", "n2", "n3"):
+        m.stop(n)
+    d = full("n1", "n2", "n3")
+    assert plan(d, m.observe()) == []
+    reasons = [(p.reason, p.node) for p in diagnose(d, m.observe())]
+    assert reasons == [("NoReachableSeed", None), ("Unreachable", "n1"), ("Unreachable", "n2"), ("Unreachable", "n3")]
+
+
+def test_a_member_down_at_first_join_is_added_when_it_answers():
+    m = HarperModel(["n1", "n2", "n3"])
+    m.stop("n3")
+    d = full("n1", "n2", "n3")
+    assert kinds(plan(d, m.observe())) == [("AddNode", "n1", "n2")]
+    run_operator(m, d)
+    m.start("n3")
+    assert kinds(plan(d, m.observe())) == [("AddNode", "n1", "n3")]
+    run_operator(m, d)
+    assert verify(m, d) == []
+
+
+def test_wiped_member_rejoins_through_the_seed():
+    m = converged(["n1", "n2", "n3"])
+    m.wipe("n3")
+    d = full("n1", "n2", "n3")
+    assert kinds(plan(d, m.observe())) == [("AddNode", "n1", "n3")]
+    run_operator(m, d)
+    assert verify(m, d) == []
+
+
+# --- explicit subscriptions -----------------------------------------------------------------------------------------
+
+
+def test_explicit_node_joins_pair_by_pair_with_calls_on_itself():
+    m = converged(["n1", "n2", "n3"])
+    m.nodes["n4"] = ModelNode("n4", "wss://n4:9933")
+    d = cluster(node("n1"), node("n2"), node("n3"), node("n4", subscriptions=(T, U_IN)))
+    ops = plan(d, m.observe())
+    assert kinds(ops) == [("AddNode", "n4", "n1"), ("AddNode", "n4", "n2"), ("AddNode", "n4", "n3")]
+    assert all(o.target.subscriptions == (T, U_IN) for o in ops)  # n4's own point of view
+    for op in ops:
+        m.apply(op)
+    # the full members share one record of n4, seen from their side: the list reversed
+    assert m.observe_node("n2").peers["n4"].subscriptions == (T, Subscription("data", "u", False, True))
+    assert m.observe_node("n4").peers["n1"].subscriptions == (T, U_IN)
+    assert not any(m.observe_node(n).peers["n4"].replicates for n in ("n1", "n2", "n3"))  # no full record of n4
+    assert plan(d, m.observe()) == []
+    assert verify(m, d) == []
+
+
+def test_first_explicit_pair_gossips_a_record_others_cannot_use_yet():
+    m = converged(["n1", "n2", "n3"])
+    m.nodes["n4"] = ModelNode("n4", "wss://n4:9933")
+    d = cluster(node("n1"), node("n2"), node("n3"), node("n4", subscriptions=(T,)))
+    m.apply(AddNode("n4", replace(node("n1"), subscriptions=(T,))))
+    row = m.observe_node("n2").peers["n4"]  # seen on 4.7.29: listed, connected:false
+    assert row.subscriptions == (T,) and not row.connected
+    assert kinds(plan(d, m.observe())) == [("AddNode", "n4", "n2"), ("AddNode", "n4", "n3")]
+
+
+def test_changing_an_explicit_list_recreates_each_pair_and_asks_for_a_restart():
+    d1 = cluster(node("n1"), node("n2"), node("n3", subscriptions=(T,)))
+    m = converged(["n1", "n2", "n3"], d1)
+    d2 = cluster(node("n1"), node("n2"), node("n3", subscriptions=(U_IN,)))
+    ops = plan(d2, m.observe(), restart_for_subscriptions=True)
+    assert kinds(ops) == [("RemoveNode", "n3", "n1"), ("RemoveNode", "n3", "n2"), ("AddNode", "n3", "n1"),
+                          ("AddNode", "n3", "n2"), ("Restart", "n3", None)]
+    assert ops[2].restart_required and "restart n3" in ops[2].describe()
+    for op in ops:
+        m.apply(op)
+    assert plan(d2, m.observe()) == []
+    assert verify(m, d2) == []
+    assert plan(d2, m.observe(), restart_for_subscriptions=False) == []
+
+
+def test_switch_full_to_explicit_in_place_is_refused_until_the_node_is_fresh():
+    m = converged(["n1", "n2", "n3", "n4"])
+    d = cluster(node("n1"), node("n2"), node("n3"), node("n4", subscriptions=(T,)))
+    problems = diagnose(d, m.observe())
+    assert [(p.reason, p.node, p.permanent) for p in problems] == [("FullToExplicitNeedsFreshNode", "n4", True)]
+    assert plan(d, m.observe()) == []
+    m.wipe("n4")  # what the message asks: a fresh Harper under the same name
+    ops = plan(d, m.observe())
+    assert kinds(ops) == [("RemoveNode", "n1", "n4"), ("AddNode", "n4", "n1"), ("AddNode", "n4", "n2"),
+                          ("AddNode", "n4", "n3")]
+    run_operator(m, d)
+    assert verify(m, d) == []
+    assert diagnose(d, m.observe()) == []
+
+
+def test_switch_explicit_to_full_in_place_is_refused_until_the_node_is_fresh():
+    d1 = cluster(node("n1"), node("n2"), node("n3"), node("n4", subscriptions=(T,)))
+    m = converged(["n1", "n2", "n3", "n4"], d1)
+    d = full("n1", "n2", "n3", "n4")
+    assert [p.reason for p in diagnose(d, m.observe())] == ["ExplicitToFullNeedsFreshNode"]
+    assert plan(d, m.observe()) == []
+    m.wipe("n4")
+    assert kinds(plan(d, m.observe())) == [("RemoveNode", "n1", "n4"), ("AddNode", "n1", "n4")]
+    run_operator(m, d)
+    assert verify(m, d) == []
+
+
+def test_two_explicit_nodes_exchange_only_what_one_publishes_and_the_other_subscribes():
+    a = node("a", subscriptions=(Subscription("data", "t", True, True), Subscription("data", "u", False, True)))
+    b = node("b", subscriptions=(Subscription("data", "t", True, False), Subscription("data", "u", True, True)))
+    # t: a sends it (b subscribes), b does not send it back (b does not publish t)
+    assert pair_subscriptions(a, b) == (Subscription("data", "t", False, True), Subscription("data", "u", False, True))
+    assert pair_subscriptions(b, a) == (Subscription("data", "t", True, False), Subscription("data", "u", True, False))
+    c = node("c", subscriptions=(Subscription("data", "v", True, True),))
+    assert pair_subscriptions(a, c) == ()
+    m = HarperModel(["a", "b", "c", "f"])
+    d = cluster(a, b, c, node("f"))
+    run_operator(m, d)
+    assert verify(m, d) == []
+    assert "c" not in m.observe_node("a").peers
+
+
+def test_explicit_node_with_no_tables_is_taken_out():
+    d1 = cluster(node("n1"), node("n2"), node("n3", subscriptions=(T,)))
+    m = converged(["n1", "n2", "n3"], d1)
+    d2 = cluster(node("n1"), node("n2"), node("n3", subscriptions=()))
+    ops = plan(d2, m.observe())
+    assert kinds(ops) == [("RemoveNode", "n3", "n1"), ("RemoveNode", "n3", "n2")]
+    run_operator(m, d2)
+    assert verify(m, d2) == []
+
+
+def test_explicit_node_shard_is_written_on_the_mesh_record():
+    d1 = cluster(node("n1"), node("n2"), node("n3", subscriptions=(T,)))
+    m = converged(["n1", "n2", "n3"], d1)
+    d2 = cluster(node("n1"), node("n2"), node("n3", subscriptions=(T,), shard=4))
+    ops = plan(d2, m.observe())
+    assert kinds(ops) == [("UpdateNode", "n1", "n3")] and ops[0].target.subscriptions == (T,)
+    run_operator(m, d2)
+    assert verify(m, d2) == []
+
+
+# --- routes ---------------------------------------------------------------------------------------------------------
+
+R1, R2 = Route("r1.example", 9933), Route("r2.example", 9933)
+
+
+def test_routes_are_written_and_wait_for_a_restart_when_restarts_are_not_allowed():
+    m = converged(["n1", "n2"])
+    d = full("n1", "n2")
+    d = replace(d, routes=(R1,))
+    ops = plan(d, m.observe())
+    assert ops == [SetRoutes("n1", (R1,)), SetRoutes("n2", (R1,))]
+    for op in ops:
+        m.apply(op)
+    assert plan(d, m.observe()) == []
+    assert pending_restart(d, m.observe()) == {"n1": "routes", "n2": "routes"}
+    m.restart("n1")
+    assert pending_restart(d, m.observe()) == {"n2": "routes"}
+
+
+def test_routes_with_restart_allowed_are_set_then_restarted():
+    m = converged(["n1", "n2"])
+    d = replace(full("n1", "n2"), routes=(R1,))
+    ops = plan(d, m.observe(), restart_for_routes=True)
+    assert kinds(ops) == [("SetRoutes", "n1", None), ("SetRoutes", "n2", None), ("Restart", "n1", None),
+                          ("Restart", "n2", None)]
+    run_operator(m, d, restart_for_routes=True)
+    assert verify(m, d) == []
+
+
+def test_replacing_a_route_sets_before_it_deletes():
+    d1 = replace(full("n1", "n2"), routes=(R1,))
+    m = HarperModel(["n1", "n2"])
+    run_operator(m, d1, restart_for_routes=True)
+    d2 = replace(d1, routes=(R2,))
+    ops = plan(d2, m.observe())
+    # 4.7: set writes loaded+new (and appends to the loaded list); delete writes loaded-minus-deleted
+    assert ops == [SetRoutes("n1", (R2,)), DeleteRoutes("n1", (R1,)), SetRoutes("n2", (R2,)), DeleteRoutes("n2", (R1,))]
+    for op in ops:
+        m.apply(op)
+    assert m.observe_node("n1").routes_on_disk == (R2,)
+    run_operator(m, d2, restart_for_routes=True)
+    assert verify(m, d2) == []
+
+
+def test_a_stray_file_edit_is_reset_with_an_empty_set():
+    d = replace(full("n1"), routes=(R1,))
+    m = HarperModel(["n1"])
+    run_operator(m, d, restart_for_routes=True)
+    m.nodes["n1"].routes_disk = [R1, R2]  # someone edited the file; not loaded yet
+    assert plan(d, m.observe()) == [SetRoutes("n1", ())]
+    run_operator(m, d)
+    assert m.observe_node("n1").routes_on_disk == (R1,)
+
+
+def test_route_wire_form_is_a_url_string():
+    assert R1.to_harper() == "wss://r1.example:9933"
+    assert Route.from_harper("wss://h:1") == Route("h", 1)
+    assert Route.from_harper({"hostname": "h", "port": 2}) == Route("h", 2)
+    assert Route.from_harper({"host": "h", "port": 3}) == Route("h", 3)
+    assert Route.from_harper("h:4") == Route("h", 4)
+
+
+# --- diagnose -------------------------------------------------------------------------------------------------------
+
+
+def test_duplicate_hostnames_stop_everything():
+    d = cluster(node("n1", resource="a"), node("n1", resource="b"), node("n2"))
+    obs = HarperModel(["n1", "n2"]).observe()
+    assert [p.reason for p in diagnose(d, obs)] == ["DuplicateHostname"]
+    assert plan(d, obs) == []
+
+
+def test_url_host_must_name_the_node_unless_it_is_an_ip():
+    d = cluster(DesiredNode("n1", "wss://other:9933", resource="hn-1"), DesiredNode("10.0.0.5", "wss://10.0.0.5:9933"),
+                DesiredNode("n3", "wss://127.0.0.3:9933"))
+    obs = ObservedCluster(nodes={n.name: ObservedNode(n.name, True) for n in d.nodes})
+    probs = diagnose(d, obs)
+    assert [(p.reason, p.node) for p in probs] == [("HostnameUrlMismatch", "n1")]
+    assert "hn-1" in probs[0].message and "wss://n1:<port>" in probs[0].message
+    assert all(op.on != "n1" and getattr(op.target, "name", "") != "n1" for op in plan(d, obs))
+
+
+def test_duplicate_urls_are_reported():
+    d = cluster(DesiredNode("a", "wss://10.0.0.1:9933"), DesiredNode("b", "wss://10.0.0.1:9933"))
+    assert [p.reason for p in diagnose(d, ObservedCluster(nodes={}))][0] == "DuplicateUrl"
+
+
+def test_unknown_nodes_in_observed_are_ignored_and_missing_ones_are_unreachable():
+    d = full("n1", "n2")
+    obs = ObservedCluster(nodes={"n1": ObservedNode("n1", True)})
+    assert kinds(plan(d, obs)) == []
+    assert [(p.reason, p.node) for p in diagnose(d, obs)] == [("Unreachable", "n2")]
+
+
+def test_describe_is_one_line_without_credentials():
+    ops = [AddNode("n1", node("n2", subscriptions=(T,), shard=1), restart_required=True),
+           UpdateNode("n1", node("n2", revoked_certificates=("x",))), RemoveNode("n1", "g"),
+           SetRoutes("n1", (R1,)), SetRoutes("n1", ()), DeleteRoutes("n1", (R1,)), Restart("n1", "load routes")]
+    for op in ops:
+        text = op.describe()
+        assert "\n" not in text and "password" not in text.lower() and op.on in text
