@@ -67,7 +67,7 @@ def harper_fleet(_testbed) -> HarperFleet:
 def harper_nodes(harper_fleet) -> list[HarperNode]:
     """The fleet's nodes after fleet.reset(): all running, no replication peers, no test data."""
     harper_fleet.reset()
-    return harper_fleet.nodes
+    return list(harper_fleet.nodes)
 
 
 @pytest.fixture(scope="session")

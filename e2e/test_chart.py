@@ -291,7 +291,6 @@ def scenario(ns_release, kubectl, control_plane, testbed_tools, harper_fleet, tm
     assert whoami.returncode == 0, whoami.stderr
     assert json.loads(whoami.stdout)["status"]["userInfo"]["username"] == ns_release.user
 
-    os.environ["KUBECONFIG"] = kubeconfig  # TEMP EXPERIMENT
     operator = OperatorProcess(kubeconfig, tmp / "operator.log", namespaces=(namespace,)).start()
     baseline = {"reconciles": operator.metric("harper_operator_reconciles_total"),
                 "calls": operator.metric("harper_operator_harper_calls_total")}
@@ -307,10 +306,10 @@ def scenario(ns_release, kubectl, control_plane, testbed_tools, harper_fleet, tm
            "spec": {"clusterRef": {"name": cluster}, "hostname": n.name, "url": n.replication_url,
                     "operationsUrl": n.operations_url}} for i, n in enumerate(nodes)),
     ]
-    kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List",
-                                                                    "items": objects}))
     s = Scenario(ns_release, namespace, operator, cluster, [f"{cluster}-{i}" for i in range(3)], baseline)
     try:
+        kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List",
+                                                                        "items": objects}))
         yield s
     finally:
         _tear_down(kubectl, s)
@@ -391,7 +390,6 @@ def test_peering_keepalive_with_service_account_token(ns_release, kubectl, contr
     spare = ns_release.watched[1]
     tmp = tmp_path_factory.mktemp("chart-peering")
     kubeconfig = _token_kubeconfig(kubectl, control_plane, ns_release, tmp / "sa.kubeconfig")
-    os.environ["KUBECONFIG"] = kubeconfig  # TEMP EXPERIMENT
     operator = OperatorProcess(kubeconfig, tmp / "operator.log", namespaces=(spare,),
                                extra=("--peering", ns_release.fullname)).start()
     try:

@@ -14,6 +14,7 @@ import concurrent.futures
 import ctypes
 import os
 import queue
+import re
 import shutil
 import signal
 import socket
@@ -148,13 +149,17 @@ def wait_for(what: str, check, timeout: float, interval: float = 0.2, proc: subp
         time.sleep(interval)
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")  # Harper paints a colour logo on stdout
+
+
 def log_tail(path: Path | None, lines: int = 80) -> str:
     if path is None:
         return ""
     try:
-        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
+        text = _ANSI.sub("", Path(path).read_text(errors="replace"))
     except OSError:
         return ""
+    return "\n".join([line for line in text.splitlines() if line.strip()][-lines:])
 
 
 def _cleanup() -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 from typing import Any
 
 import kubernetes
@@ -17,17 +18,25 @@ from .api import GROUP, VERSION
 _api: kubernetes.client.ApiClient | None = None
 
 
+def in_cluster() -> bool:
+    return bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+
+
 def configure(kubeconfig: str | None = None) -> None:
-    """Same credentials as Kopf's own login: in-cluster first, else the kubeconfig."""
+    """`--kubeconfig` when given, else in-cluster, else $KUBECONFIG or ~/.kube/config."""
     global _api
     if kubeconfig:
         kubernetes.config.load_kube_config(config_file=kubeconfig)
+    elif in_cluster():
+        kubernetes.config.load_incluster_config()
     else:
-        try:
-            kubernetes.config.load_incluster_config()
-        except kubernetes.config.ConfigException:
-            kubernetes.config.load_kube_config()
+        kubernetes.config.load_kube_config(config_file=os.environ.get("KUBECONFIG") or None)
     _api = kubernetes.client.ApiClient()
+
+
+def connection() -> kubernetes.client.Configuration:
+    """The loaded configuration, for Kopf's login (so Kopf and we always use the same credentials)."""
+    return _client().configuration
 
 
 def _client() -> kubernetes.client.ApiClient:

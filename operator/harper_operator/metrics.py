@@ -17,7 +17,7 @@ MAX_LAG = Gauge("harper_operator_cluster_max_lag_milliseconds", "Largest replica
                 ["namespace", "cluster"])
 
 WRITE_OPERATIONS = frozenset({"add_node", "update_node", "remove_node", "configure_cluster",
-                              "cluster_set_routes", "cluster_delete_routes", "restart"})
+                              "cluster_set_routes", "cluster_delete_routes", "set_configuration", "restart"})
 
 
 def observe_call(operation: str, outcome: str, seconds: float) -> None:

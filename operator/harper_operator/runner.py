@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 
 import kopf
 
@@ -36,9 +35,6 @@ def _logging(settings: OperatorSettings) -> None:
 def run(settings: OperatorSettings) -> int:
     config.current = settings
     _logging(settings)
-    if settings.kubeconfig:
-        # Kopf logs in through the kubernetes client, which reads the same variable.
-        os.environ["KUBECONFIG"] = settings.kubeconfig
     kube.configure(settings.kubeconfig)
     metrics.serve(settings.metrics_port)
     from . import handlers  # noqa: F401 - registers the handlers

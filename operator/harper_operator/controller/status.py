@@ -28,10 +28,8 @@ class Round:
     diagnosed: Mapping[str, Problem] = field(default_factory=dict)  # the planner's reasons to leave a node alone
 
 
-def _iso(ms: float | None) -> str | None:
-    if ms is None:
-        return None
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 def _peers(sight: Sight) -> list[PeerStatus]:

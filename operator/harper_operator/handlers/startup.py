@@ -6,6 +6,7 @@ import logging
 
 import kopf
 
+from .. import kube
 from .. import settings as config
 from ..api import GROUP
 
@@ -27,3 +28,18 @@ def configure(settings: kopf.OperatorSettings, **_) -> None:
         settings.peering.clusterwide = not config.current.namespaces
     else:
         settings.peering.standalone = True
+
+
+@kopf.on.login()
+def login(**kwargs) -> kopf.ConnectionInfo | None:
+    """Log Kopf in with what `--kubeconfig` (or in-cluster config) loaded, not Kopf's own guess."""
+    if not config.current.kubeconfig and kube.in_cluster():
+        return kopf.login_with_service_account(**kwargs)
+    cfg = kube.connection()
+    header = cfg.api_key.get("authorization") or cfg.api_key.get("BearerToken") or ""
+    scheme, _, token = header.partition(" ")
+    return kopf.ConnectionInfo(
+        server=cfg.host, ca_path=cfg.ssl_ca_cert, insecure=not cfg.verify_ssl,
+        username=cfg.username or None, password=cfg.password or None,
+        scheme=scheme or None, token=token or None,
+        certificate_path=cfg.cert_file, private_key_path=cfg.key_file)

@@ -554,7 +554,9 @@ class HarperClient:
         """Ask Harper to restart. Answers at once; the node is down for ~10 s a moment later.
 
         Seen on 4.7.29 (foreground `harperdb run`): the original process exits and a new detached
-        process takes over the ports, so a supervisor watching the first PID sees it exit.
+        process takes over the ports, so a supervisor watching the first PID sees it exit; with
+        HARPER_EXIT_ON_RESTART=1 (what the e2e test bed sets) Harper just exits 0 for the
+        supervisor (kubelet) to start it again. Poll health() until it answers.
         """
         def interpret(parsed: Any) -> str:
             message = parsed.get("message") if isinstance(parsed, dict) else parsed

@@ -1,0 +1,92 @@
+"""Status from one round, built on recorded real cluster_status answers (pure; no Kubernetes, no Harper)."""
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+from harper_operator.api import HarperClusterSpec, HarperClusterStatus, HarperNodeStatus
+from harper_operator.controller.members import Problem, membership
+from harper_operator.controller.observe import Sight, observed
+from harper_operator.controller.status import Round, cluster_status, node_status
+from harper_operator.harper.models import ClusterStatus
+from harper_operator.harper.probe import ProbeResult
+
+RECORDED = Path(__file__).resolve().parents[1] / "harper" / "recorded"
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+CLUSTER = HarperClusterSpec.model_validate({"credentials": {"secretRef": {"name": "admin"}}})
+SECRETS = {"admin": {"username": "hdb", "password": "pw"}}
+
+
+def recorded(name: str) -> ClusterStatus:
+    return ClusterStatus.model_validate(json.loads((RECORDED / f"{name}.json").read_text())["body"])
+
+
+def body(name, hostname):
+    return {"metadata": {"name": name, "generation": 3},
+            "spec": {"clusterRef": {"name": "c"}, "hostname": hostname, "url": f"wss://{hostname}:9933",
+                     "operationsUrl": f"http://{hostname}:9925"}}
+
+
+def members(*hosts):
+    return membership(CLUSTER, [body(f"n{h[-1]}", h) for h in hosts], SECRETS)
+
+
+def up():
+    return ProbeResult(reachable=True, error=None, handshake_seconds=0.01, subject="CN=x", sans=["x"], not_after=None)
+
+
+def cond(status, type_):
+    return next(c for c in status["conditions"] if c["type"] == type_)
+
+
+def test_one_stopped_peer_is_reported_not_ready():
+    m = members("127.0.0.31", "127.0.0.32", "127.0.0.33")
+    first = m.members[0]
+    sights = {"127.0.0.31": Sight(first, status=recorded("cluster_status_2_peers_one_stopped"), probe=up())}
+    status = node_status(first, Round(m, sights), None, NOW)
+    HarperNodeStatus.model_validate(status)  # the status we write fits our own schema
+    assert status["observedGeneration"] == 3
+    assert status["connectedPeers"] == "1/2"
+    assert cond(status, "Ready")["status"] == "False" and "127.0.0.33" in cond(status, "Ready")["message"]
+    assert cond(status, "Reconciling")["status"] == "True"
+    sockets = {p["name"]: p["sockets"] for p in status["peers"]}
+    assert all(s["connected"] for s in sockets["127.0.0.32"])
+    assert sockets["127.0.0.32"][0]["lastReceivedRemoteTime"].endswith("Z")
+
+
+def test_connected_everywhere_is_ready_and_keeps_transition_time():
+    m = members("127.0.0.31", "127.0.0.32", "127.0.0.33")
+    first = m.members[0]
+    sights = {"127.0.0.31": Sight(first, status=recorded("cluster_status_2_peers_connected"), probe=up())}
+    status = node_status(first, Round(m, sights), None, NOW)
+    assert cond(status, "Ready")["status"] == "True" and status["connectedPeers"] == "2/2"
+    later = node_status(first, Round(m, sights), status, datetime(2026, 11, 26, tzinfo=timezone.utc))
+    assert cond(later, "Ready")["lastTransitionTime"] == cond(status, "Ready")["lastTransitionTime"]
+
+
+def test_permanent_problem_stalls_cluster_and_names_the_node():
+    m = membership(CLUSTER, [body("n1", "127.0.0.31")], {"admin": None})
+    status = cluster_status(Round(m, {}), 7, None, NOW)
+    HarperClusterStatus.model_validate(status)
+    stalled = cond(status, "Stalled")
+    assert stalled["status"] == "True" and stalled["reason"] == "SecretNotFound"
+    assert "HarperNode n1" in stalled["message"] and status["observedGeneration"] == 7
+    assert status["readyNodes"] == "0/1"
+
+
+def test_transient_problem_keeps_reconciling_and_paused_says_so():
+    m = members("127.0.0.31")
+    sight = Sight(m.members[0], problem=Problem("Unreachable", "cannot reach", permanent=False))
+    status = cluster_status(Round(m, {"127.0.0.31": sight}), 1, None, NOW)
+    assert cond(status, "Reconciling")["status"] == "True" and cond(status, "Stalled")["status"] == "False"
+    paused = cluster_status(Round(m, {"127.0.0.31": sight}, pending=2, paused=True), 1, None, NOW)
+    assert cond(paused, "Ready")["reason"] == "Paused"
+
+
+def test_observed_cluster_from_recorded_answers():
+    m = members("127.0.0.31", "127.0.0.32", "127.0.0.33")
+    seen = observed({"127.0.0.31": Sight(m.members[0], status=recorded("cluster_status_2_peers_one_stopped"),
+                                         probe=up())})
+    node = seen.nodes["127.0.0.31"]
+    assert node.reachable and node.peers["127.0.0.32"].connected and not node.peers["127.0.0.33"].connected
+    assert node.peers["127.0.0.32"].replicates and node.peers["127.0.0.32"].subscriptions is None
