@@ -1,0 +1,78 @@
+"""Bad input is refused by `kubectl apply` itself, with a message that names the field (real kube-apiserver)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from . import kit
+
+
+class _Harper:  # only the three addresses a HarperNode manifest needs
+    name, replication_url, operations_url = "10.1.2.3", "wss://10.1.2.3:9933", "http://10.1.2.3:9925"
+
+
+def _node(**spec):
+    n = kit.node("n1", "c1", _Harper)
+    n["spec"].update(spec)
+    return n
+
+
+def _cluster(**spec):
+    c = kit.cluster("c1")
+    c["spec"].update(spec)
+    return c
+
+
+def _without(obj, *path):
+    obj = copy.deepcopy(obj)
+    target = obj
+    for key in path[:-1]:
+        target = target[key]
+    del target[path[-1]]
+    return obj
+
+
+CASES = {
+    "url-scheme": (_node(url="https://10.1.2.3:9933"), "spec.url"),
+    "url-path": (_node(url="wss://10.1.2.3:9933/x"), "spec.url"),
+    "hostname-missing": (_without(_node(), "spec", "hostname"), "missing required field \"hostname\""),
+    "hostname-shape": (_node(hostname="-bad-"), "spec.hostname"),
+    "shard-negative": (_node(shard=-1), "spec.shard"),
+    "operations-url": (_node(operationsUrl="10.1.2.3:9925"), "spec.operationsUrl"),
+    "subscription-moves-nothing": (_node(subscriptions=[{"database": "d", "subscribe": False, "publish": False}]),
+                                   "spec.subscriptions[0]"),
+    "subscription-twice": (_node(subscriptions=[{"database": "d"}, {"database": "d"}]), "spec.subscriptions"),
+    "cluster-ref-name": (_node(clusterRef={"name": "Not_A_Name"}), "spec.clusterRef.name"),
+    "node-deletion-policy": (_node(deletionPolicy="Sometimes"), "spec.deletionPolicy"),
+    "unknown-field": (_node(replicas=3), "replicas"),
+    "cluster-credentials-missing": (_without(_cluster(), "spec", "credentials"),
+                                    "missing required field \"credentials\""),
+    "cluster-deletion-policy": (_cluster(deletionPolicy="Maybe"), "spec.deletionPolicy"),
+    "cluster-interval": (_cluster(reconcileIntervalSeconds=1), "spec.reconcileIntervalSeconds"),
+    "route-port": (_cluster(routes=[{"hostname": "a", "port": 70000}]), "spec.routes[0].port"),
+    "route-twice": (_cluster(routes=[{"hostname": "a", "port": 9933}, {"hostname": "a", "port": 9933}]),
+                    "spec.routes"),
+    "restart-policy": (_cluster(routeRestartPolicy="Always"), "spec.routeRestartPolicy"),
+    "secret-name": (_cluster(credentials={"secretRef": {"name": "UPPER"}}), "spec.credentials.secretRef.name"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_apply_rejects_with_the_field_named(kube, case):
+    manifest, field = CASES[case]
+    done = kube.apply(manifest, check=False)
+    assert done.returncode != 0, f"{case} was accepted"
+    assert field in done.stderr, f"{case}: {field} not named in: {done.stderr}"
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("hostname", "10.9.9.9", "hostname is immutable"),
+    ("clusterRef", {"name": "other"}, "clusterRef is immutable"),
+])
+def test_immutable_fields(kube, field, value, message):
+    kube.apply(_node())
+    done = kube.apply(_node(**{field: value}), check=False)
+    assert done.returncode != 0 and message in done.stderr, done.stderr
+    assert kube.get("harpernode", "n1")["spec"]["hostname"] == "10.1.2.3"
