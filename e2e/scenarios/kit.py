@@ -15,9 +15,13 @@ def wait_until(what: str, check: Callable[[], Any], timeout: float = 120, interv
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
+        try:
+            last = check()
+        except OSError as e:  # a Harper node restarting does not answer for a few seconds
+            last = e
+        else:
+            if last:
+                return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last seen: {last!r}")
 

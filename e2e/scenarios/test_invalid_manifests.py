@@ -54,7 +54,7 @@ CASES = {
     "route-port": (_cluster(routes=[{"hostname": "a", "port": 70000}]), "spec.routes[0].port"),
     "route-twice": (_cluster(routes=[{"hostname": "a", "port": 9933}, {"hostname": "a", "port": 9933}]),
                     "spec.routes"),
-    "restart-policy": (_cluster(routeRestartPolicy="Always"), "spec.routeRestartPolicy"),
+    "restart-policy": (_cluster(restartPolicy="Always"), "spec.restartPolicy"),
     "secret-name": (_cluster(credentials={"secretRef": {"name": "UPPER"}}), "spec.credentials.secretRef.name"),
 }
 

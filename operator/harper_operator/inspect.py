@@ -47,8 +47,8 @@ def print_plan(cluster: str, *, namespace: str, kubeconfig: str | None, out: Tex
         out.write(f"# {name} is left alone: {problem.reason}: {problem.message}\n")
     for op in now.operations:
         out.write(op.describe() + "\n")
-    for name in now.pending_restart:
-        out.write(f"# {name}: waits for a restart to apply its routes or reconnect\n")
+    for name, why in sorted(now.pending_restart.items()):
+        out.write(f"# {name}: waits for a restart ({why})\n")
     if not now.operations:
         out.write("nothing to do\n")
     return 0

@@ -19,7 +19,7 @@ class Route(Model):
     port: Annotated[int, Field(description="Replication port of that peer.", ge=1, le=65535)]
 
 
-RouteRestartPolicy = Literal["Never", "Restart"]
+RestartPolicy = Literal["Never", "Restart"]
 
 
 class HarperClusterSpec(Model):
@@ -30,13 +30,15 @@ class HarperClusterSpec(Model):
     tls: Annotated[TLS, Field(description="TLS settings for every member, unless a HarperNode overrides them.")] = TLS()
     routes: Annotated[list[Route], Field(
         description="Replication routes written into every member's configuration (cluster_set_routes). "
-                    "Harper 4.7 connects new routes only after a restart; see routeRestartPolicy.",
+                    "Harper 4.7 connects new routes only after a restart; see restartPolicy.",
         max_length=64, json_schema_extra=rules((
             "self.all(r, self.filter(s, s.hostname == r.hostname && s.port == r.port).size() == 1)",
             "routes must be unique")))] = []
-    route_restart_policy: Annotated[RouteRestartPolicy, Field(
-        description="`Never`: changed routes wait for a restart done by you (condition RoutesPendingRestart). "
-                    "`Restart`: the operator restarts a member whose routes changed.")] = "Never"
+    restart_policy: Annotated[RestartPolicy, Field(
+        description="Harper 4.7 applies some changes only at start-up: new routes, a changed subscription list, "
+                    "and a node removed and added back reconnects only then. `Restart`: the operator restarts such "
+                    "a member with Harper's restart operation. `Never`: it only lists them in "
+                    "status.pendingRestart for you to restart.")] = "Restart"
     deletion_policy: Annotated[DeletionPolicy, Field(description=DELETION_POLICY_DOC + " A HarperNode may "
                                                      "override it for itself.")] = "Delete"
     reconcile_interval_seconds: Annotated[int, Field(

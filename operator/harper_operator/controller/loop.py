@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from .. import kube
 from ..api import PAUSE_ANNOTATION, HarperClusterSpec
 from ..harper.errors import FalseSuccessError, HarperError
-from ..reconcile.plan import Operation, diagnose, pending_restart, plan
+from ..reconcile.plan import Operation, Restart, diagnose, pending_restart, plan
 from .clients import ClientPool
 from .execute import execute
 from .members import Membership, Problem, membership, secret_names
@@ -24,6 +24,8 @@ from .status import Round, cluster_status, member_problem, missing_peers, node_s
 log = logging.getLogger(__name__)
 
 RETAINED_PREFIX = "retained.harperoperator.dev/"
+RESTART_GRACE = 10.0
+RESTART_COOLDOWN = 120.0
 
 # (body, type, reason, message) -> posts a Kubernetes Event; wired to kopf.event by the handlers.
 EventSink = Callable[[Mapping[str, Any], str, str, str], None]
@@ -70,14 +72,15 @@ class Intent:
     """The plan of one moment, with why some of the spec cannot be carried out."""
 
     operations: list[Operation]
-    pending_restart: tuple[str, ...]
+    pending_restart: dict[str, str]  # node -> what waits for its restart
     diagnosed: dict[str, Problem]  # node -> the planner's reason to leave it alone
     cluster_problem: Problem | None = None
 
 
 def intent(m: Membership, sights, cluster_body: Mapping[str, Any], spec: HarperClusterSpec) -> Intent:
     seen = observed(sights)
-    ops = plan(m.desired, seen, restart_for_routes=spec.route_restart_policy == "Restart")
+    restart = spec.restart_policy == "Restart"
+    ops = plan(m.desired, seen, restart_for_routes=restart, restart_for_subscriptions=restart)
     # Retained nodes are left alone until a HarperNode declares the hostname again.
     blocked = m.held | (retained(cluster_body) - {x.hostname for x in m.members})
     # Held members are declared but unmanageable: never add, update or remove them, nor ask them anything.
@@ -89,7 +92,7 @@ def intent(m: Membership, sights, cluster_body: Mapping[str, Any], spec: HarperC
             whole = whole or problem
         else:
             diagnosed.setdefault(p.node, problem)
-    return Intent(ops, tuple(sorted(pending_restart(m.desired, seen))), diagnosed, whole)
+    return Intent(ops, pending_restart(m.desired, seen), diagnosed, whole)
 
 
 class ClusterReconciler:
@@ -102,6 +105,29 @@ class ClusterReconciler:
         self.events = events
         self.verify_timeout = verify_timeout
         self._last_reasons: dict[str, str] = {}
+        self._waiting_since: dict[str, float] = {}  # node -> when a restart first looked needed
+        self._restarted_at: dict[str, float] = {}
+
+    def _restarts_due(self, pending: dict[str, str], m: Membership) -> list[Operation]:
+        """Restarts the planner leaves to us: a node that will not reconnect, or must drop a cleared shard.
+
+        Only when the need outlasts RESTART_GRACE (a node joining shows the same picture for a moment), and at
+        most once per RESTART_COOLDOWN per node, so a Harper that never reconnects is not restarted in a loop.
+        """
+        now = time.monotonic()
+        due = []
+        for name in list(self._waiting_since):
+            if name not in pending:
+                del self._waiting_since[name]
+        for name, why in sorted(pending.items()):
+            if not ({"reconnect", "shard"} & {w.strip() for w in why.split(",")}) or name in m.held:
+                continue
+            since = self._waiting_since.setdefault(name, now)
+            if now - since >= RESTART_GRACE and now - self._restarted_at.get(name, -RESTART_COOLDOWN) >= RESTART_COOLDOWN:
+                due.append(Restart(name, f"apply at start-up: {why}"))
+                self._restarted_at[name] = now
+                del self._waiting_since[name]
+        return due
 
     async def close(self) -> None:
         await self.pool.close()
@@ -131,8 +157,11 @@ class ClusterReconciler:
         now_intent = intent(m, sights, body, spec)
         result = Result()
         failure = None
-        if now_intent.operations and not paused:
-            outcomes = await execute(now_intent.operations, m, self.pool, self._reporter(body))
+        ops = now_intent.operations
+        if not ops and spec.restart_policy == "Restart" and not paused:
+            ops = self._restarts_due(now_intent.pending_restart, m)
+        if ops and not paused:
+            outcomes = await execute(ops, m, self.pool, self._reporter(body))
             result.writes = len(outcomes)
             failed = [o for o in outcomes if o.error]
             if failed:
@@ -142,7 +171,8 @@ class ClusterReconciler:
             "NoMembers", f"no HarperNode names this cluster: create HarperNodes with spec.clusterRef.name={self.name}",
             permanent=False))
         rnd = Round(m, sights, pending=len(now_intent.operations), failure=failure, paused=paused,
-                    pending_restart=now_intent.pending_restart, cluster_problem=cluster_problem,
+                    pending_restart=tuple(f"{k} ({v})" for k, v in sorted(now_intent.pending_restart.items())),
+                    cluster_problem=cluster_problem,
                     diagnosed=now_intent.diagnosed)
         stamp = now()
         for member in m.members:
@@ -184,8 +214,10 @@ class ClusterReconciler:
         while True:
             sights = await look_all(m, self.pool)
             now_intent = intent(m, sights, body, spec)
+            # A node that waits for a restart will not connect by waiting: stop verifying it.
             settled = not now_intent.operations and all(
-                not missing_peers(x, sights.get(x.hostname), m) for x in m.members if x.managed)
+                not missing_peers(x, sights.get(x.hostname), m) or x.hostname in now_intent.pending_restart
+                for x in m.members if x.managed)
             if settled or time.monotonic() >= deadline:
                 return sights, now_intent
             await asyncio.sleep(delay)

@@ -1,0 +1,57 @@
+"""Drift repaired without being told: hand-made changes to Harper return to the declared topology."""
+
+from __future__ import annotations
+
+import time
+
+from . import kit
+
+INTERVAL = 5
+
+
+def _cluster(kube, nodes):
+    a = nodes[0]
+    kube.apply(kit.secret("harper-admin", a.username, a.password), kit.cluster("drift", interval=INTERVAL),
+               *(kit.node(f"drift-{i}", "drift", h) for i, h in enumerate(nodes)))
+    kit.wait_until("Ready", lambda: kube.ready("harpercluster", "drift"), timeout=120)
+    kit.wait_until("full mesh", kit.mesh_is(nodes, kit.full_mesh(nodes)))
+
+
+def _repaired_within(what, check, seconds):
+    started = time.monotonic()
+    kit.wait_until(what, check, timeout=seconds)
+    return time.monotonic() - started
+
+
+def test_node_removed_by_hand_comes_back(kube, operator, harper_nodes):
+    a, b, c = harper_nodes[:3]
+    _cluster(kube, [a, b, c])
+    kit.ok(a, {"operation": "remove_node", "hostname": c.name})
+    took = _repaired_within("c back in the mesh", kit.mesh_is([a, b, c], kit.full_mesh([a, b, c])), 90)
+    print(f"remove_node drift repaired in {took:.1f}s")
+
+
+def test_ghost_record_added_by_hand_is_removed(kube, operator, harper_nodes):
+    a, b, c, ghost = harper_nodes[:4]
+    _cluster(kube, [a, b, c])
+    kit.ok(a, {"operation": "add_node", "hostname": ghost.name, "url": ghost.replication_url, "verify_tls": False,
+               "authorization": {"username": ghost.username, "password": ghost.password}})
+    kit.wait_until("ghost listed", lambda: ghost.name in kit.peers(a), timeout=30)
+    took = _repaired_within("ghost gone from every member",
+                            lambda: all(ghost.name not in kit.peers(n) for n in (a, b, c)), 90)
+    print(f"ghost record removed in {took:.1f}s")
+    kit.wait_until("mesh intact", kit.mesh_is([a, b, c], kit.full_mesh([a, b, c])), timeout=30)
+
+
+def test_restarted_node_rejoins_and_status_follows(kube, operator, harper_nodes):
+    a, b, c = harper_nodes[:3]
+    _cluster(kube, [a, b, c])
+    c.stop()
+    kit.wait_until("cluster reports c down",
+                   lambda: kit.condition(kube.get("harpercluster", "drift"), "Ready").get("status") == "False",
+                   timeout=60)
+    c.start()
+    c.wait_healthy()
+    took = _repaired_within("mesh after restart", kit.mesh_is([a, b, c], kit.full_mesh([a, b, c])), 120)
+    kit.wait_until("Ready again", lambda: kube.ready("harpercluster", "drift"), timeout=60)
+    print(f"restarted node back in {took:.1f}s")
