@@ -20,6 +20,14 @@ def _kubectl(kubectl: str, kubeconfig: str, *args: str, input: str | None = None
                           capture_output=True, text=True).stdout
 
 
+def _example(nodes) -> str:
+    """examples/cluster.yaml, pointed at the nodes this test bed got (another test bed may hold .11-.13)."""
+    text = (ROOT / "examples" / "cluster.yaml").read_text()
+    for i, node in enumerate(nodes, start=11):
+        text = text.replace(f"127.0.0.{i}:", f"@{node.name}:").replace(f"hostname: 127.0.0.{i}", f"hostname: @{node.name}")
+    return text.replace("@", "")
+
+
 def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     with start_testbed(nodes=3) as bed, tempfile.TemporaryDirectory(prefix="harper-demo-") as tmp:
@@ -32,7 +40,7 @@ def main() -> int:
         try:
             _kubectl(kubectl, kubeconfig, "apply", "-f", "-",
                      input=json.dumps(secret("harper-admin", first.username, first.password)))
-            print(_kubectl(kubectl, kubeconfig, "apply", "-f", str(ROOT / "examples" / "cluster.yaml")), flush=True)
+            print(_kubectl(kubectl, kubeconfig, "apply", "-f", "-", input=_example(bed.fleet.nodes)), flush=True)
             started = time.monotonic()
             while True:
                 hc = json.loads(_kubectl(kubectl, kubeconfig, "get", "hc", "demo", "-o", "json"))

@@ -98,3 +98,11 @@ def has_record(harper, database: str, table: str, key: str) -> bool:
 
 def dumps(obj: Any) -> str:
     return json.dumps(obj)
+
+
+def ready_with(kube, kind: str, name: str, nodes: str, timeout: float = 120) -> dict:
+    """Ready at the current generation AND with `nodes` ready ("3/3"): a cluster created together with its
+    nodes may be Ready 1/1 for a moment, before the operator has seen the other nodes."""
+    return wait_until(f"{kind} {name} Ready {nodes}",
+                      lambda: (lambda o: o and o["status"].get("readyNodes") == nodes and o)(kube.ready(kind, name)),
+                      timeout=timeout)

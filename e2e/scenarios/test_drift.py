@@ -13,7 +13,7 @@ def _cluster(kube, nodes):
     a = nodes[0]
     kube.apply(kit.secret("harper-admin", a.username, a.password), kit.cluster("drift", interval=INTERVAL),
                *(kit.node(f"drift-{i}", "drift", h) for i, h in enumerate(nodes)))
-    kit.wait_until("Ready", lambda: kube.ready("harpercluster", "drift"), timeout=120)
+    kit.ready_with(kube, "harpercluster", "drift", f"{len(nodes)}/{len(nodes)}")
     kit.wait_until("full mesh", kit.mesh_is(nodes, kit.full_mesh(nodes)))
 
 

@@ -13,8 +13,7 @@ WRITES = "harper_operator_harper_writes_total"
 
 
 def _ready(kube, n: int, timeout: float = 120):
-    return kit.wait_until(f"HarperCluster Ready {n}/{n}", lambda: (lambda hc: hc and hc["status"]["readyNodes"] == f"{n}/{n}" and hc)(
-        kube.ready("harpercluster", "life")), timeout=timeout)
+    return kit.ready_with(kube, "harpercluster", "life", f"{n}/{n}", timeout=timeout)
 
 
 def _replicates(src, dst_nodes, table="life"):
@@ -96,7 +95,8 @@ def test_switching_a_running_node_to_subscriptions_is_refused_and_reversible(kub
 
 
 def test_a_fresh_node_joins_with_explicit_subscriptions(kube, operator, harper_nodes):
-    a, b, e = harper_nodes[:3]
+    a, b, e = harper_nodes[0], harper_nodes[1], harper_nodes[4]
+    e.reinstall()  # explicit subscriptions need a node that never replicated fully (docs/harper-semantics.md)
     kit.ensure_table([a, b, e], "data", "shared")
     kit.ensure_table([a, b, e], "data", "private")
     kube.apply(kit.secret("harper-admin", a.username, a.password), kit.cluster("life"),
@@ -111,6 +111,8 @@ def test_a_fresh_node_joins_with_explicit_subscriptions(kube, operator, harper_n
     assert not kit.has_record(e, "data", "private", private), "a table e does not subscribe to reached it"
     back = kit.write_record(e, "data", "shared")
     kit.wait_until("e publishes shared to a", lambda: kit.has_record(a, "data", "shared", back), timeout=30)
+    kube.run("delete", "harpercluster,harpernode", "--all", "--wait=true", "--timeout=90s")
+    e.reinstall()  # and a node that replicated explicitly cannot go back to full (the next tests want it full)
 
 
 def test_delete_cluster_with_delete_policy_dissolves_it(kube, operator, harper_nodes):

@@ -10,8 +10,7 @@ def test_three_nodes_become_one_replicating_cluster(kube, operator, harper_nodes
     kube.apply(kit.secret("harper-admin", a.username, a.password), kit.cluster("trio"),
                *(kit.node(f"trio-{i}", "trio", h) for i, h in enumerate((a, b, c))))
 
-    hc = kit.wait_until("HarperCluster trio Ready", lambda: kube.ready("harpercluster", "trio"), timeout=180)
-    assert hc["status"]["readyNodes"] == "3/3"
+    hc = kit.ready_with(kube, "harpercluster", "trio", "3/3", timeout=180)
     kit.wait_until("every node lists the 2 others connected", kit.mesh_is([a, b, c], kit.full_mesh([a, b, c])))
 
     # The status carries what cluster_status says, per member and per peer socket.
@@ -30,7 +29,6 @@ def test_three_nodes_become_one_replicating_cluster(kube, operator, harper_nodes
     # Deleting a HarperNode takes it out of the cluster (deletionPolicy Delete -> remove_node).
     kube.delete("harpernode", "trio-2")
     kit.wait_until("a and b no longer list c", lambda: all(c.name not in kit.peers(n) for n in (a, b)), timeout=60)
-    kit.wait_until("cluster back to Ready 2/2",
-                   lambda: (kube.ready("harpercluster", "trio") or {}).get("status", {}).get("readyNodes") == "2/2")
+    kit.ready_with(kube, "harpercluster", "trio", "2/2")
     reasons = {e["reason"] for e in kube.events("trio")}
     assert "AddNode" in reasons, reasons

@@ -30,7 +30,7 @@ def pair(kube, operator, harper_nodes):
     a, b = harper_nodes[:2]
     kube.apply(kit.secret("harper-admin", a.username, a.password), kit.cluster("wrong"),
                kit.node("wrong-a", "wrong", a), kit.node("wrong-b", "wrong", b))
-    kit.wait_until("pair Ready", lambda: kube.ready("harpercluster", "wrong"), timeout=120)
+    kit.ready_with(kube, "harpercluster", "wrong", "2/2")
     return a, b
 
 
@@ -67,9 +67,7 @@ def test_wrong_password(kube, operator, harper_nodes, pair):
 
     # Fixing the Secret is picked up without restarting the operator.
     kube.apply(kit.secret("bad", a.username, a.password))
-    kit.wait_until("3/3 after the Secret is fixed",
-                   lambda: (kube.ready("harpercluster", "wrong") or {}).get("status", {}).get("readyNodes") == "3/3",
-                   timeout=120)
+    kit.ready_with(kube, "harpercluster", "wrong", "3/3")
 
 
 def test_missing_secret(kube, operator, harper_nodes, pair):
@@ -87,11 +85,11 @@ def test_missing_secret(kube, operator, harper_nodes, pair):
 def test_two_nodes_with_the_same_hostname(kube, operator, harper_nodes, pair):
     a, b = pair
     writes = operator.metric(WRITES)
-    c = harper_nodes[2]
-    kube.apply(kit.node("wrong-c", "wrong", c), kit.node("wrong-d", "wrong", c))
-    for name, other in (("wrong-c", "wrong-d"), ("wrong-d", "wrong-c")):
-        cond = _stalled_or_reconciling(kube, name)
-        assert cond["reason"] == "DuplicateHostname" and other in cond["message"]
+    # The HarperNode that claimed the hostname first keeps it; the later one is refused.
+    kube.apply(kit.node("wrong-d", "wrong", a))
+    cond = _stalled_or_reconciling(kube, "wrong-d")
+    assert cond["reason"] == "DuplicateHostname" and "wrong-a" in cond["message"]
+    assert kube.ready("harpernode", "wrong-a"), "the first claimant must stay Ready"
     _undisturbed(operator, writes, a, b)
 
 

@@ -7,6 +7,7 @@ import concurrent.futures
 import fcntl
 import json
 import os
+import shutil
 import secrets
 import signal
 import threading
@@ -132,6 +133,14 @@ class HarperNode:
         if child is not None and child.poll() is None:
             os.killpg(child.pid, signal.SIGKILL)
         proc.stop(child)
+
+    def reinstall(self, timeout: float = 180) -> "HarperNode":
+        """A brand-new Harper on the same address: some state (explicit subscriptions, local deletions of node
+        records) survives remove_node and restarts, and only a fresh ROOTPATH clears it."""
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+        shutil.rmtree(self.home / ".harperdb", ignore_errors=True)
+        return self.start().wait_healthy(timeout)
 
     def restart(self, timeout: float = 120) -> "HarperNode":
         self.stop()

@@ -45,12 +45,17 @@ def test_node_override_secret():
     assert secret_names(CLUSTER, [node("a", "10.0.0.1", **spec)]) == {"admin", "other"}
 
 
-def test_duplicate_hostname_holds_both_and_names_the_other():
-    m = membership(CLUSTER, [node("a", "10.0.0.1"), node("b", "10.0.0.1"), node("c", "10.0.0.3")], SECRETS)
+def test_duplicate_hostname_the_first_claimant_keeps_it():
+    older, newer = node("b", "10.0.0.1"), node("a", "10.0.0.1")
+    older["metadata"]["creationTimestamp"] = "2026-01-01T00:00:00Z"
+    newer["metadata"]["creationTimestamp"] = "2026-01-02T00:00:00Z"
+    m = membership(CLUSTER, [newer, older, node("c", "10.0.0.3")], SECRETS)
     problems = {x.resource: x.problem for x in m.members}
-    assert problems["a"].reason == problems["b"].reason == "DuplicateHostname"
-    assert "HarperNode b" in problems["a"].message and problems["c"] is None
-    assert [n.name for n in m.desired.nodes] == ["10.0.0.3"]
+    assert problems["a"].reason == "DuplicateHostname" and "HarperNode b" in problems["a"].message
+    assert problems["b"] is None and problems["c"] is None
+    assert [n.name for n in m.desired.nodes] == ["10.0.0.1", "10.0.0.3"]
+    assert m.held == frozenset()  # the owner of 10.0.0.1 is still managed
+    assert [x.resource for x in m.members if not x.managed] == ["a"]
 
 
 def test_deleting_member_is_held_but_keeps_access():

@@ -6,7 +6,6 @@ the operator writes nothing about it to Harper, neither adding nor removing it, 
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -60,7 +59,8 @@ class Membership:
     @property
     def held(self) -> frozenset[str]:
         """Hostnames that are declared but not managed: Harper keeps whatever it has for them."""
-        return frozenset(m.hostname for m in self.members if not m.managed)
+        managed = {m.hostname for m in self.members if m.managed}  # a later duplicate does not hold the owner
+        return frozenset(m.hostname for m in self.members if not m.managed and m.hostname not in managed)
 
 
 def secret_names(cluster: HarperClusterSpec, nodes: list[Mapping[str, Any]]) -> set[str]:
@@ -122,7 +122,12 @@ def membership(cluster: HarperClusterSpec, nodes: list[Mapping[str, Any]], secre
             where = ".".join(str(p) for p in first["loc"])
             parsed.append((body, Problem("InvalidSpec", f"spec.{where}: {first['msg']}")))
 
-    owners = Counter(spec.hostname for _, spec in parsed if isinstance(spec, HarperNodeSpec))
+    # The first HarperNode to claim a hostname keeps it; a later claimant must not disturb a working node.
+    owner: dict[str, Mapping[str, Any]] = {}
+    for body, spec in sorted(parsed, key=lambda p: (p[0]["metadata"].get("creationTimestamp") or "",
+                                                    p[0]["metadata"]["name"])):
+        if isinstance(spec, HarperNodeSpec):
+            owner.setdefault(spec.hostname, body)
     members = []
     for body, spec in parsed:
         name = body["metadata"]["name"]
@@ -132,11 +137,11 @@ def membership(cluster: HarperClusterSpec, nodes: list[Mapping[str, Any]], secre
                                   problem=spec))
             continue
         problem = access = None
-        if owners[spec.hostname] > 1:
-            others = sorted(b["metadata"]["name"] for b, s in parsed
-                            if isinstance(s, HarperNodeSpec) and s.hostname == spec.hostname and b is not body)
-            problem = Problem("DuplicateHostname", f"hostname {spec.hostname!r} is also declared by HarperNode "
-                                                   f"{', '.join(others)}: each node needs its own hostname")
+        if owner[spec.hostname] is not body:
+            first = owner[spec.hostname]["metadata"]["name"]
+            problem = Problem("DuplicateHostname", f"hostname {spec.hostname!r} is already declared by HarperNode "
+                                                   f"{first}: each node needs its own hostname; fix spec.hostname "
+                                                   "(delete and recreate this HarperNode, hostname is immutable)")
         else:
             found = _access(spec.operations_url, spec.credentials or cluster.credentials, spec.tls or cluster.tls,
                             secrets)

@@ -1,0 +1,111 @@
+"""Time from `kubectl apply` to Ready for 3 and 5 nodes, next to a plain script making the same add_node calls.
+
+Runs on the real test bed (kube-apiserver + etcd + real Harper nodes); prints a table and writes
+bench/results/converge.json. Numbers, not a pass/fail: the machine is shared and noisy.
+
+    .venv/bin/python bench/converge.py [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from e2e.operator_process import OperatorProcess  # noqa: E402
+from e2e.scenarios import kit  # noqa: E402
+from e2e.testbed.sandbox import start_testbed  # noqa: E402
+
+WRITES = "harper_operator_harper_writes_total"
+
+
+def kubectl(bed, *args, input=None):
+    return subprocess.run([bed.tools.kubectl, "--kubeconfig", bed.control_plane.kubeconfig, *args], input=input,
+                          check=True, capture_output=True, text=True).stdout
+
+
+def meshed(nodes) -> bool:
+    return kit.mesh_is(nodes, kit.full_mesh(nodes))()
+
+
+def plain_script(nodes) -> dict:
+    """What a Helm hook does: n-1 add_node calls on the first node, then poll cluster_status."""
+    seed, started = nodes[0], time.monotonic()
+    for peer in nodes[1:]:
+        kit.ok(seed, {"operation": "add_node", "hostname": peer.name, "url": peer.replication_url,
+                      "verify_tls": False, "authorization": {"username": peer.username, "password": peer.password}})
+    calls = time.monotonic() - started
+    kit.wait_until("plain mesh", lambda: meshed(nodes), timeout=120, interval=0.1)
+    return {"calls_s": calls, "mesh_s": time.monotonic() - started, "writes": len(nodes) - 1}
+
+
+def operator_run(bed, operator, nodes, namespace) -> dict:
+    first = nodes[0]
+    objs = [kit.secret("harper-admin", first.username, first.password), kit.cluster("bench"),
+            *(kit.node(f"bench-{i}", "bench", n) for i, n in enumerate(nodes))]
+    writes = operator.metric(WRITES)
+    started = time.monotonic()
+    kubectl(bed, "-n", namespace, "apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List",
+                                                                         "items": objs}))
+    def ready():
+        hc = json.loads(kubectl(bed, "-n", namespace, "get", "hc", "bench", "-o", "json"))
+        return kit.condition(hc, "Ready").get("status") == "True"
+    kit.wait_until("Ready", ready, timeout=300, interval=0.1)
+    took = time.monotonic() - started
+    assert meshed(nodes), "Ready but not meshed"
+    result = {"apply_to_ready_s": took, "writes": operator.metric(WRITES) - writes, "minimum_writes": len(nodes) - 1}
+    kubectl(bed, "-n", namespace, "delete", "hc,hn", "--all", "--wait=true", "--timeout=120s")
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--sizes", default="3,5")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    results = []
+    with start_testbed(nodes=max(sizes)) as bed, tempfile.TemporaryDirectory() as tmp:
+        kubectl(bed, "apply", "-f", str(ROOT / "crds"))
+        kubectl(bed, "wait", "--for", "condition=Established", "crd", "--all", "--timeout=60s")
+        operator = OperatorProcess(bed.control_plane.kubeconfig, Path(tmp) / "operator.log").start()
+        try:
+            for size in sizes:
+                for i in range(args.repeat):
+                    nodes = bed.fleet.nodes[:size]
+                    bed.fleet.reset()
+                    plain = plain_script(nodes)
+                    bed.fleet.reset()
+                    ns = f"bench-{size}-{i}"
+                    kubectl(bed, "create", "namespace", ns)
+                    ours = operator_run(bed, operator, nodes, ns)
+                    results.append({"nodes": size, "run": i, "plain": plain, "operator": ours})
+                    print(f"{size} nodes run {i}: operator {ours['apply_to_ready_s']:.2f}s ({ours['writes']:.0f} "
+                          f"writes), plain calls {plain['calls_s']:.2f}s, plain mesh {plain['mesh_s']:.2f}s",
+                          flush=True)
+        finally:
+            operator.stop()
+    print("\nnodes  apply->Ready (median)  plain add_node calls  plain calls->mesh  writes (min)")
+    for size in sizes:
+        rows = [r for r in results if r["nodes"] == size]
+        med = lambda f: statistics.median(f(r) for r in rows)  # noqa: E731
+        print(f"{size:>5}  {med(lambda r: r['operator']['apply_to_ready_s']):>20.2f}s"
+              f"  {med(lambda r: r['plain']['calls_s']):>19.2f}s  {med(lambda r: r['plain']['mesh_s']):>16.2f}s"
+              f"  {med(lambda r: r['operator']['writes']):>6.0f} ({size - 1})")
+    out = ROOT / "bench" / "results" / "converge.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    print(f"\nwritten to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
