@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Any, Callable, Mapping
 
 from pydantic import ValidationError
 
@@ -15,6 +15,7 @@ from .. import kube
 from ..api import PAUSE_ANNOTATION, HarperClusterSpec
 from ..harper.errors import FalseSuccessError, HarperError
 from ..reconcile.plan import Operation, Restart, diagnose, pending_restart, plan
+from ..reconcile.topology import DesiredCluster
 from .clients import ClientPool
 from .execute import execute
 from .members import Membership, Problem, membership, secret_names
@@ -140,15 +141,14 @@ class ClusterReconciler:
         self._last_reasons[key] = reason
 
     async def reconcile(self, body: Mapping[str, Any], nodes: list[Mapping[str, Any]]) -> Result:
-        now = lambda: datetime.now(timezone.utc)  # noqa: E731 - the pure parts take time as an argument
         generation = body["metadata"].get("generation")
         try:
             spec = HarperClusterSpec.model_validate(body.get("spec") or {})
         except ValidationError as e:
             first = e.errors()[0]
             problem = Problem("InvalidSpec", f"spec.{'.'.join(map(str, first['loc']))}: {first['msg']}")
-            rnd = Round(Membership((), _empty_desired()), {}, cluster_problem=problem)
-            await self._write_cluster(body, rnd, generation, now())
+            rnd = Round(Membership((), DesiredCluster(nodes=())), {}, cluster_problem=problem)
+            await self._write_cluster(body, rnd, generation, _now())
             return Result(permanent=True)
 
         m = await read_membership(body, spec, nodes)
@@ -174,7 +174,7 @@ class ClusterReconciler:
                     pending_restart=tuple(f"{k} ({v})" for k, v in sorted(now_intent.pending_restart.items())),
                     cluster_problem=cluster_problem,
                     diagnosed=now_intent.diagnosed)
-        stamp = now()
+        stamp = _now()
         for member in m.members:
             self._warn_once(member.body, member.resource, member_problem(member, rnd))
             previous = member.body.get("status")
@@ -231,7 +231,6 @@ def _failure(op: Operation, error: HarperError) -> Problem:
     return Problem(f"{type(op).__name__}Failed", f"{op.describe()}: {error}", permanent=False)
 
 
-def _empty_desired():
-    from ..reconcile.topology import DesiredCluster
-
-    return DesiredCluster(nodes=())
+def _now() -> datetime:
+    """The shell reads the clock; the pure status functions take the time as an argument."""
+    return datetime.now(timezone.utc)

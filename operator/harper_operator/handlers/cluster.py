@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import kopf
@@ -84,9 +83,4 @@ async def deleted(namespace, name, body, members: kopf.Index, retry, **_):
         return
     nodes = list(members.get((namespace, name), []))
     removed, failures = await dissolve(body, spec, nodes)
-    for line in removed:
-        events.post(body, "Normal", "RemoveNode", line)
-    if failures and retry < 3:
-        raise kopf.TemporaryError("; ".join(failures), delay=5)
-    for line in failures:
-        events.post(body, "Warning", "RemoveNodeFailed", line + " (finalizer released anyway)")
+    events.removals(body, removed, failures, retry)

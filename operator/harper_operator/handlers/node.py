@@ -62,10 +62,5 @@ async def deleted(namespace, name, spec, body, retry, members: kopf.Index, **_):
         return
     nodes = [n for n in members.get((namespace, cluster_name), [])]
     done, failures = await remove_member(cluster, cluster_spec, nodes, hostname)
-    for line in done:
-        events.post(body, "Normal", "RemoveNode", line)
-    if failures and retry < 3:
-        raise kopf.TemporaryError("; ".join(failures), delay=5)
-    for line in failures:
-        events.post(body, "Warning", "RemoveNodeFailed", line + " (finalizer released anyway)")
+    events.removals(body, done, failures, retry)
     registry.poke(namespace, cluster_name)
