@@ -57,7 +57,8 @@ def operator_run(bed, operator, nodes, namespace) -> dict:
                                                                          "items": objs}))
     def ready():
         hc = json.loads(kubectl(bed, "-n", namespace, "get", "hc", "bench", "-o", "json"))
-        return kit.condition(hc, "Ready").get("status") == "True"
+        return (kit.condition(hc, "Ready").get("status") == "True"
+                and hc["status"].get("readyNodes") == f"{len(nodes)}/{len(nodes)}")
     kit.wait_until("Ready", ready, timeout=300, interval=0.1)
     took = time.monotonic() - started
     assert meshed(nodes), "Ready but not meshed"
