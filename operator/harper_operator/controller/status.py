@@ -65,11 +65,15 @@ def missing_peers(member: Member, sight: Sight | None, membership: Membership) -
     return [p for p in expected_peers(member, membership) if p not in connected]
 
 
-def node_status(member: Member, rnd: Round, previous: Mapping[str, Any] | None, now: datetime) -> dict[str, Any]:
+def _standing(member: Member, rnd: Round) -> tuple[Sight | None, Problem | None, list[str], list[str]]:
+    """What both statuses say of a member: its sight, its problem, the peers it should and does not have."""
     sight = rnd.sights.get(member.hostname)
-    problem = member_problem(member, rnd)
-    expected = expected_peers(member, rnd.membership)
-    missing = missing_peers(member, sight, rnd.membership)
+    return (sight, member_problem(member, rnd), expected_peers(member, rnd.membership),
+            missing_peers(member, sight, rnd.membership))
+
+
+def node_status(member: Member, rnd: Round, previous: Mapping[str, Any] | None, now: datetime) -> dict[str, Any]:
+    sight, problem, expected, missing = _standing(member, rnd)
     if problem is None and missing:
         problem = Problem("PeersNotConnected", f"not connected to {', '.join(missing)} yet", permanent=False)
     cert = None
@@ -92,10 +96,7 @@ def node_status(member: Member, rnd: Round, previous: Mapping[str, Any] | None, 
 
 
 def _member_row(member: Member, rnd: Round) -> MemberStatus:
-    sight = rnd.sights.get(member.hostname)
-    problem = member_problem(member, rnd)
-    expected = expected_peers(member, rnd.membership)
-    missing = missing_peers(member, sight, rnd.membership)
+    sight, problem, expected, missing = _standing(member, rnd)
     lags = [c.lag_ms for c in sight.status.connections if c.lag_ms is not None] if sight and sight.status else []
     message = problem.message if problem else (f"not connected to {', '.join(missing)}" if missing else "")
     if member.deleting:
