@@ -1,4 +1,4 @@
-"""Fixtures for everything under e2e/: the real test bed (see e2e/testbed and DESIGN.md).
+"""Fixtures for everything under e2e/: the real test bed (see e2e/testbed).
 
 Session fixtures start each piece once; the control plane and the Harper fleet start side by side
 when the collected tests need both. Every test here is marked `e2e`. A tool that cannot be built

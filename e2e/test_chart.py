@@ -297,7 +297,8 @@ def scenario(ns_release, kubectl, control_plane, testbed_tools, harper_fleet, tm
     cluster = f"chart-{SUFFIX}"
     a = nodes[0]
     objects = [
-        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "harper-admin"}, "type": "Opaque",
+        {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+         "metadata": {"name": "harper-admin", "labels": {"harperoperator.dev/readable": "true"}},
          "stringData": {"username": a.username, "password": a.password}},
         {"apiVersion": f"{GROUP}/v1alpha1", "kind": "HarperCluster", "metadata": {"name": cluster},
          "spec": {"credentials": {"secretRef": {"name": "harper-admin"}}, "tls": {"verify": False},

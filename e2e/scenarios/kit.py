@@ -39,8 +39,13 @@ def node(name: str, cluster_name: str, harper, **spec: Any) -> dict:
                      "operationsUrl": harper.operations_url, **spec}}
 
 
-def secret(name: str, username: str, password: str) -> dict:
-    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "type": "Opaque",
+READABLE = {"harperoperator.dev/readable": "true"}
+
+
+def secret(name: str, username: str, password: str, *, readable: bool = True) -> dict:
+    """A credentials Secret; `readable` puts on the label without which the operator never reads it."""
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": name, "labels": READABLE if readable else {}},
             "stringData": {"username": username, "password": password}}
 
 

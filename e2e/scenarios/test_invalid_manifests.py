@@ -55,6 +55,13 @@ CASES = {
     "route-twice": (_cluster(routes=[{"hostname": "a", "port": 9933}, {"hostname": "a", "port": 9933}]),
                     "spec.routes"),
     "restart-policy": (_cluster(restartPolicy="Always"), "spec.restartPolicy"),
+    # URLs the operator could not parse, or that would carry credentials in the URL itself
+    "operations-url-userinfo": (_node(operationsUrl="https://ops@10.1.2.3:9925"), "spec.operationsUrl"),
+    "operations-url-port": (_node(operationsUrl="https://10.1.2.3:99999"), "spec.operationsUrl"),
+    "url-port": (_node(url="wss://10.1.2.3:99999"), "spec.url"),
+    "url-userinfo": (_node(url="wss://u:p@10.1.2.3:9933"), "spec.url"),
+    "allowed-hosts-cidr": (_cluster(allowedHosts=["10.0.0.0/99"]), "spec.allowedHosts"),
+    "allowed-hosts-shape": (_cluster(allowedHosts=["https://x"]), "spec.allowedHosts[0]"),
     "secret-name": (_cluster(credentials={"secretRef": {"name": "UPPER"}}), "spec.credentials.secretRef.name"),
 }
 

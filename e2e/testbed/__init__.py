@@ -1,4 +1,4 @@
-"""The real test bed: etcd + kube-apiserver + Harper nodes as local processes (see DESIGN.md).
+"""The real test bed: etcd + kube-apiserver + Harper nodes as local processes (see README.md, "Two commands").
 
     with start_testbed(nodes=3) as bed:  # bed.tools, bed.control_plane, bed.fleet
         ...

@@ -1,4 +1,4 @@
-"""Real Harper nodes as local processes, one loopback address each (recipe: HARPER-FACTS.md)."""
+"""Real Harper nodes as local processes, one loopback address each (recipe: docs/harper-semantics.md)."""
 
 from __future__ import annotations
 
@@ -198,6 +198,37 @@ class HarperNode:
                 f"--- {self.stdout_path}\n{proc.log_tail(self.stdout_path, 20)}")
 
 
+def claim_addresses(count: int, ports: tuple[int, ...]) -> tuple[list[str], list]:
+    """Loopback addresses from 127.0.0.11 up, each held by a lock file for as long as its lock is open.
+
+    Several test beds share this machine (pytest sessions, `make demo`), and Harper's SO_REUSEPORT would let
+    two of them bind one address silently. A free port is not enough either: a node a test has stopped leaves
+    its ports free but must get them back. flock locks vanish with their process, so a SIGKILLed run frees
+    its addresses by itself. Returns (addresses, open locks: close them to give the addresses back).
+    """
+    lock_dir = cache_dir() / "address-locks"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    ips, locks = [], []
+    for last in range(FIRST_IP, 255):
+        ip = f"127.0.0.{last}"
+        lock = open(lock_dir / ip, "w")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            continue
+        if not all(proc.port_is_free(ip, p) for p in ports):  # someone outside the test bed
+            lock.close()
+            continue
+        locks.append(lock)
+        ips.append(ip)
+        if len(ips) == count:
+            return ips, locks
+    for lock in locks:
+        lock.close()
+    raise RuntimeError(f"fewer than {count} free loopback addresses")
+
+
 class HarperFleet:
     """N Harper nodes sharing one admin username/password (random per fleet), started in parallel.
 
@@ -236,32 +267,8 @@ class HarperFleet:
         return self
 
     def _claim_addresses(self) -> list[str]:
-        """Loopback addresses from 127.0.0.11 up, each held by a lock file for the fleet's life.
-
-        Several test beds share this machine (pytest sessions, `make demo`), and Harper's
-        SO_REUSEPORT would let two of them bind one address silently. A free port is not enough
-        either: a node a test has stopped leaves its ports free but must get them back. flock
-        locks vanish with their process, so a SIGKILLed run frees its addresses by itself.
-        """
-        lock_dir = cache_dir() / "address-locks"
-        lock_dir.mkdir(parents=True, exist_ok=True)
-        ips = []
-        for last in range(FIRST_IP, 255):
-            ip = f"127.0.0.{last}"
-            lock = open(lock_dir / ip, "w")
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                lock.close()
-                continue
-            if not all(proc.port_is_free(ip, p) for p in PORTS):  # someone outside the test bed
-                lock.close()
-                continue
-            self._locks.append(lock)
-            ips.append(ip)
-            if len(ips) == self.count:
-                return ips
-        raise RuntimeError(f"fewer than {self.count} free loopback addresses for Harper nodes")
+        ips, self._locks = claim_addresses(self.count, PORTS)
+        return ips
 
     def stop(self) -> None:
         self._each(lambda n: n.stop())
@@ -296,7 +303,7 @@ class HarperFleet:
     def _clear_peers(self, timeout: float) -> None:
         # remove_node spreads to the peers, and a node that was removed elsewhere still lists its
         # old peers until it removes them itself (or restarts), so every node removes everything it
-        # lists. If some node still lists peers after two rounds, restart it (HARPER-FACTS.md).
+        # lists. If some node still lists peers after two rounds, restart it (docs/harper-semantics.md, section 3).
         for attempt in range(3):
             listing = [n for n in self.nodes if n.peers()]
             if not listing:

@@ -1,8 +1,8 @@
 """The programs the test bed runs, built once from pinned sources and cached.
 
 etcd, kube-apiserver and helm are built with the plain `go` client inside the small pinned modules
-under e2e/tools/ (k8s.io/kubernetes carries `replace` lines, so `go install pkg@version` refuses it;
-see DESIGN.md). Harper comes from npm with the lock file in e2e/harper/. Everything lands in the
+under e2e/tools/ (k8s.io/kubernetes carries `replace` lines, so `go install pkg@version` refuses it,
+so each go.mod requires it and replaces its staging modules with their published versions). Harper comes from npm with the lock file in e2e/harper/. Everything lands in the
 cache (``$HARPER_OPERATOR_CACHE`` or ``~/.cache/harper-operator``), one folder per name+version,
 and is rebuilt only when missing. A build that fails raises ToolBuildError with its output: tests
 must fail loudly, never skip.

@@ -58,6 +58,9 @@ def parser() -> argparse.ArgumentParser:
                      help="Prometheus metrics and /healthz port; 0 turns it off")
     run.add_argument("--peering", default=os.environ.get("PEERING_NAME") or None,
                      help="Kopf peering name: replicas with the same name elect one active operator")
+    run.add_argument("--priority", type=int, default=int(os.environ.get("PEERING_PRIORITY") or 0) or None,
+                     help="Kopf peering priority; the highest runs, the others pause. Default: a random number per "
+                          "process, because replicas of equal priority would all pause")
     run.add_argument("--min-reconcile-interval", type=float,
                      default=float(os.environ.get("MIN_RECONCILE_INTERVAL", "0")),
                      help="floor for every cluster's reconcileIntervalSeconds (seconds)")

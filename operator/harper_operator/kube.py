@@ -13,9 +13,12 @@ from typing import Any
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
-from .api import GROUP, VERSION
+from .api import GROUP, READABLE_LABEL, VERSION
 
 _api: kubernetes.client.ApiClient | None = None
+
+# Every call gives up after this (connect, read) in seconds, so no round can hang on a silent API server.
+TIMEOUT = (5.0, 30.0)
 
 
 def in_cluster() -> bool:
@@ -45,19 +48,32 @@ def _client() -> kubernetes.client.ApiClient:
     return _api
 
 
-async def read_secret(namespace: str, name: str) -> dict[str, str] | None:
-    """The Secret's data decoded, or None when it does not exist."""
+def _text(value: str) -> str | None:
+    """A Secret value as text; None for binary values (a keystore), which no caller can use as a password."""
+    try:
+        return base64.b64decode(value).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return None
 
-    def call() -> dict[str, str] | None:
+
+async def read_secret(namespace: str, name: str) -> tuple[bool, dict[str, str | None]] | None:
+    """(readable, data) of a Secret, or None when it does not exist.
+
+    Only a Secret labelled READABLE_LABEL=true is decoded; any other comes back as (False, {}), so its content
+    never reaches the operator's logic, whoever names it.
+    """
+
+    def call() -> tuple[bool, dict[str, str | None]] | None:
         try:
-            secret = kubernetes.client.CoreV1Api(_client()).read_namespaced_secret(name, namespace)
+            secret = kubernetes.client.CoreV1Api(_client()).read_namespaced_secret(
+                name, namespace, _request_timeout=TIMEOUT)
         except ApiException as e:
             if e.status == 404:
                 return None
             raise
-        data = {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
-        data.update(secret.string_data or {})
-        return data
+        if ((secret.metadata.labels or {}).get(READABLE_LABEL) or "").lower() != "true":
+            return False, {}
+        return True, {k: _text(v) for k, v in (secret.data or {}).items()}
 
     return await asyncio.to_thread(call)
 
@@ -66,7 +82,7 @@ async def get_object(plural: str, namespace: str, name: str) -> dict[str, Any] |
     def call():
         try:
             return kubernetes.client.CustomObjectsApi(_client()).get_namespaced_custom_object(
-                GROUP, VERSION, namespace, plural, name)
+                GROUP, VERSION, namespace, plural, name, _request_timeout=TIMEOUT)
         except ApiException as e:
             if e.status == 404:
                 return None
@@ -78,7 +94,7 @@ async def get_object(plural: str, namespace: str, name: str) -> dict[str, Any] |
 async def list_objects(plural: str, namespace: str) -> list[dict[str, Any]]:
     def call():
         return kubernetes.client.CustomObjectsApi(_client()).list_namespaced_custom_object(
-            GROUP, VERSION, namespace, plural)["items"]
+            GROUP, VERSION, namespace, plural, _request_timeout=TIMEOUT)["items"]
 
     return await asyncio.to_thread(call)
 
@@ -89,7 +105,7 @@ async def patch_status(plural: str, namespace: str, name: str, status: dict[str,
     def call() -> bool:
         try:
             kubernetes.client.CustomObjectsApi(_client()).patch_namespaced_custom_object_status(
-                GROUP, VERSION, namespace, plural, name, {"status": status})
+                GROUP, VERSION, namespace, plural, name, {"status": status}, _request_timeout=TIMEOUT)
             return True
         except ApiException as e:
             if e.status == 404:
@@ -99,9 +115,11 @@ async def patch_status(plural: str, namespace: str, name: str, status: dict[str,
     return await asyncio.to_thread(call)
 
 
-async def annotate(plural: str, namespace: str, name: str, annotations: dict[str, str | None]) -> None:
+async def patch_metadata(plural: str, namespace: str, name: str, metadata: dict[str, Any]) -> None:
+    """Merge-patch `.metadata` (annotations; with a resourceVersion the API server refuses a stale write: 409)."""
+
     def call() -> None:
         kubernetes.client.CustomObjectsApi(_client()).patch_namespaced_custom_object(
-            GROUP, VERSION, namespace, plural, name, {"metadata": {"annotations": annotations}})
+            GROUP, VERSION, namespace, plural, name, {"metadata": metadata}, _request_timeout=TIMEOUT)
 
     await asyncio.to_thread(call)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import dataclass
+import random
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -15,6 +16,8 @@ class OperatorSettings:
     log_level: str = "INFO"
     metrics_port: int = 8080
     peering: str | None = None  # None: standalone (one replica)
+    # Kopf pauses every operator that sees a peer of equal priority: replicas must differ, so each draws its own.
+    priority: int = field(default_factory=lambda: random.randint(1, 2**30))
     min_reconcile_interval: float = 0.0
     verify_timeout: float = 30.0
 
@@ -23,7 +26,8 @@ class OperatorSettings:
         namespaces = args.namespaces or [n for n in os.environ.get("WATCH_NAMESPACES", "").split(",") if n.strip()]
         return cls(kubeconfig=args.kubeconfig, namespaces=tuple(n.strip() for n in namespaces),
                    log_format=args.log_format, log_level=args.log_level.upper(), metrics_port=args.metrics_port,
-                   peering=args.peering, min_reconcile_interval=args.min_reconcile_interval,
+                   peering=args.peering, **({"priority": args.priority} if args.priority else {}),
+                   min_reconcile_interval=args.min_reconcile_interval,
                    verify_timeout=args.verify_timeout)
 
 

@@ -1,10 +1,16 @@
 """Membership: who is managed, who is held and why (pure; no Kubernetes, no Harper)."""
 
 from harper_operator.api import HarperClusterSpec
-from harper_operator.controller.members import membership, secret_names
+from harper_operator.controller import members as _members
+from harper_operator.controller.members import SecretData, secret_names
 
-CLUSTER = HarperClusterSpec.model_validate({"credentials": {"secretRef": {"name": "admin"}}})
-SECRETS = {"admin": {"username": "hdb", "password": "s3cret"}}
+CLUSTER = HarperClusterSpec.model_validate({"credentials": {"secretRef": {"name": "admin"}},
+                                            "allowedHosts": ["10.0.0.0/8"], "allowPlaintext": True})
+SECRETS = {"admin": SecretData(True, {"username": "hdb", "password": "s3cret"})}
+
+
+def membership(cluster, nodes, secrets, namespace="ns"):
+    return _members.membership(cluster, nodes, secrets, namespace=namespace)
 
 
 def node(name, hostname, **spec):
@@ -34,13 +40,13 @@ def test_missing_secret_holds_every_member_with_a_fix():
 
 
 def test_secret_without_password():
-    m = membership(CLUSTER, [node("a", "10.0.0.1")], {"admin": {"username": "hdb"}})
+    m = membership(CLUSTER, [node("a", "10.0.0.1")], {"admin": SecretData(True, {"username": "hdb"})})
     assert m.members[0].problem.reason == "SecretInvalid" and "password" in m.members[0].problem.message
 
 
 def test_node_override_secret():
     spec = {"credentials": {"secretRef": {"name": "other"}}}
-    m = membership(CLUSTER, [node("a", "10.0.0.1", **spec)], {**SECRETS, "other": {"username": "u", "password": "p"}})
+    m = membership(CLUSTER, [node("a", "10.0.0.1", **spec)], {**SECRETS, "other": SecretData(True, {"username": "u", "password": "p"})})
     assert m.members[0].access.username == "u"
     assert secret_names(CLUSTER, [node("a", "10.0.0.1", **spec)]) == {"admin", "other"}
 
@@ -77,3 +83,68 @@ def test_desired_node_carries_the_spec():
     assert d.shard == 2 and d.revoked_certificates == ("0A",) and d.retain_authorization
     assert d.subscriptions[0].database == "data" and not d.subscriptions[0].publish
     assert d.resource == "a"
+
+
+# --- Guarantee 1: credentials go only where the cluster's owner allows -----------------------------------------
+
+DEFAULT = HarperClusterSpec.model_validate({"credentials": {"secretRef": {"name": "admin"}}})
+
+
+def test_only_labelled_secrets_are_used():
+    m = membership(CLUSTER, [node("a", "10.0.0.1")], {"admin": SecretData(False)})
+    assert m.members[0].problem.reason == "SecretNotReadable"
+    assert "harperoperator.dev/readable=true" in m.members[0].problem.message and m.members[0].access is None
+
+
+def test_a_secret_that_cannot_be_read_waits_with_the_cause():
+    m = membership(CLUSTER, [node("a", "10.0.0.1")], {"admin": SecretData(False, error="Forbidden")})
+    assert m.members[0].problem.reason == "SecretReadFailed" and not m.members[0].problem.permanent
+
+
+def test_binary_values_are_not_passwords():
+    m = membership(CLUSTER, [node("a", "10.0.0.1")], {"admin": SecretData(True, {"username": "u", "password": None})})
+    assert m.members[0].problem.reason == "SecretInvalid"
+
+
+def test_the_default_admits_the_namespaces_services_and_loopback_only():
+    def reason(host, scheme="https", namespace="db"):
+        body = node("a", host)
+        body["spec"]["operationsUrl"] = f"{scheme}://{host}:9925"
+        body["spec"]["url"] = f"wss://{host}:9933"
+        problem = membership(DEFAULT, [body], SECRETS, namespace=namespace).members[0].problem
+        return problem.reason if problem else None
+
+    assert reason("harper-0.harper.db.svc.cluster.local") is None
+    assert reason("harper-0.harper.db.svc") is None
+    assert reason("127.0.0.11", "http") is None  # loopback never leaves the operator's pod or machine
+    assert reason("harper-0.harper.other.svc.cluster.local") == "HostNotAllowed"
+    assert reason("harper.db.svc.evil.example") == "HostNotAllowed"
+    assert reason("10.0.0.1") == "HostNotAllowed"
+    assert reason("harper-0.harper.db.svc", "http") == "PlaintextNotAllowed"
+
+
+def test_the_replication_url_must_be_allowed_too():
+    body = node("a", "10.0.0.1")
+    body["spec"]["url"] = "wss://attacker.example:9933"
+    problem = membership(CLUSTER, [body], SECRETS).members[0].problem
+    assert problem.reason == "HostNotAllowed" and "spec.url" in problem.message
+
+
+def test_allowed_hosts_entries():
+    spec = HarperClusterSpec.model_validate({"credentials": {"secretRef": {"name": "a"}},
+                                             "allowedHosts": ["*.harper.example", "db.example", "fd00::/8"]})
+    assert spec.admits("h-0.harper.example", "ns") and spec.admits("H-0.Harper.Example.", "ns")
+    assert not spec.admits("harper.example", "ns") and not spec.admits("xharper.example", "ns")
+    assert spec.admits("db.example", "ns") and not spec.admits("x.db.example", "ns")
+    assert spec.admits("[fd00::5]", "ns") and not spec.admits("::1", "ns")
+    assert not spec.admits_plaintext("h-0.harper.example") and spec.admits_plaintext("127.0.0.1")
+
+
+def test_garbage_ca_is_that_members_problem():
+    tls = {"verify": True, "caSecretRef": {"name": "ca"}}
+    secrets = {**SECRETS, "ca": SecretData(True, {"ca.crt": "garbage"})}
+    m = membership(CLUSTER, [node("a", "10.0.0.1", tls=tls), node("b", "10.0.0.2")], secrets)
+    assert m.members[0].problem.reason == "CASecretInvalid" and m.members[1].managed
+    secrets = {**SECRETS, "ca": SecretData(False)}
+    assert membership(CLUSTER, [node("a", "10.0.0.1", tls=tls)], secrets).members[0].problem.reason == \
+        "SecretNotReadable"

@@ -5,7 +5,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from harper_operator.api import HarperClusterSpec, HarperClusterStatus, HarperNodeStatus
-from harper_operator.controller.members import Problem, membership
+from harper_operator.controller.members import SecretData
+from harper_operator.controller.members import membership as _membership
+from harper_operator.reconcile.problems import Problem
 from harper_operator.controller.observe import Sight, observed
 from harper_operator.controller.status import Round, cluster_status, node_status
 from harper_operator.harper.models import ClusterStatus
@@ -14,7 +16,11 @@ from harper_operator.harper.probe import ProbeResult
 RECORDED = Path(__file__).resolve().parents[1] / "harper" / "recorded"
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 CLUSTER = HarperClusterSpec.model_validate({"credentials": {"secretRef": {"name": "admin"}}})
-SECRETS = {"admin": {"username": "hdb", "password": "pw"}}
+SECRETS = {"admin": SecretData(True, {"username": "hdb", "password": "pw"})}
+
+
+def membership(cluster, nodes, secrets):
+    return _membership(cluster, nodes, secrets, namespace="ns")
 
 
 def recorded(name: str) -> ClusterStatus:

@@ -41,10 +41,18 @@ def make_jwt(*, exp: float, iat: float | None = None, sub: str = "operation", ta
 
 @dataclass
 class Reply:
+    """One answer. `body` is sent byte for byte (hostile or huge answers); with `chunked` it is
+    streamed without a Content-Length, and `endless` streams `body` over and over until the
+    client hangs up."""
+
     status: int = 200
     json: Any = None
     text: str | None = None
     delay: float = 0.0
+    body: bytes | None = None
+    chunked: bool = False
+    endless: bool = False
+    content_type: str = "application/json"
 
 
 @dataclass
@@ -72,6 +80,9 @@ class FakeHarper:
     seen: list[Seen] = field(default_factory=list)
     handlers: dict[str, Handler] = field(default_factory=dict)
     health: Reply = field(default_factory=lambda: Reply(200, text="HarperDB is running."))
+    default: Reply | None = None  # the answer to every operation without its own handler
+    streamed_bytes: int = 0  # body bytes written by chunked/endless answers
+    hung_up: bool = False  # a client closed the connection while a streamed answer was being written
 
     def on(self, operation: str, reply: Reply | Handler) -> None:
         self.handlers[operation] = reply if callable(reply) else (lambda _seen, r=reply: r)
@@ -87,19 +98,41 @@ class FakeHarper:
             body = raw
         seen = Seen(body, dict(request.headers))
         self.seen.append(seen)
-        handler = self.handlers.get(seen.operation or "", lambda _s: Reply(200, {"message": "ok"}))
-        return await self._answer(handler(seen))
+        fallback = self.default or Reply(200, {"message": "ok"})
+        handler = self.handlers.get(seen.operation or "", lambda _s: fallback)
+        return await self._answer(handler(seen), request)
 
     async def _get_health(self, request: web.Request) -> web.StreamResponse:
-        return await self._answer(self.health)
+        return await self._answer(self.health, request)
 
-    @staticmethod
-    async def _answer(reply: Reply) -> web.StreamResponse:
+    async def _answer(self, reply: Reply, request: web.Request) -> web.StreamResponse:
         if reply.delay:
             await asyncio.sleep(reply.delay)
+        if reply.chunked or reply.endless:
+            return await self._stream(reply, request)
+        if reply.body is not None:
+            return web.Response(status=reply.status, body=reply.body, headers={"Content-Type": reply.content_type})
         if reply.text is not None:
             return web.Response(status=reply.status, text=reply.text)
         return web.json_response(reply.json, status=reply.status)
+
+    async def _stream(self, reply: Reply, request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(status=reply.status, headers={"Content-Type": reply.content_type})
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        body = reply.body or b" "
+        try:
+            while True:
+                for start in range(0, len(body), 64 * 1024):
+                    piece = body[start:start + 64 * 1024]
+                    await resp.write(piece)
+                    self.streamed_bytes += len(piece)
+                if not reply.endless:
+                    break
+            await resp.write_eof()
+        except (ConnectionError, RuntimeError):  # the client hung up mid-answer (RuntimeError: transport closed)
+            self.hung_up = True
+        return resp
 
 
 async def _serve(app: web.Application, ssl_context: ssl.SSLContext | None = None) -> tuple[web.AppRunner, int]:

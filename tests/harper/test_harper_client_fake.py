@@ -15,6 +15,7 @@ from harper_operator.harper import (
     FalseSuccessError,
     HarperClient,
     HarperError,
+    InvalidTargetError,
     NodeRequest,
     PeerRejectedError,
     RequestValidationError,
@@ -413,10 +414,10 @@ async def test_fake_token_errors_never_carry_tokens(fake_harper):
 
 def test_client_constructor_validates_and_hides_password():
     for bad in ("ftp://x:1", "node-0:9925", f"http://admin:{PASSWORD}@x:9925"):
-        with pytest.raises(ValueError) as info:
+        with pytest.raises(InvalidTargetError) as info:
             HarperClient(bad, username="admin", password=PASSWORD)
-        assert PASSWORD not in str(info.value)
-    with pytest.raises(ValueError):
+        assert PASSWORD not in str(info.value) and PASSWORD not in repr(info.value)
+    with pytest.raises(InvalidTargetError):
         HarperClient("http://x:1", username="a", password="b", timeout=0)
     client = HarperClient("https://x:9925/prefix/", username="admin", password=PASSWORD)
     assert client.operations_url == "https://x:9925/prefix/" and client.health_url == "https://x:9925/prefix/health"

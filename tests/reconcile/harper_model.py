@@ -27,8 +27,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Iterable
 
-from harper_operator.reconcile.plan import (AddNode, ConfigureCluster, DeleteRoutes, Operation, RemoveNode, Restart,
-                                            SetRoutes, UpdateNode)
+from harper_operator.reconcile.plan import (AddNode, DeleteRoutes, Operation, RemoveNode, Restart, SetRoutes,
+                                            UpdateNode)
 from harper_operator.reconcile.topology import (DesiredNode, ObservedCluster, ObservedNode, PeerRecord, Route,
                                                 Subscription)
 
@@ -229,9 +229,6 @@ class HarperModel:
         self.writes.append(op)
         if isinstance(op, (AddNode, UpdateNode)):
             self.set_node(op.on, op.target)
-        elif isinstance(op, ConfigureCluster):
-            for t in op.targets:
-                self.set_node(op.on, t)
         elif isinstance(op, RemoveNode):
             self.remove_node(op.on, op.hostname)
         elif isinstance(op, SetRoutes):
@@ -348,7 +345,7 @@ def check_targets(ops, observed: ObservedCluster) -> None:
 def verify(model: HarperModel, desired, *, skip: Iterable[str] = ()) -> list[str]:
     """Independent check of the end state: every pair of running declared nodes holds the declared relationship,
     connected. Returns what is wrong (empty: converged)."""
-    from harper_operator.reconcile.topology import normalize, pair_subscriptions
+    from harper_operator.reconcile.topology import normalize, pair_subscriptions, url_key
 
     skip = set(skip)
     nodes = {n.name: n for n in desired.nodes if n.name not in skip and model.nodes[n.name].up}
@@ -379,8 +376,10 @@ def verify(model: HarperModel, desired, *, skip: Iterable[str] = ()) -> list[str
                 wrong.append(f"{a} lacks revoked certificates of {b}")
             if not row.connected:
                 wrong.append(f"{a} is not connected to {b}")
-        for ghost in sorted(set(obs.peers) - {n.name for n in desired.nodes}):
-            wrong.append(f"{a} still lists {ghost}")
+        declared_urls = {url_key(u) for u in desired.keep_urls} | {url_key(n.url) for n in desired.nodes}
+        for ghost in sorted(set(obs.peers) - {n.name for n in desired.nodes} - desired.keep):
+            if url_key(obs.peers[ghost].url or "") not in declared_urls:
+                wrong.append(f"{a} still lists {ghost}")
         if set(desired.routes) != set(obs.routes_running or ()):
             wrong.append(f"{a} runs routes {obs.routes_running}, want {sorted(desired.routes)}")
     return wrong

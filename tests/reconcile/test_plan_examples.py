@@ -13,7 +13,7 @@ from harper_model import HarperModel, ModelNode, run_operator, verify
 from harper_operator.reconcile import (AddNode, DeleteRoutes, DesiredCluster, DesiredNode, ObservedCluster,
                                        ObservedNode, RemoveNode, Restart, Route, SetRoutes, Subscription,
                                        UpdateNode, diagnose, pending_restart, plan)
-from harper_operator.reconcile.topology import pair_subscriptions
+from harper_operator.reconcile.topology import pair_subscriptions, url_key
 
 T = Subscription("data", "t", True, True)
 U_IN = Subscription("data", "u", True, False)
@@ -386,12 +386,82 @@ def test_a_stray_file_edit_is_reset_with_an_empty_set():
     assert m.observe_node("n1").routes_on_disk == (R1,)
 
 
-def test_route_wire_form_is_a_url_string():
-    assert R1.to_harper() == "wss://r1.example:9933"
-    assert Route.from_harper("wss://h:1") == Route("h", 1)
-    assert Route.from_harper({"hostname": "h", "port": 2}) == Route("h", 2)
-    assert Route.from_harper({"host": "h", "port": 3}) == Route("h", 3)
-    assert Route.from_harper("h:4") == Route("h", 4)
+def test_a_route_is_normalised_once_when_it_is_made():
+    assert Route("Harper-1.Example.", 9933) == Route("harper-1.example", 9933)
+    assert Route(" [harper-1.example] ", 9933).hostname == "harper-1.example"
+    assert hash(Route("HARPER-1", 1)) == hash(Route("harper-1", 1))
+    assert Route("[FD00::0001]", 1).url == "wss://[fd00::1]:1"
+    assert Route("fd00:0:0::1", 1) == Route("[fd00::1]", 1)
+    assert Route("10.0.0.1", 9933).url == "wss://10.0.0.1:9933"
+    assert sorted([Route("B", 1), Route("a", 2)]) == [Route("a", 2), Route("b", 1)]
+    assert R1.url == "wss://r1.example:9933"
+
+
+def test_routes_spelled_differently_from_harper_need_no_write_and_no_restart():
+    # Harper lower-cases the host it parses out of a route: an upper-case spec once restarted every member forever
+    spec_routes = (Route("R1.Example.", 9933), Route("[FD00::0001]", 9933))
+    harper_routes = (Route("fd00::1", 9933), Route("r1.example", 9933))
+    d = replace(full("n1", "n2"), routes=spec_routes)
+    obs = ObservedCluster(nodes={n: ObservedNode(n, True, routes=harper_routes, routes_on_disk=harper_routes,
+                                                 routes_running=harper_routes) for n in ("n1", "n2")})
+    ops = plan(d, obs, restart_for_routes=True)
+    assert not [o for o in ops if isinstance(o, (SetRoutes, DeleteRoutes, Restart))]
+    assert pending_restart(d, obs) == {}
+
+
+def test_a_record_url_spelled_differently_needs_no_update():
+    m = converged(["n1", "n2", "n3"])
+    d = cluster(node("n1"), DesiredNode("n2", "WSS://N2:9933/"), node("n3"))
+    assert plan(d, m.observe()) == []
+
+
+def test_url_key_compares_what_harper_compares():
+    assert url_key("WSS://Harper-1.Example.:9933/") == "wss://harper-1.example:9933"
+    assert url_key("wss://[FD00:0:0::0001]:9933/path") == "wss://[fd00::1]:9933"
+    assert url_key("wss://user:secret@h:1") == "wss://h:1"
+    assert url_key("wss://h") == "wss://h"  # no port invented
+    assert url_key(" Not A URL ") == "not a url"
+    assert url_key("wss://h:99999") == "wss://h:99999"  # bad port: compared as text, never raises
+    assert url_key("wss://[zz") == "wss://[zz"
+    assert url_key("") == ""
+
+
+# --- records plan must keep -----------------------------------------------------------------------------------------
+
+
+def test_a_member_harper_names_differently_is_not_a_ghost():
+    # HarperNode n3 declares hostname n3, but its Harper calls itself n3.harper.svc: the record of its real name
+    # points at the declared url, and removing it would take a healthy node out of replication
+    m = converged(["n1", "n2"])
+    m.inject("n1", "n3.harper.svc", "wss://N3:9933/")
+    d = full("n1", "n2", "n3")
+    obs = m.observe()  # n3 itself is not asked (the shell holds it for its hostname mismatch)
+    assert not [o for o in plan(d, obs) if isinstance(o, RemoveNode)]
+    assert verify(m, d, skip={"n3"}) == []
+
+
+def test_kept_names_stay_and_true_ghosts_still_go():
+    m = converged(["n1", "n2", "n3"])
+    m.inject("n2", "retained-a", "wss://10.1.1.1:9933")  # a node deleted with deletionPolicy Retain
+    m.inject("n2", "other-cluster-b", "wss://10.1.1.2:9933")  # declared by a HarperNode of another cluster
+    m.inject("n2", "stray", "wss://10.1.1.3:9933")
+    m.inject("n2", "old-url", "wss://10.1.1.4:9933")
+    d = replace(full("n1", "n2", "n3"), keep=frozenset({"retained-a", "other-cluster-b"}),
+                keep_urls=frozenset({"WSS://10.1.1.4:9933"}))
+    assert plan(d, m.observe()) == [RemoveNode("n1", "stray")]
+    run_operator(m, d)
+    assert {"retained-a", "other-cluster-b", "old-url"} <= set(m.observe_node("n3").peers)
+    assert "stray" not in m.observe_node("n3").peers
+    assert plan(full("n1", "n2", "n3"), m.observe()) == [RemoveNode("n1", "old-url"), RemoveNode("n1", "other-cluster-b"),
+                                                         RemoveNode("n1", "retained-a")]
+
+
+def test_an_explicit_member_keeps_its_own_kept_records_too():
+    d = replace(cluster(node("n1"), node("n2"), node("n3", subscriptions=(T,))), keep=frozenset({"k"}))
+    m = converged(["n1", "n2", "n3"], d)
+    m.inject("n3", "k", "wss://10.1.1.9:9933", replicates=False, subscriptions=(T,))
+    m.inject("n3", "g", "wss://10.1.1.8:9933", replicates=False, subscriptions=(T,))
+    assert plan(d, m.observe()) == [RemoveNode("n3", "g")]
 
 
 # --- diagnose -------------------------------------------------------------------------------------------------------

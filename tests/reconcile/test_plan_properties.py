@@ -2,7 +2,8 @@
 
 For random declared topologies and random drift (nodes down, removals by hand, ghost records, wiped nodes, shards
 changed by hand, routes edited by hand): applying plan() to the model converges, the plan after convergence is
-empty, plan never sends anything to a node that did not answer, and plan is deterministic.
+empty, plan never sends anything to a node that did not answer, and plan is deterministic. Records that the spec
+keeps (names in DesiredCluster.keep, records pointing at a declared URL) are never removed.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from harper_model import HarperModel, check_targets, run_operator, verify
-from harper_operator.reconcile import (AddNode, DesiredCluster, DesiredNode, ObservedCluster, Route, Subscription,
-                                       diagnose, plan)
+from harper_operator.reconcile import (AddNode, DesiredCluster, DesiredNode, ObservedCluster, RemoveNode, Route,
+                                       Subscription, diagnose, plan, url_key)
 
 POOL = ["n1", "n2", "n3", "n4", "n5"]
 TABLES = ["t", "u", "v"]
@@ -123,3 +124,58 @@ def test_plan_is_deterministic_and_never_targets_an_unreachable_node(before, act
     again = plan(replace(after, nodes=tuple(shuffled_nodes)), shuffled_obs, restart_for_routes=True,
                  restart_for_subscriptions=True)
     assert again == ops
+
+
+# Records plan must keep: ("kept", k) a name in DesiredCluster.keep; ("kept_url", k) a name whose url is in keep_urls;
+# ("alias", k) a declared member under the name its own Harper reports, i.e. a record at a declared url.
+extra_records = st.lists(st.tuples(st.sampled_from(["kept", "kept_url", "alias"]), st.sampled_from(POOL),
+                                   st.integers(0, 3), st.booleans()), min_size=1, max_size=4)
+
+
+def true_ghost(name: str, desired: DesiredCluster, observed: ObservedCluster) -> bool:
+    urls = {url_key(u) for u in desired.keep_urls} | {url_key(n.url) for n in desired.nodes}
+    rows = [o.peers[name] for o in observed.nodes.values() if o.reachable and name in o.peers]
+    return (name not in {n.name for n in desired.nodes} and name not in desired.keep
+            and not any(url_key(r.url or "") in urls for r in rows))
+
+
+@SETTINGS
+@given(before=clusters(), actions=drift, after=clusters(), extra=extra_records, restart_routes=st.booleans())
+def test_plan_never_removes_a_kept_record_and_removes_only_declared_names_or_true_ghosts(before, actions, after,
+                                                                                         extra, restart_routes):
+    m = HarperModel(POOL)
+    run_operator(m, before, restart_for_routes=True, rounds=10)
+    apply_drift(m, actions)
+    keep, keep_urls, protected = set(), set(), set()
+    for kind, on, k, shout in extra:
+        if not m.nodes[on].up:
+            continue
+        if kind == "kept":
+            name, url = f"kept{k}", f"wss://10.8.8.{k}:9933"
+            keep.add(name)
+        elif kind == "kept_url":
+            name, url = f"moved{k}", f"wss://10.7.7.{k}:9933"
+            keep_urls.add(url.upper() if shout else url)
+        else:
+            name, url = f"alias{k}", after.nodes[k % len(after.nodes)].url
+            url = url.upper() + "/" if shout else url
+        m.inject(on, name, url)
+        protected.add(name)
+    desired = replace(after, keep=frozenset(keep), keep_urls=frozenset(keep_urls))
+    names = sorted({n.name for n in after.nodes})
+    declared = set(names)
+    listed_at_first = {p for o in m.observe(names).nodes.values() for p in o.peers} & protected
+    for _ in range(6):
+        observed = m.observe(names)
+        ops = plan(desired, observed, restart_for_routes=restart_routes)
+        check_targets(ops, observed)
+        for op in ops:
+            if isinstance(op, RemoveNode):
+                assert op.hostname not in protected, op.describe()
+                assert op.hostname in declared or true_ghost(op.hostname, desired, observed), op.describe()
+        if not ops:
+            break
+        for op in ops:
+            m.apply(op)
+    still = {p for o in m.observe(names).nodes.values() for p in o.peers}
+    assert listed_at_first <= still

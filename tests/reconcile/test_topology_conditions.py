@@ -1,43 +1,73 @@
-"""Parsing Harper answers into the observed topology, subscription algebra, and conditions."""
+"""Core topology values, the one Problem, subscription algebra, and conditions."""
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from harper_operator.reconcile import (AddNode, DesiredNode, Problem, Route, Subscription, conditions, from_round,
-                                       normalize, observed_node_from_harper, pair_subscriptions, reverse)
+from hypothesis import given
+from hypothesis import strategies as st
 
-# Shape of a real 4.7.29 answer (127.0.0.51 in a mesh with 52, 53 and an explicit 54), trimmed of ca_info details.
-CLUSTER_STATUS = {
-    "type": "cluster-status", "node_name": "127.0.0.51", "url": "wss://127.0.0.51:9933", "is_enabled": True,
-    "connections": [
-        {"name": "127.0.0.52", "url": "wss://127.0.0.52:9933", "replicates": True, "subscriptions": None, "shard": 5,
-         "revoked_certificates": ["ABC123"], "ca_info": {},
-         "database_sockets": [{"database": "system", "connected": True, "latency": 0.4},
-                              {"database": "data", "connected": True}]},
-        {"name": "127.0.0.53", "url": "wss://127.0.0.53:9933", "replicates": True, "subscriptions": None,
-         "database_sockets": [{"database": "system", "connected": False}, {"database": "data", "connected": True}]},
-        {"name": "127.0.0.54", "url": "wss://127.0.0.54:9933",
-         "subscriptions": [{"database": "data", "table": "t", "subscribe": True, "publish": True},
-                           {"database": "data", "table": "u", "subscribe": False, "publish": True}],
-         "database_sockets": [{"database": "data", "connected": True}]},
-        {"name": "127.0.0.51", "url": "wss://127.0.0.51:9933", "replicates": True, "database_sockets": []},
-    ],
-}
+from harper_operator.reconcile import (AddNode, DesiredCluster, DesiredNode, ObservedCluster, ObservedNode, PeerRecord,
+                                       Problem, Route, Subscription, conditions, diagnose, from_round, normalize,
+                                       pair_subscriptions, pending_restart, plan, reverse, url_key)
+
+T = Subscription("data", "t", True, True)
+U_IN, U_OUT = Subscription("data", "u", True, False), Subscription("data", "u", False, True)
 
 
-def test_cluster_status_becomes_an_observed_node():
-    o = observed_node_from_harper("127.0.0.51", CLUSTER_STATUS, routes=["wss://r:9933"],
-                                  routes_on_disk=[{"hostname": "r", "port": 9933}, "wss://s:9944"])
-    assert o.reachable and set(o.peers) == {"127.0.0.52", "127.0.0.53", "127.0.0.54"}  # never itself
-    p52, p53, p54 = o.peers["127.0.0.52"], o.peers["127.0.0.53"], o.peers["127.0.0.54"]
-    assert p52.replicates and p52.connected and p52.shard == 5 and p52.revoked_certificates == ("ABC123",)
-    assert p53.replicates and not p53.connected  # one socket down
-    assert not p54.replicates and p54.connected
-    assert p54.subscriptions == (Subscription("data", "t", True, True), Subscription("data", "u", False, True))
-    assert o.routes == (Route("r", 9933),) and o.routes_on_disk == (Route("r", 9933), Route("s", 9944))
-    assert o.shard is None
-    assert observed_node_from_harper("x", None).reachable is False
+def full_row(name: str, **kw) -> PeerRecord:
+    return PeerRecord(name, f"wss://{name}:9933", kw.pop("shard", None), None, True, kw.pop("connected", True), **kw)
+
+
+# The core values of a real 4.7.29 mesh (127.0.0.51-53 full, 127.0.0.54 explicit [t <->, u <-]) as the controller
+# builds them from cluster_status: each row from its lister's point of view (the mesh's row of 54 holds 54's list
+# reversed), 52's shard and revoked certificate on the shared record. The spec writes 52's url in capitals:
+# Harper's answer must still compare equal, or every round would update it.
+MESH = ("127.0.0.51", "127.0.0.52", "127.0.0.53")
+
+
+def observed_mesh(*, down: tuple[str, ...] = ()) -> ObservedCluster:
+    nodes = {}
+    for me in MESH:
+        peers = {p: full_row(p, shard=5 if p == "127.0.0.52" else None,
+                             revoked_certificates=("ABC123",) if p == "127.0.0.52" else ())
+                 for p in MESH if p != me}
+        peers["127.0.0.54"] = PeerRecord("127.0.0.54", "wss://127.0.0.54:9933", None, (T, U_OUT), False, True)
+        nodes[me] = ObservedNode(me, True, peers=peers, shard=5 if me == "127.0.0.52" else None)
+    nodes["127.0.0.54"] = ObservedNode("127.0.0.54", True, peers={
+        p: PeerRecord(p, f"wss://{p}:9933", 5 if p == "127.0.0.52" else None, (T, U_IN), False, True,
+                      revoked_certificates=("ABC123",) if p == "127.0.0.52" else ()) for p in MESH})
+    for name in down:
+        nodes[name] = ObservedNode(name, reachable=False)
+    return ObservedCluster(nodes=nodes)
+
+
+DECLARED = DesiredCluster(nodes=(
+    DesiredNode("127.0.0.51", "wss://127.0.0.51:9933"),
+    DesiredNode("127.0.0.52", "WSS://127.0.0.52:9933/", shard=5, revoked_certificates=("ABC123",)),
+    DesiredNode("127.0.0.53", "wss://127.0.0.53:9933"),
+    DesiredNode("127.0.0.54", "wss://127.0.0.54:9933", subscriptions=(T, U_IN))))
+
+
+def test_a_converged_real_mesh_built_from_core_values_needs_nothing():
+    obs = observed_mesh()
+    assert diagnose(DECLARED, obs) == [] and plan(DECLARED, obs) == [] and pending_restart(DECLARED, obs) == {}
+    down = observed_mesh(down=("127.0.0.53",))
+    assert not down.reachable("127.0.0.53") and not down.reachable("nobody")
+    assert plan(DECLARED, down) == []
+    assert [(p.reason, p.node, p.permanent) for p in diagnose(DECLARED, down)] == [("Unreachable", "127.0.0.53", False)]
+
+
+def test_one_problem_type_everywhere():
+    from importlib import import_module
+
+    plan_module, problems, restarts = (import_module(f"harper_operator.reconcile.{m}")
+                                       for m in ("plan", "problems", "restarts"))
+
+    assert plan_module.Problem is problems.Problem is restarts.Problem is Problem
+    p = Problem("X", "y")
+    assert (p.node, p.permanent, p.blocking) == (None, True, True)
+    assert sorted([Problem("b", "m"), Problem("a", "m")])[0].reason == "a"
 
 
 def test_normalize_drops_entries_that_move_nothing_and_merges_duplicates():
@@ -105,3 +135,18 @@ def test_from_round_picks_permanent_then_transient_then_pending():
     assert c["Reconciling"]["reason"] == "Verifying"
     c = by_type(from_round([], [], True, generation=1, now=NOW))
     assert c["Ready"]["status"] == "True"
+
+
+# --- one spelling per host and URL ---------------------------------------------------------------------------------
+
+hosts = st.one_of(st.text(max_size=12), st.sampled_from(["Harper-1.Example.", "[FD00::0001]", " h ", "10.0.0.1", "::1",
+                                                         "[::ffff:10.0.0.1]", "fe80::1%eth0", "[", "]", "."]))
+
+
+@given(hosts, st.integers(0, 70000))
+def test_route_and_url_key_never_raise_and_normalise_once(host, port):
+    r = Route(host, port)
+    assert Route(r.hostname, port) == r  # normalising again changes nothing
+    key = url_key(r.url)
+    assert url_key(key) == key
+    assert url_key(host) == url_key(url_key(host))

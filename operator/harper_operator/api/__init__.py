@@ -1,10 +1,11 @@
 """The resources' schema: pydantic models that generate the CRDs and parse what Kubernetes sends."""
 
-from .cluster import PAUSE_ANNOTATION, HarperCluster, HarperClusterSpec, HarperClusterStatus, MemberStatus, Route
-from .common import API_VERSION, GROUP, VERSION, Condition
+from .cluster import (PAUSE_ANNOTATION, RETAINED_ANNOTATION, HarperCluster, HarperClusterSpec, HarperClusterStatus,
+                      MemberStatus, OwedRestart, RestartRecord, Route)
+from .common import API_VERSION, GROUP, READABLE_LABEL, VERSION, Condition
 from .node import (Certificate, HarperNode, HarperNodeSpec, HarperNodeStatus, PeerStatus, SocketStatus,
                    Subscription)
 
-__all__ = ["API_VERSION", "GROUP", "VERSION", "PAUSE_ANNOTATION", "Certificate", "Condition", "HarperCluster",
+__all__ = ["API_VERSION", "GROUP", "VERSION", "PAUSE_ANNOTATION", "READABLE_LABEL", "RETAINED_ANNOTATION", "OwedRestart", "RestartRecord", "Certificate", "Condition", "HarperCluster",
            "HarperClusterSpec", "HarperClusterStatus", "HarperNode", "HarperNodeSpec", "HarperNodeStatus",
            "MemberStatus", "PeerStatus", "Route", "SocketStatus", "Subscription"]

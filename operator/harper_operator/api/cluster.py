@@ -6,9 +6,13 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from .common import (DELETION_POLICY_DOC, Condition, Credentials, DeletionPolicy, Model, TLS, rules)
+from . import hosts
+from .common import (DELETION_POLICY_DOC, GROUP, Condition, Credentials, DeletionPolicy, Model, TLS, rules)
 
-PAUSE_ANNOTATION = "harperoperator.dev/paused"
+PAUSE_ANNOTATION = f"{GROUP}/paused"
+# Hostnames of nodes deleted with deletionPolicy Retain, as a JSON list: an annotation *value* fits any hostname
+# (IPv6, 253 characters), where an annotation key per node does not.
+RETAINED_ANNOTATION = f"{GROUP}/retained-nodes"
 
 
 class Route(Model):
@@ -41,9 +45,46 @@ class HarperClusterSpec(Model):
                     "status.pendingRestart for you to restart.")] = "Restart"
     deletion_policy: Annotated[DeletionPolicy, Field(description=DELETION_POLICY_DOC + " A HarperNode may "
                                                      "override it for itself.")] = "Delete"
+    allowed_hosts: Annotated[list[Annotated[str, Field(min_length=1, max_length=253, pattern=hosts.ENTRY_PATTERN)]], Field(
+        description="Hosts the members may live on; the operator sends credentials and replication peers only there. "
+                    "Each entry is a DNS name, `*.` and a domain (every name under it), an IP address or a CIDR "
+                    "(matched against IP literals only; names are never resolved for it). Empty: the Services of "
+                    "this cluster's namespace (*.<namespace>.svc and *.<namespace>.svc.cluster.local) and loopback. "
+                    "A HarperNode whose url or operationsUrl is elsewhere is Stalled and receives nothing.",
+        max_length=64, json_schema_extra=rules(("self.all(h, !h.contains('/') || isCIDR(h))",
+                                                "an entry with / must be a CIDR such as 10.20.0.0/16")))] = []
+    allow_plaintext: Annotated[bool, Field(
+        description="Allow http:// operationsUrl and ws:// url for hosts other than loopback. Off: credentials and "
+                    "replication cross a network only over TLS.")] = False
     reconcile_interval_seconds: Annotated[int, Field(
         description="How often the operator compares Harper with the spec when nothing changed (drift repair).",
         ge=5, le=86400)] = 60
+
+
+    def host_entries(self, namespace: str) -> tuple[str, ...]:
+        """The allow-list in force: the spec's, or the namespace's Services and loopback."""
+        return tuple(self.allowed_hosts) or hosts.default_entries(namespace)
+
+    def admits(self, host: str, namespace: str) -> bool:
+        return hosts.admits(self.host_entries(namespace), host)
+
+    def admits_plaintext(self, host: str) -> bool:
+        return self.allow_plaintext or hosts.is_loopback(host)
+
+
+class OwedRestart(Model):
+    """A restart the operator decided on and has not done yet."""
+
+    node: Annotated[str, Field(description="Replication node name.")]
+    reason: Annotated[str, Field(description="What the restart applies.")]
+
+
+class RestartRecord(Model):
+    """The last restart the operator made of a member (its cooldown outlives an operator restart)."""
+
+    node: Annotated[str, Field(description="Replication node name.")]
+    reason: Annotated[str, Field(description="What the restart applied.")]
+    at: Annotated[float, Field(description="When, in seconds since the epoch.")]
 
 
 class MemberStatus(Model):
@@ -67,6 +108,10 @@ class HarperClusterStatus(Model):
     ready_nodes: Annotated[str | None, Field(description="Ready members / declared members, e.g. 3/3.")] = None
     members: Annotated[list[MemberStatus], Field(description="One row per member, from cluster_status.")] = []
     pending_restart: Annotated[list[str], Field(description="Members whose routes apply after a restart.")] = []
+    owed_restarts: Annotated[list[OwedRestart], Field(
+        description="Restarts the operator owes: recorded before the writes that need them, so an interrupted "
+                    "round does not forget them.")] = []
+    last_restarts: Annotated[list[RestartRecord], Field(description="The last restart of each member.")] = []
     last_reconcile_time: Annotated[str | None, Field(description="When the last reconcile finished (RFC 3339).")] = None
 
 

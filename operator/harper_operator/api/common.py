@@ -14,6 +14,19 @@ API_VERSION = f"{GROUP}/{VERSION}"
 # A DNS-1123 subdomain, the shape of every Kubernetes object name.
 K8S_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 
+# Only Secrets carrying this label (value "true") are ever read: a HarperNode author who may not read Secrets
+# must not be able to make the operator read one for them (Argo CD marks the Secrets it reads the same way).
+READABLE_LABEL = f"{GROUP}/readable"
+
+# URL pieces the code can parse: a DNS name or IPv4 address, or an IPv6 literal in brackets; a port 1-65535;
+# no user info, path, query or fragment. The CRD refuses anything else at `kubectl apply`.
+_HOST = r"([A-Za-z0-9]([A-Za-z0-9\-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9\-]*[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\])"
+_PORT = r"(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})"
+
+
+def url_pattern(*schemes: str) -> str:
+    return rf"^({'|'.join(schemes)})://{_HOST}(:{_PORT})?/?$"
+
 
 class Model(BaseModel):
     """camelCase on the wire (Kubernetes style), snake_case in Python."""
@@ -47,7 +60,8 @@ class Credentials(Model):
 
     secret_ref: Annotated[LocalObjectReference, Field(
         description="Secret with keys `username` and `password` of a Harper super_user. Every clustering "
-                    "operation needs a super_user. A changed Secret is picked up on the next reconcile.")]
+                    "operation needs a super_user. The Secret must carry the label harperoperator.dev/readable=true "
+                    "(the operator reads no other Secret). A changed Secret is picked up on the next reconcile.")]
 
 
 class TLS(Model):
@@ -58,7 +72,8 @@ class TLS(Model):
                     "Turn off only for self-signed test clusters; Harper's first join of self-signed "
                     "nodes also needs it off (the peer signs a CSR).")] = True
     ca_secret_ref: Annotated[SecretKeySelector | None, Field(
-        description="Secret holding a PEM CA bundle to trust, in addition to the system roots.")] = None
+        description="Secret holding a PEM CA bundle to trust instead of the system roots. It must carry the "
+                    "label harperoperator.dev/readable=true.")] = None
 
 
 DeletionPolicy = Literal["Retain", "Delete"]

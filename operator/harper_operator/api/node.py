@@ -8,12 +8,12 @@ from typing import Annotated
 from pydantic import Field
 
 from .common import (DELETION_POLICY_DOC, Condition, Credentials, DeletionPolicy, LocalObjectReference, Model,
-                     TLS, rules)
+                     TLS, rules, url_pattern)
 
 # Harper's node name: a host name or an IP address (v4, or v6 without brackets).
 NODE_NAME = r"^[A-Za-z0-9]([A-Za-z0-9.\-:]*[A-Za-z0-9])?$"
-REPLICATION_URL = r"^wss?://[^/\s:]+(:[0-9]{1,5})?/?$|^wss?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?/?$"
-OPERATIONS_URL = r"^https?://[^/\s]+/?$"
+REPLICATION_URL = url_pattern("wss", "ws")
+OPERATIONS_URL = url_pattern("https", "http")
 DATABASE = r"^[A-Za-z0-9_\-]+$"
 
 
@@ -44,13 +44,16 @@ class HarperNodeSpec(Model):
         json_schema_extra=rules(("self == oldSelf",
                                  "hostname is immutable: delete this HarperNode and create a new one")))]
     url: Annotated[str, Field(
-        description="Replication URL peers connect to, wss://host:port (ws:// only for unencrypted test "
-                    "beds). Give the port: Harper otherwise assumes the caller's own port.",
+        description="Replication URL peers connect to, wss://host:port (ws:// only where the HarperCluster "
+                    "allows plaintext). Give the port: Harper otherwise assumes the caller's own port. The host "
+                    "must be one the HarperCluster's allowedHosts admits.",
         max_length=512, pattern=REPLICATION_URL,
         json_schema_extra=rules(("self.startsWith('wss://') || self.startsWith('ws://')",
                                  "url must start with wss:// or ws://")))]
     operations_url: Annotated[str, Field(
-        description="Where this node's operations API answers, http(s)://host:port.", max_length=512,
+        description="Where this node's operations API answers, https://host:port (http:// only where the "
+                    "HarperCluster allows plaintext). The operator sends the super_user credentials here, so the "
+                    "host must be one the HarperCluster's allowedHosts admits.", max_length=512,
         pattern=OPERATIONS_URL)]
     shard: Annotated[int | None, Field(description="Shard number of this node; absent for none.", ge=0,
                                        le=65535)] = None

@@ -36,6 +36,12 @@ class ClientPool:
         for key in [k for k in self._clients if k not in wanted]:
             await self._clients.pop(key).close()
 
+    async def __aenter__(self) -> "ClientPool":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
     async def close(self) -> None:
         for client in self._clients.values():
             await client.close()

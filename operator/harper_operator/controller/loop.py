@@ -1,32 +1,37 @@
-"""One reconcile of one HarperCluster: read, plan, write, verify, report. The only imperative core path."""
+"""One reconcile of one HarperCluster: read, plan, write, verify, report. The only imperative core path.
+
+Whatever one member does (a bad Secret, a bad URL, an odd answer, a refused write) becomes that member's Problem
+in `members`, `observe` and `execute`; the round always ends with every status written.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from pydantic import ValidationError
 
 from .. import kube
-from ..api import PAUSE_ANNOTATION, HarperClusterSpec
-from ..harper.errors import FalseSuccessError, HarperError
+from ..api import PAUSE_ANNOTATION, RETAINED_ANNOTATION, HarperClusterSpec, OwedRestart, RestartRecord
+from ..harper.errors import FalseSuccessError, HarperError, PermanentHarperError
 from ..reconcile.plan import Operation, Restart, diagnose, pending_restart, plan
-from ..reconcile.topology import DesiredCluster
+from ..reconcile.problems import Problem
+from ..reconcile.restarts import RestartLedger, admit, restarts_for_pending
+from ..reconcile.topology import DesiredCluster, url_key
 from .clients import ClientPool
 from .execute import execute
-from .members import Membership, Problem, membership, secret_names
-from .observe import look_all, observed
-from .status import Round, cluster_status, member_problem, missing_peers, node_status
+from .members import Membership, SecretData, membership, secret_names
+from .observe import Sight, look_all, observed
+from .status import Round, cluster_status, member_problem, missing_peers, node_status, stuck
 
 log = logging.getLogger(__name__)
 
-RETAINED_PREFIX = "retained.harperoperator.dev/"
-RESTART_GRACE = 10.0
-RESTART_COOLDOWN = 120.0
+LEGACY_RETAINED_PREFIX = "retained.harperoperator.dev/"  # written by 0.1.0; still honoured
 
 # (body, type, reason, message) -> posts a Kubernetes Event; wired to kopf.event by the handlers.
 EventSink = Callable[[Mapping[str, Any], str, str, str], None]
@@ -35,12 +40,17 @@ EventSink = Callable[[Mapping[str, Any], str, str, str], None]
 def retained(cluster_body: Mapping[str, Any]) -> frozenset[str]:
     """Hostnames of nodes deleted with deletionPolicy Retain: left in Harper, never removed by us."""
     annotations = cluster_body.get("metadata", {}).get("annotations") or {}
-    return frozenset(k[len(RETAINED_PREFIX):] for k in annotations if k.startswith(RETAINED_PREFIX))
+    names = {k[len(LEGACY_RETAINED_PREFIX):] for k in annotations if k.startswith(LEGACY_RETAINED_PREFIX)}
+    try:
+        listed = json.loads(annotations.get(RETAINED_ANNOTATION) or "[]")
+    except ValueError:
+        listed = []
+    names |= {n for n in listed if isinstance(n, str)} if isinstance(listed, list) else set()
+    return frozenset(names)
 
 
 def touches(op: Operation, names: frozenset[str]) -> bool:
     involved = {op.on, getattr(op, "hostname", None), getattr(getattr(op, "target", None), "name", None)}
-    involved |= {t.name for t in getattr(op, "targets", ())}
     return bool(involved & names)
 
 
@@ -60,12 +70,33 @@ class Result:
     max_lag_ms: float | None = None
 
 
+async def _secret(namespace: str, name: str) -> SecretData | None:
+    try:
+        found = await kube.read_secret(namespace, name)
+    except Exception as e:  # noqa: BLE001 - a Secret we cannot read holds the members that need it, no more
+        return SecretData(readable=False, error=f"{type(e).__name__}: {str(e)[:200]}")
+    return None if found is None else SecretData(*found)
+
+
 async def read_membership(body: Mapping[str, Any], spec: HarperClusterSpec,
                           nodes: list[Mapping[str, Any]]) -> Membership:
     namespace = body["metadata"]["namespace"]
-    names = secret_names(spec, nodes)
-    found = await asyncio.gather(*(kube.read_secret(namespace, n) for n in sorted(names)))
-    return membership(spec, nodes, dict(zip(sorted(names), found)))
+    names = sorted(secret_names(spec, nodes))
+    found = await asyncio.gather(*(_secret(namespace, n) for n in names))
+    return membership(spec, nodes, dict(zip(names, found)), namespace=namespace)
+
+
+def declared_elsewhere(neighbours: Iterable[Mapping[str, Any]]) -> tuple[frozenset[str], frozenset[str]]:
+    """Hostnames and replication URLs of every HarperNode in the namespace, whichever cluster it names: records
+    of them are never removed as ghosts (two clusters may share a Harper)."""
+    names, urls = set(), set()
+    for body in neighbours:
+        spec = body.get("spec") or {}
+        if isinstance(spec.get("hostname"), str):
+            names.add(spec["hostname"])
+        if isinstance(spec.get("url"), str):
+            urls.add(url_key(spec["url"]))
+    return frozenset(names), frozenset(urls)
 
 
 @dataclass(frozen=True)
@@ -78,57 +109,102 @@ class Intent:
     cluster_problem: Problem | None = None
 
 
-def intent(m: Membership, sights, cluster_body: Mapping[str, Any], spec: HarperClusterSpec) -> Intent:
-    seen = observed(sights)
+def protected(m: Membership, sights: Mapping[str, Sight], cluster_body: Mapping[str, Any],
+              neighbours: Iterable[Mapping[str, Any]] = ()) -> DesiredCluster:
+    """The desired topology with every record the planner must never remove as a ghost: names and URLs any
+    HarperNode declares, names members report for themselves, held and retained names."""
+    names, urls = declared_elsewhere([x.body for x in m.members] + list(neighbours))
+    reported = {s.reported_name for s in sights.values() if s.reported_name}
+    return replace(m.desired, keep=names | reported | m.held | retained(cluster_body), keep_urls=urls)
+
+
+def intent(m: Membership, sights: Mapping[str, Sight], cluster_body: Mapping[str, Any], spec: HarperClusterSpec,
+           neighbours: Iterable[Mapping[str, Any]] = ()) -> Intent:
+    seen = observed(dict(sights))
+    desired = protected(m, sights, cluster_body, neighbours)
     restart = spec.restart_policy == "Restart"
-    ops = plan(m.desired, seen, restart_for_routes=restart, restart_for_subscriptions=restart)
+    ops = plan(desired, seen, restart_for_routes=restart, restart_for_subscriptions=restart)
     # Retained nodes are left alone until a HarperNode declares the hostname again.
     blocked = m.held | (retained(cluster_body) - {x.hostname for x in m.members})
-    # Held members are declared but unmanageable: never add, update or remove them, nor ask them anything.
+    # A member with a problem of its own (a name mismatch, a foreign endpoint) is never written to or about.
+    blocked |= {n for n, s in sights.items() if s.problem is not None and s.problem.permanent}
     ops = [op for op in ops if not touches(op, blocked)]
     diagnosed, whole = {}, None
-    for p in diagnose(m.desired, seen):
-        problem = Problem(p.reason, p.message, p.permanent)
+    for p in diagnose(desired, seen):
         if p.node is None:
-            whole = whole or problem
+            whole = whole or p
         else:
-            diagnosed.setdefault(p.node, problem)
-    return Intent(ops, pending_restart(m.desired, seen), diagnosed, whole)
+            diagnosed.setdefault(p.node, p)
+    return Intent(ops, pending_restart(desired, seen), diagnosed, whole)
+
+
+def ledger_from_status(status: Mapping[str, Any] | None, wanted_since: Mapping[str, float]) -> RestartLedger:
+    """The restart budget's memory: last restarts and owed ones from status (they outlive the process), the
+    time each restart has been wanted from this process (a fresh process waits out the grace once more)."""
+    done, owed = {}, {}
+    for row in (status or {}).get("lastRestarts") or []:
+        try:
+            record = RestartRecord.model_validate(row)
+        except ValidationError:
+            continue
+        done[record.node] = (record.reason, record.at)
+    for row in (status or {}).get("owedRestarts") or []:
+        try:
+            o = OwedRestart.model_validate(row)
+        except ValidationError:
+            continue
+        owed[o.node] = tuple(sorted({*owed.get(o.node, ()), o.reason}))
+    return RestartLedger(done=done, wanted_since=dict(wanted_since), owed=owed)
+
+
+def ledger_to_status(ledger: RestartLedger) -> dict[str, Any]:
+    return {"owedRestarts": [OwedRestart(node=n, reason=r).model_dump(mode="json")
+                             for n, reasons in sorted(ledger.owed.items()) for r in reasons],
+            "lastRestarts": [RestartRecord(node=n, reason=r, at=t).model_dump(mode="json")
+                             for n, (r, t) in sorted(ledger.done.items())]}
+
+
+def settle_restarts(before: RestartLedger, after: RestartLedger, admitted: list[Restart],
+                    ran: set[str]) -> RestartLedger:
+    """admit() books its restarts as made; one that did not run (failed, skipped, round cut short) is owed
+    again and keeps its old cooldown entry."""
+    done, owed = dict(after.done), dict(after.owed)
+    for r in admitted:
+        if r.on in ran:
+            continue
+        if r.on in before.done:
+            done[r.on] = before.done[r.on]
+        else:
+            done.pop(r.on, None)
+        if not r.settle:
+            owed[r.on] = tuple(sorted({*owed.get(r.on, ()), r.reason}))
+    return replace(after, done=done, owed=owed)
+
+
+@dataclass
+class Restarts:
+    """This round's restart decisions: what to run now, what loops, and the budget's memory."""
+
+    admitted: list[Restart] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    before: RestartLedger = field(default_factory=RestartLedger)
+    ledger: RestartLedger = field(default_factory=RestartLedger)
 
 
 class ClusterReconciler:
     """Owns one cluster's Harper clients; `reconcile()` is called by the cluster's daemon."""
 
     def __init__(self, namespace: str, name: str, *, events: EventSink, verify_timeout: float = 30.0,
-                 observer: Callable[[str, str, float], None] | None = None):
+                 observer: Callable[[str, str, float], None] | None = None, clock: Callable[[], float] = time.time,
+                 restart_grace: float = 10.0, restart_cooldown: float = 120.0):
         self.namespace, self.name = namespace, name
         self.pool = ClientPool(observer=observer)
         self.events = events
         self.verify_timeout = verify_timeout
+        self.clock = clock
+        self.restart_grace, self.restart_cooldown = restart_grace, restart_cooldown
         self._last_reasons: dict[str, str] = {}
-        self._waiting_since: dict[str, float] = {}  # node -> when a restart first looked needed
-        self._restarted_at: dict[str, float] = {}
-
-    def _restarts_due(self, pending: dict[str, str], m: Membership) -> list[Operation]:
-        """Restarts the planner leaves to us: a node that will not reconnect, or must drop a cleared shard.
-
-        Only when the need outlasts RESTART_GRACE (a node joining shows the same picture for a moment), and at
-        most once per RESTART_COOLDOWN per node, so a Harper that never reconnects is not restarted in a loop.
-        """
-        now = time.monotonic()
-        due = []
-        for name in list(self._waiting_since):
-            if name not in pending:
-                del self._waiting_since[name]
-        for name, why in sorted(pending.items()):
-            if not ({"reconnect", "shard"} & {w.strip() for w in why.split(",")}) or name in m.held:
-                continue
-            since = self._waiting_since.setdefault(name, now)
-            if now - since >= RESTART_GRACE and now - self._restarted_at.get(name, -RESTART_COOLDOWN) >= RESTART_COOLDOWN:
-                due.append(Restart(name, f"apply at start-up: {why}"))
-                self._restarted_at[name] = now
-                del self._waiting_since[name]
-        return due
+        self._wanted_since: dict[str, float] = {}  # node -> when a restart first looked needed (kept in memory)
 
     async def close(self) -> None:
         await self.pool.close()
@@ -140,7 +216,25 @@ class ClusterReconciler:
             self.events(body, "Warning", problem.reason, problem.message)
         self._last_reasons[key] = reason
 
-    async def reconcile(self, body: Mapping[str, Any], nodes: list[Mapping[str, Any]]) -> Result:
+    def _restarts(self, body: Mapping[str, Any], spec: HarperClusterSpec, m: Membership, sights: Mapping[str, Sight],
+                  now_intent: Intent, paused: bool) -> Restarts:
+        """Every restart goes through one budget: one member at a time, a cooldown, RestartLoop when it repeats."""
+        managed = {x.hostname for x in m.members if x.managed}
+        before = ledger_from_status(body.get("status"), self._wanted_since).only(managed)
+        if spec.restart_policy != "Restart" or paused:
+            return Restarts(before=before, ledger=before)
+        wanted = [op for op in now_intent.operations if isinstance(op, Restart)]
+        wanted += restarts_for_pending(now_intent.pending_restart)
+        unreachable = {n for n, s in sights.items() if s.status is None or s.problem is not None}
+        admitted, problems, ledger = admit(before, wanted, self.clock(), unreachable=unreachable,
+                                           grace=self.restart_grace, cooldown=self.restart_cooldown)
+        self._wanted_since = dict(ledger.wanted_since)
+        return Restarts(admitted, problems, before, ledger)
+
+    async def reconcile(self, body: Mapping[str, Any], nodes: list[Mapping[str, Any]], *,
+                        neighbours: Iterable[Mapping[str, Any]] = (),
+                        stopped: Callable[[], bool] = lambda: False) -> Result:
+        """One round. `neighbours`: the namespace's other HarperNodes; `stopped`: start no new write once true."""
         generation = body["metadata"].get("generation")
         try:
             spec = HarperClusterSpec.model_validate(body.get("spec") or {})
@@ -148,39 +242,56 @@ class ClusterReconciler:
             first = e.errors()[0]
             problem = Problem("InvalidSpec", f"spec.{'.'.join(map(str, first['loc']))}: {first['msg']}")
             rnd = Round(Membership((), DesiredCluster(nodes=())), {}, cluster_problem=problem)
-            await self._write_cluster(body, rnd, generation, _now())
+            kept = ledger_from_status(body.get("status"), {})
+            await self._write_cluster(body, rnd, generation, _now(), Restarts(before=kept, ledger=kept))
             return Result(permanent=True)
 
+        neighbours = list(neighbours)
         m = await read_membership(body, spec, nodes)
         paused = is_paused(body)
         sights = await look_all(m, self.pool)
-        now_intent = intent(m, sights, body, spec)
+        now_intent = intent(m, sights, body, spec, neighbours)
+        restarts = self._restarts(body, spec, m, sights, now_intent, paused)
         result = Result()
         failure = None
-        ops = now_intent.operations
-        if not ops and spec.restart_policy == "Restart" and not paused:
-            ops = self._restarts_due(now_intent.pending_restart, m)
-        if ops and not paused:
-            outcomes = await execute(ops, m, self.pool, self._reporter(body))
-            result.writes = len(outcomes)
+        ops = [op for op in now_intent.operations if not isinstance(op, Restart)] + restarts.admitted
+        if ops and not paused and not stopped():
+            # Owed restarts are written before the writes that need them: a round cut short after a remove
+            # still restarts the node later, whichever process runs it.
+            owed_now = settle_restarts(restarts.before, restarts.ledger, restarts.admitted, ran=set())
+            if ledger_to_status(owed_now)["owedRestarts"] != (body.get("status") or {}).get("owedRestarts", []):
+                await kube.patch_status("harperclusters", self.namespace, self.name,
+                                        {"owedRestarts": ledger_to_status(owed_now)["owedRestarts"]})
+            outcomes = await execute(ops, m, self.pool, self._reporter(body), stopped)
+            result.writes = sum(1 for o in outcomes if not o.skipped)
+            ran = {o.operation.on for o in outcomes if isinstance(o.operation, Restart) and not o.error
+                   and not o.skipped}
+            restarts.ledger = settle_restarts(restarts.before, restarts.ledger, restarts.admitted, ran)
             failed = [o for o in outcomes if o.error]
             if failed:
-                failure = _failure(failed[0].operation, failed[0].error)
-            sights, now_intent = await self._verify(body, spec, m)
+                failure = _failure(failed[0].operation, failed[0].error, len(failed))
+            if not stopped():
+                sights, now_intent = await self._verify(body, spec, m, neighbours, stopped)
+        else:
+            restarts.ledger = settle_restarts(restarts.before, restarts.ledger, restarts.admitted, ran=set())
+        diagnosed = dict(now_intent.diagnosed)
+        for p in restarts.problems:
+            diagnosed.setdefault(p.node, p)
         cluster_problem = now_intent.cluster_problem or (None if m.members else Problem(
             "NoMembers", f"no HarperNode names this cluster: create HarperNodes with spec.clusterRef.name={self.name}",
             permanent=False))
         rnd = Round(m, sights, pending=len(now_intent.operations), failure=failure, paused=paused,
                     pending_restart=tuple(f"{k} ({v})" for k, v in sorted(now_intent.pending_restart.items())),
-                    cluster_problem=cluster_problem,
-                    diagnosed=now_intent.diagnosed)
+                    cluster_problem=cluster_problem, diagnosed=diagnosed)
         stamp = _now()
         for member in m.members:
             self._warn_once(member.body, member.resource, member_problem(member, rnd))
-            previous = member.body.get("status")
-            await kube.patch_status("harpernodes", self.namespace, member.resource,
-                                    node_status(member, rnd, previous, stamp))
-        written = await self._write_cluster(body, rnd, generation, stamp)
+            try:
+                await kube.patch_status("harpernodes", self.namespace, member.resource,
+                                        node_status(member, rnd, member.body.get("status"), stamp))
+            except Exception:  # noqa: BLE001 - one status that cannot be written must not keep the others
+                log.warning("status of HarperNode %s/%s not written", self.namespace, member.resource, exc_info=True)
+        written = await self._write_cluster(body, rnd, generation, stamp, restarts)
         result.ready_nodes = sum(1 for r in written.get("members", []) if r.get("ready"))
         lags = [r["maxLagMs"] for r in written.get("members", []) if r.get("maxLagMs") is not None]
         result.max_lag_ms = max(lags) if lags else None
@@ -190,9 +301,10 @@ class ClusterReconciler:
         result.permanent = stalled.get("status") == "True"
         return result
 
-    async def _write_cluster(self, body, rnd: Round, generation, stamp) -> dict[str, Any]:
+    async def _write_cluster(self, body, rnd: Round, generation, stamp, restarts: Restarts) -> dict[str, Any]:
         status = cluster_status(rnd, generation, body.get("status"), stamp)
-        problem = next((c for c in status["conditions"] if c["type"] in ("Stalled",) and c["status"] == "True"), None)
+        status.update(ledger_to_status(restarts.ledger))
+        problem = next((c for c in status["conditions"] if c["type"] == "Stalled" and c["status"] == "True"), None)
         self._warn_once(body, "", Problem(problem["reason"], problem["message"]) if problem else None)
         await kube.patch_status("harperclusters", self.namespace, self.name, status)
         return status
@@ -207,28 +319,32 @@ class ClusterReconciler:
                 log.warning("%s/%s: %s failed: %s", self.namespace, self.name, op.describe(), error)
         return report
 
-    async def _verify(self, body, spec: HarperClusterSpec, m: Membership):
+    async def _verify(self, body, spec: HarperClusterSpec, m: Membership, neighbours, stopped):
         """A 200 from Harper is not proof: re-read until cluster_status shows the plan done, or time runs out."""
         deadline = time.monotonic() + self.verify_timeout
         delay = 0.25
         while True:
             sights = await look_all(m, self.pool)
-            now_intent = intent(m, sights, body, spec)
+            now_intent = intent(m, sights, body, spec, neighbours)
             # A node that waits for a restart will not connect by waiting: stop verifying it.
+            others = stuck(m, sights)
             settled = not now_intent.operations and all(
-                not missing_peers(x, sights.get(x.hostname), m) or x.hostname in now_intent.pending_restart
+                not missing_peers(x, sights.get(x.hostname), m, others) or x.hostname in now_intent.pending_restart
                 for x in m.members if x.managed)
-            if settled or time.monotonic() >= deadline:
+            if settled or stopped() or time.monotonic() >= deadline:
                 return sights, now_intent
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
 
 
-def _failure(op: Operation, error: HarperError) -> Problem:
+def _failure(op: Operation, error: HarperError, count: int = 1) -> Problem:
+    more = f" (and {count - 1} more failed write(s))" if count > 1 else ""
     if isinstance(error, FalseSuccessError):
-        return Problem("HarperFalseSuccess", f"{op.describe()}: Harper answered success but {error}",
+        return Problem("HarperFalseSuccess", f"{op.describe()}: Harper answered success but {error}{more}",
                        permanent=False)
-    return Problem(f"{type(op).__name__}Failed", f"{op.describe()}: {error}", permanent=False)
+    # Harper said no to a well-formed request: the same request gets the same answer until something changes.
+    return Problem(f"{type(op).__name__}Failed", f"{op.describe()}: {error}{more}",
+                   permanent=isinstance(error, PermanentHarperError))
 
 
 def _now() -> datetime:

@@ -8,21 +8,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Mapping
+from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
-from ..api import HarperClusterSpec, HarperNodeSpec
+from ..api import READABLE_LABEL, HarperClusterSpec, HarperNodeSpec
 from ..api.common import TLS, Credentials
+from ..reconcile.problems import Problem
 from ..reconcile.topology import DesiredCluster, DesiredNode, Route, Subscription
 
-Secrets = Mapping[str, Mapping[str, str] | None]  # Secret name -> data, None when it does not exist
+__all__ = ["Access", "Member", "Membership", "Problem", "SecretData", "Secrets", "membership", "secret_names"]
 
 
 @dataclass(frozen=True)
-class Problem:
-    reason: str  # stable CamelCase, used as condition reason
-    message: str  # what is wrong and how to fix it; never a credential
-    permanent: bool = True  # permanent -> Stalled (no retry storm); transient -> Reconciling
+class SecretData:
+    """A Secret as the operator may see it: content only when it carries READABLE_LABEL."""
+
+    readable: bool
+    data: Mapping[str, str | None] = field(default_factory=dict, repr=False)  # None: a binary value
+    error: str | None = None  # reading it failed (RBAC, API server); the members that need it wait
+
+
+Secrets = Mapping[str, SecretData | None]  # Secret name -> what was read, None when it does not exist
 
 
 @dataclass(frozen=True)
@@ -62,6 +69,10 @@ class Membership:
         managed = {m.hostname for m in self.members if m.managed}  # a later duplicate does not hold the owner
         return frozenset(m.hostname for m in self.members if not m.managed and m.hostname not in managed)
 
+    def managed_member(self, hostname: str) -> Member | None:
+        """The one managed member with this hostname (a duplicate claimant is never managed)."""
+        return next((m for m in self.members if m.managed and m.hostname == hostname), None)
+
 
 def secret_names(cluster: HarperClusterSpec, nodes: list[Mapping[str, Any]]) -> set[str]:
     """Every Secret a reconcile needs to read."""
@@ -77,25 +88,62 @@ def secret_names(cluster: HarperClusterSpec, nodes: list[Mapping[str, Any]]) -> 
     return names
 
 
+def _not_readable(name: str) -> Problem:
+    return Problem("SecretNotReadable", f"Secret {name!r} is not labelled {READABLE_LABEL}=true: the operator reads "
+                                        f"only Secrets that opt in; label it (kubectl label secret {name} "
+                                        f"{READABLE_LABEL}=true) or name another Secret")
+
+
+def _host_problem(spec: HarperNodeSpec, cluster: HarperClusterSpec, namespace: str) -> Problem | None:
+    """The cluster's owner decides where credentials and replication may go: check both URLs before any call."""
+    for field_name, url in (("operationsUrl", spec.operations_url), ("url", spec.url)):
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        if not cluster.admits(host, namespace):
+            return Problem("HostNotAllowed", f"spec.{field_name} host {host!r} is not in the HarperCluster's "
+                                             f"allowedHosts ({', '.join(cluster.host_entries(namespace))}): the "
+                                             "operator sends nothing there; fix the URL, or have the cluster's "
+                                             "owner add the host to spec.allowedHosts")
+        if parts.scheme in ("http", "ws") and not cluster.admits_plaintext(host):
+            return Problem("PlaintextNotAllowed", f"spec.{field_name} is {parts.scheme}:// to {host!r}, which would "
+                                                  "send credentials or records unencrypted: use "
+                                                  f"{parts.scheme}s://, or set allowPlaintext: true on the "
+                                                  "HarperCluster")
+    return None
+
+
 def _access(url: str, credentials: Credentials, tls: TLS, secrets: Secrets) -> Access | Problem:
     name = credentials.secret_ref.name
-    data = secrets.get(name)
-    if data is None:
-        return Problem("SecretNotFound", f"Secret {name!r} does not exist: create it with keys "
-                                         "'username' and 'password' of a Harper super_user")
-    missing = [k for k in ("username", "password") if not data.get(k)]
+    secret = secrets.get(name)
+    if secret is None:
+        return Problem("SecretNotFound", f"Secret {name!r} does not exist: create it with keys 'username' and "
+                                         f"'password' of a Harper super_user and the label {READABLE_LABEL}=true")
+    if secret.error:
+        return Problem("SecretReadFailed", f"reading Secret {name!r} failed: {secret.error}", permanent=False)
+    if not secret.readable:
+        return _not_readable(name)
+    missing = [k for k in ("username", "password") if not secret.data.get(k)]
     if missing:
-        return Problem("SecretInvalid", f"Secret {name!r} lacks key(s) {', '.join(missing)}: add them "
+        return Problem("SecretInvalid", f"Secret {name!r} lacks key(s) {', '.join(missing)} as text: add them "
                                         "(a Harper super_user's username and password)")
     ca_pem = None
     if tls.ca_secret_ref:
         ref = tls.ca_secret_ref
-        ca = (secrets.get(ref.name) or {}).get(ref.key)
-        if not ca:
+        ca_secret = secrets.get(ref.name)
+        if ca_secret is not None and ca_secret.error:
+            return Problem("SecretReadFailed", f"reading Secret {ref.name!r} failed: {ca_secret.error}",
+                           permanent=False)
+        if ca_secret is not None and not ca_secret.readable:
+            return _not_readable(ref.name)
+        ca = (ca_secret.data if ca_secret else {}).get(ref.key)
+        if ca_secret is None or ref.key not in ca_secret.data:
             return Problem("CASecretNotFound", f"CA bundle {ref.name}/{ref.key} is missing: create the Secret "
                                                "with that key, or remove tls.caSecretRef")
+        if not ca or "-----BEGIN CERTIFICATE-----" not in ca:
+            return Problem("CASecretInvalid", f"CA bundle {ref.name}/{ref.key} holds no PEM certificate: put the "
+                                              "CA's certificate(s) there in PEM form, or name another key")
         ca_pem = ca
-    return Access(url, data["username"], data["password"], tls.verify, ca_pem)
+    return Access(url, secret.data["username"], secret.data["password"], tls.verify, ca_pem)
 
 
 def _desired_node(member: Member) -> DesiredNode:
@@ -110,7 +158,8 @@ def _desired_node(member: Member) -> DesiredNode:
         retain_authorization=spec.retain_authorization, resource=member.resource)
 
 
-def membership(cluster: HarperClusterSpec, nodes: list[Mapping[str, Any]], secrets: Secrets) -> Membership:
+def membership(cluster: HarperClusterSpec, nodes: list[Mapping[str, Any]], secrets: Secrets, *,
+               namespace: str) -> Membership:
     """Members of the cluster from the HarperNodes that claim it, with what stops any of them."""
     parsed: list[tuple[Mapping[str, Any], HarperNodeSpec | Problem]] = []
     for body in sorted(nodes, key=lambda b: b["metadata"]["name"]):
@@ -142,7 +191,7 @@ def membership(cluster: HarperClusterSpec, nodes: list[Mapping[str, Any]], secre
             problem = Problem("DuplicateHostname", f"hostname {spec.hostname!r} is already declared by HarperNode "
                                                    f"{first}: each node needs its own hostname; fix spec.hostname "
                                                    "(delete and recreate this HarperNode, hostname is immutable)")
-        else:
+        elif (problem := _host_problem(spec, cluster, namespace)) is None:
             found = _access(spec.operations_url, spec.credentials or cluster.credentials, spec.tls or cluster.tls,
                             secrets)
             problem, access = (found, None) if isinstance(found, Problem) else (None, found)

@@ -1,16 +1,25 @@
-"""Read every member at once: cluster_status, the replication endpoint probe and the routes."""
+"""Read every member at once: cluster_status, the replication endpoint probe and the routes.
+
+This is the one wire -> core translation of what Harper shows (peer records, subscriptions, routes), and the
+place where anything that goes wrong with one member becomes that member's Problem: one bad Secret, URL or
+answer never stops the round for the others.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass, replace
 
+from ..harper import models as wire
 from ..harper.errors import (AuthenticationError, AuthorizationError, HarperError, PermanentHarperError)
-from ..harper.models import ClusterStatus
 from ..harper.probe import ProbeResult, probe_replication
+from ..reconcile.problems import Problem
 from ..reconcile.topology import ObservedCluster, ObservedNode, PeerRecord, Route, Subscription
 from .clients import ClientPool
-from .members import Member, Membership, Problem
+from .members import Member, Membership
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -18,11 +27,16 @@ class Sight:
     """What one member showed us this round."""
 
     member: Member
-    status: ClusterStatus | None = None
+    status: wire.ClusterStatus | None = None
     probe: ProbeResult | None = None
     routes: tuple[Route, ...] = ()
     routes_on_disk: tuple[Route, ...] | None = None
     problem: Problem | None = None
+
+    @property
+    def reported_name(self) -> str | None:
+        """The name Harper gives itself there, whatever the HarperNode declares."""
+        return self.status.node_name if self.status else None
 
 
 def _problem(error: HarperError, member: Member) -> Problem:
@@ -38,34 +52,47 @@ def _problem(error: HarperError, member: Member) -> Problem:
     return Problem("Unreachable", f"cannot reach the operations API at {url}: {error}", permanent=False)
 
 
-def _routes(raw) -> tuple[Route, ...]:
-    return tuple(sorted(Route.from_harper(r.url) for r in raw))
+def route_from_wire(route: wire.Route) -> Route:
+    # A route without a port means Harper's replication port; the core value always carries one.
+    return Route(route.hostname, route.port or wire.DEFAULT_REPLICATION_PORT)
 
 
-async def look(member: Member, pool: ClientPool) -> Sight:
+def _routes(raw: list[wire.Route]) -> tuple[Route, ...]:
+    return tuple(sorted({route_from_wire(r) for r in raw}))
+
+
+async def _look(member: Member, pool: ClientPool) -> Sight:
     client = pool.client(member.access)
-    try:
-        status, probe = await asyncio.gather(
-            client.cluster_status(),
-            probe_replication(member.spec.url, verify_tls=member.access.verify_tls, ca_pem=member.access.ca_pem))
-    except HarperError as e:
-        return Sight(member, problem=_problem(e, member))
+    status, probe = await asyncio.gather(
+        client.cluster_status(),
+        probe_replication(member.spec.url, verify_tls=member.access.verify_tls, ca_pem=member.access.ca_pem))
     sight = Sight(member, status=status, probe=probe)
     if status.node_name and status.node_name != member.hostname:
         return replace(sight, problem=Problem(
             "HostnameMismatch", f"Harper at {member.spec.operations_url} calls itself {status.node_name!r}, "
-                                f"not {member.hostname!r}: set spec.hostname to its replication.hostname, or fix "
-                                "operationsUrl"))
+                                f"but spec.hostname is {member.hostname!r}: the operator leaves both records alone; "
+                                "recreate the HarperNode with spec.hostname set to the node's replication.hostname, "
+                                "or fix operationsUrl"))
     if not probe.reachable:
         return replace(sight, problem=Problem(
-            "ReplicationUnreachable", f"nothing answers replication at {member.spec.url} ({probe.error}): fix "
-                                      "spec.url or the node's replication port", permanent=False))
-    try:
-        # 4.7 connects the routes it loaded at start-up; the file (what the next start uses) may differ.
-        loaded, on_disk = await asyncio.gather(client.loaded_routes(), client.cluster_get_routes())
-    except HarperError as e:
-        return replace(sight, problem=_problem(e, member))
+            "ReplicationUnreachable", f"Harper's replication protocol does not answer at {member.spec.url} "
+                                      f"({probe.error}): fix spec.url or the node's replication port",
+            permanent=False))
+    # 4.7 connects the routes it loaded at start-up; the file (what the next start uses) may differ.
+    loaded, on_disk = await asyncio.gather(client.loaded_routes(), client.cluster_get_routes())
     return replace(sight, routes=_routes(loaded), routes_on_disk=_routes(on_disk))
+
+
+async def look(member: Member, pool: ClientPool) -> Sight:
+    try:
+        return await _look(member, pool)
+    except HarperError as e:
+        return Sight(member, problem=_problem(e, member))
+    except Exception as e:  # noqa: BLE001 - whatever one member does, the round goes on for the others
+        log.warning("reading HarperNode %s failed: %s", member.resource, type(e).__name__, exc_info=True)
+        return Sight(member, problem=Problem(
+            "MemberError", f"reading {member.spec.operations_url} failed ({type(e).__name__}: {str(e)[:300]}); "
+                           "the operator retries on the next round", permanent=False))
 
 
 async def look_all(membership: Membership, pool: ClientPool) -> dict[str, Sight]:
@@ -75,13 +102,18 @@ async def look_all(membership: Membership, pool: ClientPool) -> dict[str, Sight]
     return {s.member.hostname: s for s in sights}
 
 
-def _peer(connection) -> PeerRecord:
+def subscriptions_from_wire(subs: list[wire.Subscription] | None) -> tuple[Subscription, ...] | None:
+    if not subs:
+        return None
+    return tuple(Subscription(s.database, s.table, bool(s.subscribe), bool(s.publish)) for s in subs)
+
+
+def _peer(connection: wire.Connection) -> PeerRecord:
     replicates = connection.replicates is True or isinstance(connection.replicates, dict)
-    subs = None if replicates else connection.subscriptions  # Harper ignores the list when replicating fully
     return PeerRecord(
         name=connection.name, url=connection.url, shard=connection.shard,
-        subscriptions=None if not subs else tuple(
-            Subscription(s.database, s.table, bool(s.subscribe), bool(s.publish)) for s in subs),
+        # Harper ignores the list of a fully replicating record
+        subscriptions=None if replicates else subscriptions_from_wire(connection.subscriptions),
         replicates=replicates, connected=connection.connected,
         revoked_certificates=tuple(connection.revoked_certificates or ()))
 
@@ -93,6 +125,7 @@ def observed(sights: dict[str, Sight]) -> ObservedCluster:
             nodes[name] = ObservedNode(name=name, reachable=False, peers={}, shard=None)
             continue
         nodes[name] = ObservedNode(
-            name=name, reachable=True, peers={c.name: _peer(c) for c in sight.status.connections if c.name},
+            name=name, reachable=True,
+            peers={c.name: _peer(c) for c in sight.status.connections if c.name and c.name != name},
             shard=sight.status.shard, routes=sight.routes, routes_on_disk=sight.routes_on_disk)
     return ObservedCluster(nodes=nodes)

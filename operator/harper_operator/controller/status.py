@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
@@ -10,8 +10,27 @@ from ..api import HarperClusterStatus, HarperNodeStatus
 from ..api.cluster import MemberStatus
 from ..api.node import Certificate, PeerStatus, SocketStatus
 from ..reconcile.conditions import conditions as make_conditions
-from .members import Member, Membership, Problem
+from ..reconcile.problems import Problem
+from .members import Member, Membership
 from .observe import Sight
+
+# Harper's error texts can be megabytes; a status or condition message is what a person reads.
+MESSAGE_LIMIT = 1000
+
+
+def clip(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text) - limit} more characters)"
+
+
+def _clipped(problem: Problem | None) -> Problem | None:
+    return None if problem is None else replace(problem, message=clip(problem.message))
+
+
+def _full(model) -> dict[str, Any]:
+    """Every top-level field, absent ones as null: a merge patch then removes values that no longer hold
+    (a node that stops answering must not keep showing its old nodeName and shard)."""
+    dumped = model.model_dump(by_alias=True, exclude_none=True, mode="json")
+    return {**{f.alias or name: None for name, f in type(model).model_fields.items()}, **dumped}
 
 
 @dataclass(frozen=True)
@@ -48,28 +67,36 @@ def _peers(sight: Sight) -> list[PeerStatus]:
     return rows
 
 
-def expected_peers(member: Member, membership: Membership) -> list[str]:
-    return sorted(m.hostname for m in membership.members
-                  if m.hostname != member.hostname and not m.deleting and m.spec is not None)
+def stuck(membership: Membership, sights: Mapping[str, Sight]) -> frozenset[str]:
+    """Members that wait for a person (a permanent problem of their own): no peer is expected to reach them."""
+    held = {m.hostname for m in membership.members if m.problem is not None and m.problem.permanent}
+    return frozenset(held | {n for n, s in sights.items() if s.problem is not None and s.problem.permanent})
+
+
+def expected_peers(member: Member, membership: Membership, stuck: frozenset[str] = frozenset()) -> list[str]:
+    return sorted({m.hostname for m in membership.members
+                   if m.hostname != member.hostname and not m.deleting and m.spec is not None} - stuck)
 
 
 def member_problem(member: Member, rnd: Round) -> Problem | None:
     sight = rnd.sights.get(member.hostname)
-    return member.problem or (sight.problem if sight else None) or rnd.diagnosed.get(member.hostname)
+    return _clipped(member.problem or (sight.problem if sight else None) or rnd.diagnosed.get(member.hostname))
 
 
-def missing_peers(member: Member, sight: Sight | None, membership: Membership) -> list[str]:
+def missing_peers(member: Member, sight: Sight | None, membership: Membership,
+                  stuck: frozenset[str] = frozenset()) -> list[str]:
     connected = set()
     if sight and sight.status:
         connected = {c.name for c in sight.status.connections if c.connected}
-    return [p for p in expected_peers(member, membership) if p not in connected]
+    return [p for p in expected_peers(member, membership, stuck) if p not in connected]
 
 
 def _standing(member: Member, rnd: Round) -> tuple[Sight | None, Problem | None, list[str], list[str]]:
     """What both statuses say of a member: its sight, its problem, the peers it should and does not have."""
     sight = rnd.sights.get(member.hostname)
-    return (sight, member_problem(member, rnd), expected_peers(member, rnd.membership),
-            missing_peers(member, sight, rnd.membership))
+    others = stuck(rnd.membership, rnd.sights)
+    return (sight, member_problem(member, rnd), expected_peers(member, rnd.membership, others),
+            missing_peers(member, sight, rnd.membership, others))
 
 
 def node_status(member: Member, rnd: Round, previous: Mapping[str, Any] | None, now: datetime) -> dict[str, Any]:
@@ -92,7 +119,7 @@ def node_status(member: Member, rnd: Round, previous: Mapping[str, Any] | None, 
         connected_peers=f"{len(expected) - len(missing)}/{len(expected)}",
         peers=_peers(sight) if sight else [],
         certificate=cert)
-    return status.model_dump(by_alias=True, exclude_none=True, mode="json")
+    return _full(status)
 
 
 def _member_row(member: Member, rnd: Round) -> MemberStatus:
@@ -105,12 +132,19 @@ def _member_row(member: Member, rnd: Round) -> MemberStatus:
         name=member.resource, hostname=member.hostname, ready=problem is None and not missing and not member.deleting,
         connected_peers=len(expected) - len(missing), expected_peers=len(expected),
         shard=sight.status.shard if sight and sight.status else None, max_lag_ms=max(lags) if lags else None,
-        message=message)
+        message=clip(message))
 
 
 def cluster_problem(rnd: Round, rows: list[MemberStatus]) -> Problem | None:
-    """The one problem the cluster's conditions report: permanent ones first, they need a person."""
-    if rnd.cluster_problem:
+    """The one problem the cluster's conditions report: permanent ones first, they need a person.
+
+    A member's own cause (credentials, certificates, a name mismatch) comes before a cluster-wide consequence
+    of it (no member answers), so the conditions name what to fix."""
+    return _clipped(_cluster_problem(rnd, rows))
+
+
+def _cluster_problem(rnd: Round, rows: list[MemberStatus]) -> Problem | None:
+    if rnd.cluster_problem and rnd.cluster_problem.permanent:
         return rnd.cluster_problem
     problems = [(m, member_problem(m, rnd)) for m in rnd.membership.members]
     problems = [(m, p) for m, p in problems if p is not None]
@@ -119,6 +153,10 @@ def cluster_problem(rnd: Round, rows: list[MemberStatus]) -> Problem | None:
         m, p = permanent[0]
         more = f" (and {len(permanent) - 1} more)" if len(permanent) > 1 else ""
         return Problem(p.reason, f"HarperNode {m.resource}: {p.message}{more}")
+    if rnd.failure and rnd.failure.permanent:
+        return rnd.failure
+    if rnd.cluster_problem:
+        return rnd.cluster_problem
     if rnd.failure:
         return rnd.failure
     if problems:
@@ -149,4 +187,4 @@ def cluster_status(rnd: Round, generation: int | None, previous: Mapping[str, An
         members=rows,
         pending_restart=list(rnd.pending_restart),
         last_reconcile_time=now.isoformat().replace("+00:00", "Z"))
-    return status.model_dump(by_alias=True, exclude_none=True, mode="json")
+    return _full(status)

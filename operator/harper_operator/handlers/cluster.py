@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from .. import metrics
 from .. import settings as config
 from ..api import GROUP, VERSION, HarperClusterSpec
-from ..controller.dissolve import dissolve
+from ..controller.dissolve import Removal, dissolve
 from ..controller.loop import ClusterReconciler
 from . import events, registry
 
@@ -27,6 +27,11 @@ def members(namespace, spec, meta, body, **_):
                                "metadata": dict(meta), "spec": dict(spec), "status": dict(body.get("status") or {})}}
 
 
+def neighbours(index: kopf.Index, namespace: str, cluster: str) -> list:
+    """The namespace's HarperNodes of other clusters: their records are never taken for ghosts."""
+    return [node for key in list(index) if key[0] == namespace and key[1] != cluster for node in index.get(key, [])]
+
+
 def _interval(body) -> float:
     seconds = (body.get("spec") or {}).get("reconcileIntervalSeconds") or 60
     return max(float(seconds), config.current.min_reconcile_interval)
@@ -39,13 +44,22 @@ async def run_cluster(namespace, name, body, stopped, members: kopf.Index, **_):
                                    observer=metrics.observe_call)
     registry.register(namespace, name)
     backoff = 2.0
+
+    def stopping() -> bool:
+        return bool(stopped) or registry.closing(namespace, name)
+
     try:
-        while not stopped:
+        while not stopping():
             if body.get("metadata", {}).get("deletionTimestamp"):
                 return
             wait = _interval(body)
             try:
-                result = await reconciler.reconcile(body, list(members.get((namespace, name), [])))
+                async with registry.exclusive(namespace, name, timeout=None):
+                    if stopping():
+                        return
+                    result = await reconciler.reconcile(body, list(members.get((namespace, name), [])),
+                                                        neighbours=neighbours(members, namespace, name),
+                                                        stopped=stopping)
                 metrics.RECONCILES.labels("converged" if result.converged else
                                           "stalled" if result.permanent else "progressing").inc()
                 metrics.READY_NODES.labels(namespace, name).set(result.ready_nodes)
@@ -58,7 +72,7 @@ async def run_cluster(namespace, name, body, stopped, members: kopf.Index, **_):
             except Exception as e:  # the daemon must outlive any one round
                 metrics.RECONCILES.labels("error").inc()
                 log.exception("reconcile of %s/%s failed", namespace, name)
-                events.post(body, "Warning", "ReconcileError", f"{type(e).__name__}: {e}")
+                events.post(body, "Warning", "ReconcileError", f"{type(e).__name__}: {str(e)[:500]}")
                 wait, backoff = min(wait, backoff), min(backoff * 2, wait)
             await registry.sleep(namespace, name, wait, stopped)
     finally:
@@ -76,11 +90,14 @@ async def deleted(namespace, name, body, members: kopf.Index, retry, **_):
     """Retain: Harper untouched. Delete: every member forgets every peer. Never blocks deletion for long."""
     try:
         spec = HarperClusterSpec.model_validate(body.get("spec") or {})
-    except ValidationError:
+    except ValidationError as e:
+        events.post(body, "Warning", "RecordsLeft", f"the spec does not parse ({e.error_count()} problem(s)), so "
+                                                     "Harper was left as it is")
         return
     if spec.deletion_policy == "Retain":
         events.post(body, "Normal", "Retained", "deletionPolicy Retain: Harper's cluster left as it is")
         return
-    nodes = list(members.get((namespace, name), []))
-    removed, failures = await dissolve(body, spec, nodes)
-    events.removals(body, removed, failures, retry)
+    # The round in flight ends first, and no new one starts: nothing is added after the removals below.
+    async with registry.exclusive(namespace, name, close=True):
+        removal: Removal = await dissolve(body, spec, list(members.get((namespace, name), [])))
+    events.removals(body, removal, retry)

@@ -6,17 +6,26 @@ from typing import Any, Mapping
 
 import kopf
 
+from ..controller.dissolve import Removal
+
+# The API server refuses Event messages over 1 KiB; Harper's errors can be far longer.
+EVENT_MESSAGE_LIMIT = 1000
+
 
 def post(body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
-    # Event messages are limited to 1 KiB by the API server; Harper's errors can be longer.
-    kopf.event(body, type=type_, reason=reason, message=message[:1000])
+    if len(message) > EVENT_MESSAGE_LIMIT:
+        message = message[:EVENT_MESSAGE_LIMIT - 3] + "..."
+    kopf.event(body, type=type_, reason=reason, message=message)
 
 
-def removals(body: Mapping[str, Any], done: list[str], failures: list[str], retry: int, retries: int = 3) -> None:
-    """Report remove_node results; retry a few times, then let the finalizer go so deletion never hangs."""
-    for line in done:
+def removals(body: Mapping[str, Any], removal: Removal, retry: int, retries: int = 3) -> None:
+    """Report what a deletion did; retry failures a few times, then let the finalizer go so deletion never
+    hangs, saying what Harper may still hold."""
+    for line in removal.done:
         post(body, "Normal", "RemoveNode", line)
-    if failures and retry < retries:
-        raise kopf.TemporaryError("; ".join(failures), delay=5)
-    for line in failures:
+    if removal.failures and retry < retries:
+        raise kopf.TemporaryError("; ".join(removal.failures), delay=5)
+    for line in removal.failures:
         post(body, "Warning", "RemoveNodeFailed", line + " (finalizer released anyway)")
+    for line in removal.left:
+        post(body, "Warning", "RecordsLeft", line)

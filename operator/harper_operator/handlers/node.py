@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import kopf
+from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from .. import kube
-from ..api import GROUP, VERSION, HarperClusterSpec
+from ..api import GROUP, RETAINED_ANNOTATION, VERSION, HarperClusterSpec
 from ..controller.dissolve import remove_member
-from ..controller.loop import RETAINED_PREFIX
+from ..controller.loop import retained
 from . import events, registry
 
 log = logging.getLogger(__name__)
@@ -42,25 +44,49 @@ async def changed(namespace, name, spec, meta, body, **_):
         events.post(body, "Warning", "ClusterNotFound", f"HarperCluster {cluster!r} does not exist")
 
 
+async def _remember_retained(namespace: str, cluster: dict, hostname: str) -> None:
+    """Add the hostname to the cluster's retained list; the resourceVersion makes two deletions at once safe."""
+    names = sorted(retained(cluster) | {hostname})
+    try:
+        await kube.patch_metadata("harperclusters", namespace, cluster["metadata"]["name"], {
+            "resourceVersion": cluster["metadata"]["resourceVersion"],
+            "annotations": {RETAINED_ANNOTATION: json.dumps(names)}})
+    except ApiException as e:
+        if e.status == 409:  # someone else changed the cluster meanwhile: read it again and retry
+            raise kopf.TemporaryError("the HarperCluster changed while recording a retained node", delay=1)
+        raise
+
+
 @kopf.on.delete(GROUP, VERSION, "harpernodes")
 async def deleted(namespace, name, spec, body, retry, members: kopf.Index, **_):
-    """The finalizer is always released: cluster, Secret or Harper gone means nothing is left to do."""
+    """The finalizer is always released, with a Warning naming what Harper may still hold when nothing could
+    be removed (cluster, Secret or Harper gone)."""
     cluster_name = (spec.get("clusterRef") or {}).get("name")
     hostname = spec.get("hostname")
-    cluster = await kube.get_object("harperclusters", namespace, cluster_name)
-    if cluster is None or cluster["metadata"].get("deletionTimestamp") or not hostname:
+    if not hostname:
         return
+    cluster = await kube.get_object("harperclusters", namespace, cluster_name)
+    if cluster is None:
+        events.post(body, "Warning", "RecordsLeft", f"HarperCluster {cluster_name!r} is gone, so nothing removed "
+                                                    f"{hostname} from Harper: peers that still list it keep its "
+                                                    f"record; run remove_node {hostname} on one of them")
+        return
+    if cluster["metadata"].get("deletionTimestamp"):
+        return  # the cluster's own deletion handles every member, per its deletionPolicy
     try:
         cluster_spec = HarperClusterSpec.model_validate(cluster.get("spec") or {})
     except ValidationError:
+        events.post(body, "Warning", "RecordsLeft", f"HarperCluster {cluster_name!r} has a spec that does not "
+                                                    f"parse, so {hostname} was left in Harper")
         return
     policy = spec.get("deletionPolicy") or cluster_spec.deletion_policy
     if policy == "Retain":
         # Remember it on the cluster, or the next reconcile would take it for a ghost record and remove it.
-        await kube.annotate("harperclusters", namespace, cluster_name, {RETAINED_PREFIX + hostname: "true"})
+        await _remember_retained(namespace, cluster, hostname)
         events.post(body, "Normal", "Retained", f"deletionPolicy Retain: {hostname} stays in Harper's cluster")
         return
-    nodes = [n for n in members.get((namespace, cluster_name), [])]
-    done, failures = await remove_member(cluster, cluster_spec, nodes, hostname)
-    events.removals(body, done, failures, retry)
+    nodes = list(members.get((namespace, cluster_name), []))
+    async with registry.exclusive(namespace, cluster_name):
+        removal = await remove_member(cluster, cluster_spec, nodes, hostname)
+    events.removals(body, removal, retry)
     registry.poke(namespace, cluster_name)

@@ -22,8 +22,12 @@ def configure(settings: kopf.OperatorSettings, **_) -> None:
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
+    # Kopf's own writes (Events, finalizers, peering) give up instead of hanging on a silent API server.
+    settings.networking.request_timeout = 60
+    settings.networking.connect_timeout = 10
     if config.current.peering:
         settings.peering.name = config.current.peering
+        settings.peering.priority = config.current.priority
         settings.peering.standalone = False
         settings.peering.clusterwide = not config.current.namespaces
     else:

@@ -5,6 +5,8 @@
         await harper.add_node(NodeRequest(hostname="node-1", url="wss://node-1:9933"))
 
 A 200 from Harper is not proof: verify writes with cluster_status() and probe_replication().
+Every failure of a node is a HarperError (the client raises nothing else, a bad setting included)
+or an unreachable ProbeResult (the probe never raises).
 """
 
 from .client import HarperClient, Observer
@@ -13,6 +15,7 @@ from .errors import (
     AuthorizationError,
     FalseSuccessError,
     HarperError,
+    InvalidTargetError,
     OperationNotFoundError,
     PeerFailure,
     PeerRejectedError,
@@ -45,7 +48,7 @@ from .probe import ProbeResult, probe_replication
 
 __all__ = [
     "HarperClient", "Observer",
-    "HarperError", "TransientHarperError", "PeerUnreachableError", "PermanentHarperError",
+    "HarperError", "TransientHarperError", "PeerUnreachableError", "PermanentHarperError", "InvalidTargetError",
     "AuthenticationError", "AuthorizationError", "RequestValidationError", "UnknownNodeError",
     "OperationNotFoundError", "PeerRejectedError", "TLSVerificationError", "UnexpectedAnswerError",
     "FalseSuccessError", "PeerFailure",

@@ -8,6 +8,11 @@ false_success; the operator feeds its metrics (and its count of writes) from the
 What the client does NOT do: retry failed writes, or treat a 200 as proof. Harper 4.7 answers
 200 to writes that half-failed (FalseSuccessError here) and even to some that silently did
 nothing; verifying through cluster_status and probe_replication is the caller's job.
+
+Only HarperError leaves the client, so a caller can treat any failure as that node's problem:
+a bad setting is an InvalidTargetError from the constructor, and an answer the client cannot
+read (junk, too deep, too large) is an UnexpectedAnswerError. Answers are read with a byte cap
+and every error message is redacted, then clipped.
 """
 
 from __future__ import annotations
@@ -16,12 +21,13 @@ import asyncio
 import base64
 import json
 import logging
+import math
 import ssl
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 import aiohttp
 from pydantic import SecretStr, ValidationError
@@ -31,7 +37,9 @@ from .errors import (
     AuthorizationError,
     FalseSuccessError,
     HarperError,
+    InvalidTargetError,
     OperationNotFoundError,
+    PeerFailure,
     PeerRejectedError,
     PeerUnreachableError,
     RequestValidationError,
@@ -39,6 +47,7 @@ from .errors import (
     TransientHarperError,
     UnexpectedAnswerError,
     UnknownNodeError,
+    clip_message,
     parse_peer_failure,
 )
 from .models import (
@@ -70,11 +79,96 @@ _HTTP_REASONS = {"Bad Request", "Unauthorized", "Forbidden", "Not Found", "Inter
                  "Service Unavailable", "Method Not Allowed", "Payload Too Large", "Request Timeout"}
 
 
-class _NotJson:
-    """Marker for an answer body that is not JSON."""
+# Answers larger than this are refused unread: a cluster_status of a big cluster is well below it.
+DEFAULT_MAX_ANSWER_BYTES = 32 * 1024 * 1024
+_READ_CHUNK_BYTES = 64 * 1024
+# Longest part of a non-JSON answer quoted in an error (after redaction).
+_QUOTED_ANSWER_CHARS = 200
+# Characters that cannot be part of a host name; urlsplit lets them through, aiohttp does not.
+_BAD_HOST_CHARS = frozenset(' <>"{}|\\^`')
 
 
-_NOT_JSON = _NotJson()
+class _Unreadable:
+    """Marker for an answer body that could not be decoded, with the reason why."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def _decode(raw: bytes, charset: str | None) -> tuple[Any, str]:
+    """(parsed JSON, or an _Unreadable saying why not; the text) of an answer body."""
+    try:
+        text = raw.decode(charset or "utf-8", errors="replace")
+    except (LookupError, ValueError):  # a charset Python does not know (or cannot replace in)
+        text = raw.decode("utf-8", errors="replace")
+    if not text:
+        return None, text
+    try:
+        return json.loads(text), text
+    except json.JSONDecodeError:
+        return _Unreadable("answer is not JSON"), text
+    except RecursionError:
+        return _Unreadable("answer is nested too deeply to read"), text
+    except ValueError:  # valid JSON Python refuses, e.g. an integer of more than 4300 digits
+        return _Unreadable("answer holds a value too large to read"), text
+
+
+def _invalid(message: str) -> InvalidTargetError:
+    return InvalidTargetError("connect", None, message)
+
+
+def _split_target(operations_url: Any) -> SplitResult:
+    """operations_url split into parts, or InvalidTargetError.
+
+    The messages never quote the URL: whatever is wrong with it, it may hold credentials.
+    """
+    expected = "expected http(s)://host[:port]"
+    if not isinstance(operations_url, str):
+        raise _invalid(f"operations_url is not a string: {expected}")
+    try:
+        parts = urlsplit(operations_url.strip())
+    except ValueError:  # e.g. an unclosed or invalid [IPv6] literal
+        raise _invalid(f"operations_url cannot be parsed: {expected}") from None
+    if "@" in parts.netloc:
+        raise _invalid("operations_url must not carry user info (user@ or user:password@): "
+                       "give credentials as username/password")
+    if parts.scheme not in ("http", "https"):
+        raise _invalid(f"operations_url must use http or https: {expected}")
+    if not parts.hostname:
+        raise _invalid(f"operations_url has no host: {expected}")
+    if any(c in _BAD_HOST_CHARS or not c.isprintable() for c in parts.hostname):
+        raise _invalid(f"operations_url has an invalid host: {expected}")
+    try:
+        port = parts.port
+    except ValueError:  # not a number, or above 65535
+        port = -1
+    if port is not None and not 1 <= port <= 65535:
+        raise _invalid("operations_url has an invalid port: expected a number from 1 to 65535")
+    return parts
+
+
+def _positive_seconds(name: str, value: Any) -> float:
+    """A finite, positive number of seconds, or InvalidTargetError."""
+    try:
+        seconds = float(value) if not isinstance(value, bool) else math.nan
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise _invalid(f"{name} must be a positive number of seconds")
+    return seconds
+
+
+def _shape_problem(exc: ValidationError) -> str:
+    """A short account of a pydantic error that never quotes the answer (it may hold tokens)."""
+    first = exc.errors(include_input=False)[0] if exc.error_count() else {"loc": (), "msg": "invalid"}
+    where = ".".join(str(part) for part in first.get("loc", ()))[:100]
+    at = f" at {where}" if where else ""
+    return f"answer has an unexpected shape: {exc.error_count()} problem(s), first{at}: {first.get('msg')}"
+
+
+def _usable_token(value: str) -> bool:
+    # A token travels in an HTTP header: anything else would fail on the next call, far from here.
+    return bool(value) and value.isascii() and value.isprintable() and " " not in value
 
 
 def _json_default(value: Any) -> Any:
@@ -98,26 +192,28 @@ class HarperClient:
     def __init__(self, operations_url: str, *, username: str, password: str | SecretStr,
                  verify_tls: bool = True, ca_pem: str | None = None, timeout: float = 10.0,
                  use_token: bool = False, observer: Observer | None = None,
-                 write_timeout: float | None = None) -> None:
-        parts = urlsplit(operations_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("operations_url must look like https://host:9925")
-        if parts.username or parts.password:
-            raise ValueError("put credentials in username/password, not in operations_url")
-        if timeout <= 0 or (write_timeout is not None and write_timeout <= 0):
-            raise ValueError("timeouts must be positive")
+                 write_timeout: float | None = None, max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES) -> None:
+        """Raises InvalidTargetError (operation "connect") for a URL, CA bundle, timeout or size
+        limit it cannot use; no request is sent before the first operation."""
+        parts = _split_target(operations_url)
+        self.timeout = _positive_seconds("timeout", timeout)
+        # Writes may wait on the peer (a first join signs a certificate there, ~2 s on loopback).
+        self.write_timeout = (_positive_seconds("write_timeout", write_timeout) if write_timeout is not None
+                              else self.timeout)
+        if isinstance(max_answer_bytes, bool) or not isinstance(max_answer_bytes, int) or max_answer_bytes < 1:
+            raise _invalid("max_answer_bytes must be a positive number of bytes")
+        self.max_answer_bytes = max_answer_bytes
         base_path = parts.path.rstrip("/")
         self.operations_url = urlunsplit((parts.scheme, parts.netloc, base_path + "/", "", ""))
         self.health_url = urlunsplit((parts.scheme, parts.netloc, base_path + "/health", "", ""))
         self.username = username
         self._password = password if isinstance(password, SecretStr) else SecretStr(password)
         self.verify_tls = verify_tls
-        self.timeout = float(timeout)
-        # Writes may wait on the peer (a first join signs a certificate there, ~2 s on loopback).
-        self.write_timeout = float(write_timeout) if write_timeout is not None else self.timeout
         self.use_token = use_token
         self._observer = observer
-        self._ssl: ssl.SSLContext | bool = client_ssl_context(verify_tls, ca_pem) if parts.scheme == "https" else True
+        # A CA bundle is checked even for http://, so a wrong one is reported where it was set.
+        context = client_ssl_context(verify_tls, ca_pem) if parts.scheme == "https" or ca_pem else None
+        self._ssl: ssl.SSLContext | bool = context if parts.scheme == "https" and context is not None else True
         self._session: aiohttp.ClientSession | None = None
         self._tokens: Tokens | None = None
         self._token_lock = asyncio.Lock()
@@ -162,14 +258,32 @@ class HarperClient:
             found.append(self._tokens.operation_token.get_secret_value())
             if self._tokens.refresh_token is not None:
                 found.append(self._tokens.refresh_token.get_secret_value())
+        # A secret may come back quoted inside JSON or a Python repr, with its characters escaped.
+        spellings = {form for s in found if s for form in (s, json.dumps(s)[1:-1], repr(s)[1:-1])}
         # Longest first so a secret containing another is replaced whole; tiny strings are skipped
         # because replacing "a" everywhere would only make messages unreadable.
-        return sorted({s for s in found if s and len(s) >= 3}, key=len, reverse=True)
+        return sorted({s for s in spellings if len(s) >= 3}, key=len, reverse=True)
 
     def _redact(self, text: str, extra: Iterable[str] = ()) -> str:
         for secret in self._secrets(extra):
             text = text.replace(secret, "***")
         return text
+
+    def _scrub(self, exc: HarperError, extra: Iterable[str] = ()) -> None:
+        """Redact every known secret from the texts an error carries, then clip them.
+
+        Redaction runs on the full text: clipped first, a secret cut in half would survive.
+        """
+        extra = list(extra)
+        exc.message = clip_message(self._redact(exc.message, extra))
+        exc.args = (exc.operation, exc.status, exc.message)
+        peer = getattr(exc, "peer", None)
+        if isinstance(peer, PeerFailure):
+            peer.reason = clip_message(self._redact(peer.reason, extra))
+            if peer.peer_url is not None:
+                peer.peer_url = clip_message(self._redact(peer.peer_url, extra), 500)
+        if isinstance(exc, UnknownNodeError) and exc.node_name is not None:
+            exc.node_name = clip_message(self._redact(exc.node_name, extra), 500)
 
     # ------------------------------------------------------------------ observed calls
 
@@ -187,33 +301,57 @@ class HarperClient:
         """One observed operation: send (renewing a token once if needed), map errors, interpret.
 
         `auth`: True = this client's credentials (Basic, or a Bearer token it renews), False = no
-        header, a string = that exact header (used for the refresh token).
+        header, a string = that exact header (used for the refresh token). Raises HarperError only.
         """
         start = time.monotonic()
         outcome = "transient"  # also what a cancelled call reports: its effect is unknown
         try:
-            parsed = await self._send_authorized(operation, body, timeout=timeout, retry_stale=retry_stale,
-                                                 auth=auth)
-            try:
-                result = interpret(parsed)
-            except ValidationError as exc:
-                raise UnexpectedAnswerError(operation, 200, f"answer has an unexpected shape: {exc.error_count()} "
-                                            f"problem(s), first: {exc.errors(include_input=False)[0]['msg']}",
-                                            url=self.operations_url) from None
+            result = await self._interpreted(operation, body, interpret, timeout=timeout, retry_stale=retry_stale,
+                                             secrets=secrets, auth=auth)
             outcome = "ok"
             return result
         except HarperError as exc:
             outcome = exc.outcome
-            exc.message = self._redact(exc.message, secrets)
-            exc.args = (exc.operation, exc.status, exc.message)
+            self._scrub(exc, secrets)
             raise
         finally:
             seconds = time.monotonic() - start
             log.debug("harper %s %s -> %s in %.3fs", self.operations_url, operation, outcome, seconds)
             self._observe(operation, outcome, seconds)
 
+    async def _interpreted(self, operation: str, body: dict[str, Any], interpret: Callable[[Any], T], *,
+                           timeout: float | None, retry_stale: bool, secrets: Sequence[str],
+                           auth: bool | str) -> T:
+        """Send, map the status, interpret. Whatever breaks while reading or interpreting the
+        answer becomes an UnexpectedAnswerError: a junk answer is the node's problem."""
+        status: int | None = None
+        try:
+            status, parsed, text = await self._send_authorized(operation, body, timeout=timeout,
+                                                               retry_stale=retry_stale, auth=auth)
+            if not 200 <= status < 300:
+                raise self._error_for(operation, status, parsed, text)
+            if isinstance(parsed, _Unreadable):
+                # Redacted before it is cut, so no secret can survive in part.
+                quoted = clip_message(self._redact(text, secrets), _QUOTED_ANSWER_CHARS)
+                raise UnexpectedAnswerError(operation, status, f"{parsed.reason}: {quoted!r}", url=self.operations_url)
+            return interpret(parsed)
+        except HarperError:
+            raise
+        except ValidationError as exc:
+            raise UnexpectedAnswerError(operation, status, _shape_problem(exc), url=self.operations_url) from None
+        except RecursionError:
+            raise UnexpectedAnswerError(operation, status, "answer is nested too deeply to read",
+                                        url=self.operations_url) from None
+        except Exception as exc:
+            # The answer broke an assumption (a field of the wrong type, ...). Only the exception's
+            # type is kept: its text may quote the answer, and a login answer holds fresh tokens.
+            log.warning("harper %s %s: answer could not be interpreted (%s)", self.operations_url, operation,
+                        type(exc).__name__)
+            raise UnexpectedAnswerError(operation, status, f"answer could not be interpreted ({type(exc).__name__})",
+                                        url=self.operations_url) from None
+
     async def _send_authorized(self, operation: str, body: dict[str, Any], *, timeout: float | None,
-                               retry_stale: bool, auth: bool | str) -> Any:
+                               retry_stale: bool, auth: bool | str) -> tuple[int, Any, str]:
         if isinstance(auth, str):
             header: str | None = auth
         else:
@@ -224,30 +362,25 @@ class HarperClient:
             await self._renew_tokens(stale_header=header)
             header = await self._auth_header()
             status, parsed, text = await self._exchange(operation, body, header, timeout, retry_stale)
-        if 200 <= status < 300:
-            if parsed is _NOT_JSON:
-                raise UnexpectedAnswerError(operation, status, f"answer is not JSON: {text[:200]!r}",
-                                            url=self.operations_url)
-            return parsed
-        raise self._error_for(operation, status, parsed, text)
+        return status, parsed, text
 
     async def _exchange(self, operation: str, body: dict[str, Any], auth_header: str | None,
                         timeout: float | None, retry_stale: bool) -> tuple[int, Any, str]:
-        """POST one body; transport failures become HarperErrors. Returns (status, json|_NOT_JSON, text)."""
+        """POST one body; transport failures become HarperErrors. Returns (status, json|_Unreadable, text)."""
         session = self._get_session()
         headers = {"Authorization": auth_header} if auth_header else None
-        data = json.dumps(body, default=_json_default)
+        try:
+            data = json.dumps(body, default=_json_default)
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise RequestValidationError(operation, None, f"request cannot be sent as JSON ({type(exc).__name__})",
+                                         url=self.operations_url) from None
         client_timeout = aiohttp.ClientTimeout(total=timeout or self.timeout)
         attempts = 2 if retry_stale else 1
         for attempt in range(attempts):
             try:
                 async with session.post(self.operations_url, data=data, headers=headers,
                                         timeout=client_timeout) as resp:
-                    text = await resp.text(errors="replace")
-                    try:
-                        parsed: Any = json.loads(text) if text else None
-                    except json.JSONDecodeError:
-                        parsed = _NOT_JSON
+                    parsed, text = _decode(await self._read_capped(operation, resp), resp.charset)
                     return resp.status, parsed, text
             except aiohttp.ClientSSLError as exc:
                 raise TLSVerificationError(operation, None, f"TLS to the operations API failed: {exc}",
@@ -266,15 +399,42 @@ class HarperClient:
             except asyncio.TimeoutError:
                 raise TransientHarperError(operation, None, f"no answer within {timeout or self.timeout:g}s",
                                            url=self.operations_url, request_sent=True) from None
-            except aiohttp.InvalidURL as exc:
-                raise UnexpectedAnswerError(operation, None, f"invalid URL: {exc}", url=self.operations_url) from None
+            except aiohttp.InvalidURL:
+                raise InvalidTargetError(operation, None, "aiohttp cannot use operations_url",
+                                         url=self.operations_url) from None
             except aiohttp.ClientError as exc:
                 raise TransientHarperError(operation, None, f"{type(exc).__name__}: {exc}",
                                            url=self.operations_url, request_sent=True) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
+    async def _read_capped(self, operation: str, resp: aiohttp.ClientResponse) -> bytes:
+        """The answer body, or UnexpectedAnswerError once it is known to pass max_answer_bytes.
+
+        Never reads more than max_answer_bytes + 1 bytes: a node (or whatever sits at its URL)
+        must not be able to make the operator hold an answer of any size.
+        """
+        cap = self.max_answer_bytes
+        if resp.content_length is not None and resp.content_length > cap:
+            raise self._too_large(operation, resp)
+        body = bytearray()
+        while len(body) <= cap:
+            chunk = await resp.content.read(min(_READ_CHUNK_BYTES, cap + 1 - len(body)))
+            if not chunk:
+                return bytes(body)
+            body += chunk
+        raise self._too_large(operation, resp)
+
+    def _too_large(self, operation: str, resp: aiohttp.ClientResponse) -> UnexpectedAnswerError:
+        # close(), not release(): the unread rest is still on the socket, which must not go back
+        # to the pool for the next request to read.
+        resp.close()
+        return UnexpectedAnswerError(operation, resp.status, f"answer larger than {self.max_answer_bytes} bytes",
+                                     url=self.operations_url)
+
     @staticmethod
     def _message(status: int, parsed: Any, text: str) -> str:
+        """Harper's reason in an error answer, in full (redacted and clipped by the caller)."""
+        fallback = (text or "").strip() or f"HTTP {status}"
         if isinstance(parsed, dict):
             err, msg = parsed.get("error"), parsed.get("message")
             if isinstance(msg, str) and ("statusCode" in parsed or err in _HTTP_REASONS or err is None):
@@ -282,10 +442,23 @@ class HarperClient:
             if isinstance(err, str):
                 return err
             if err is not None:
-                return json.dumps(err, default=str)
+                try:
+                    return json.dumps(err, default=str)
+                except (ValueError, RecursionError):  # nested too deeply to write back out
+                    return fallback
         if isinstance(parsed, str):
             return parsed
-        return (text or "").strip()[:500] or f"HTTP {status}"
+        return fallback
+
+    @staticmethod
+    def _access_detail(message: str, access: Any) -> str:
+        """403 message plus the permissions Harper listed as missing, when it listed readable ones."""
+        if not isinstance(access, list) or not access:
+            return message
+        try:
+            return f"{message}: {'; '.join(map(str, access))}"
+        except (ValueError, RecursionError):
+            return message
 
     def _error_for(self, operation: str, status: int, parsed: Any, text: str) -> HarperError:
         message = self._message(status, parsed, text)
@@ -294,8 +467,7 @@ class HarperClient:
             return AuthenticationError(operation, status, message, url=url)
         if status == 403:
             access = parsed.get("unauthorized_access") if isinstance(parsed, dict) else None
-            detail = f"{message}: {'; '.join(map(str, access))}" if access else message
-            return AuthorizationError(operation, status, detail, url=url,
+            return AuthorizationError(operation, status, self._access_detail(message, access), url=url,
                                       unauthorized_access=access if isinstance(access, list) else None)
         if status == 400:
             if message.startswith("Operation '") and message.endswith("' not found"):
@@ -330,7 +502,11 @@ class HarperClient:
         margin = _TOKEN_RENEW_MARGIN
         if issued is not None:
             margin = min(margin, (expires - issued) / 5)
-        return datetime.now(timezone.utc) >= expires - margin
+        now = datetime.now(timezone.utc)
+        try:
+            return now >= expires - margin
+        except OverflowError:  # a claim at the edge of the calendar (year 1 or 9999): skip the margin
+            return now >= expires
 
     @staticmethod
     def _token_rejected(status: int, parsed: Any, text: str) -> bool:
@@ -365,13 +541,24 @@ class HarperClient:
         body = {"operation": "create_authentication_tokens", "username": self.username,
                 "password": self._password.get_secret_value()}
         # Credentials go in the body: this operation needs no Authorization header.
-        return await self._call("create_authentication_tokens", body, Tokens.model_validate, auth=False)
+        return await self._call("create_authentication_tokens", body,
+                                lambda p: self._tokens_from("create_authentication_tokens", p), auth=False)
 
     async def _refresh_operation_token(self, refresh_token: SecretStr) -> Tokens:
         # Harper reads the refresh token from the Authorization header for this operation.
         secret = refresh_token.get_secret_value()
         return await self._call("refresh_operation_token", {"operation": "refresh_operation_token"},
-                                Tokens.model_validate, auth="Bearer " + secret, secrets=[secret])
+                                lambda p: self._tokens_from("refresh_operation_token", p),
+                                auth="Bearer " + secret, secrets=[secret])
+
+    def _tokens_from(self, operation: str, parsed: Any) -> Tokens:
+        """A token answer whose tokens can be sent back in a header (checked now, not on next use)."""
+        tokens = Tokens.model_validate(parsed)
+        for token in (tokens.operation_token, tokens.refresh_token):
+            if token is not None and not _usable_token(token.get_secret_value()):
+                raise UnexpectedAnswerError(operation, 200, "answer holds a token that cannot be sent in a header",
+                                            url=self.operations_url)
+        return tokens
 
     async def create_authentication_tokens(self) -> Tokens:
         """New operation + refresh tokens for this client's user (installed when use_token is on)."""
@@ -391,17 +578,20 @@ class HarperClient:
             session = self._get_session()
             timeout = aiohttp.ClientTimeout(total=min(self.timeout, 5.0))
             async with session.get(self.health_url, timeout=timeout) as resp:
-                await resp.read()
+                # The body is not needed (and not bounded); leaving it unread only costs the pooled connection.
                 healthy = resp.status == 200
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ssl.SSLError) as exc:
-            log.debug("health of %s failed: %s", self.health_url, exc)
+        except Exception as exc:  # health is a yes/no question: any failure is a no
+            log.debug("health of %s failed: %s", self.health_url, type(exc).__name__)
         finally:
             self._observe("health", "ok" if healthy else "transient", time.monotonic() - start)
         return healthy
 
     async def operation(self, body: dict[str, Any], *, timeout: float | None = None) -> Any:
         """Any operation, answer returned as parsed JSON (errors mapped like every other call)."""
-        name = str(body.get("operation", "")) or "unknown"
+        if not isinstance(body, Mapping):
+            raise RequestValidationError("unknown", None, "an operation body must be an object",
+                                         url=self.operations_url)
+        name = clip_message(str(body.get("operation", "")), 100) or "unknown"
         return await self._call(name, dict(body), lambda parsed: parsed, timeout=timeout)
 
     async def cluster_status(self) -> ClusterStatus:
@@ -409,19 +599,29 @@ class HarperClient:
                                 ClusterStatus.model_validate, retry_stale=True)
 
     async def get_configuration(self) -> dict[str, Any]:
-        def interpret(parsed: Any) -> dict[str, Any]:
-            if not isinstance(parsed, dict):
-                raise UnexpectedAnswerError("get_configuration", 200, "configuration is not an object",
-                                            url=self.operations_url)
-            return parsed
-
-        return await self._call("get_configuration", {"operation": "get_configuration"}, interpret,
+        """harperdb-config.yaml as Harper reads it now; `replication`, when present, is an object."""
+        return await self._call("get_configuration", {"operation": "get_configuration"}, self._configuration,
                                 retry_stale=True)
 
-    def _node_write(self, operation: str, parsed: Any) -> NodeWriteResult:
+    def _configuration(self, parsed: Any) -> dict[str, Any]:
+        if not isinstance(parsed, dict):
+            raise UnexpectedAnswerError("get_configuration", 200, "configuration is not an object",
+                                        url=self.operations_url)
+        replication = parsed.get("replication")
+        if replication is not None and not isinstance(replication, dict):
+            raise UnexpectedAnswerError("get_configuration", 200, "configuration's replication is not an object",
+                                        url=self.operations_url)
+        return parsed
+
+    def _answer_message(self, operation: str, parsed: Any) -> str:
+        """The `message` of a write's answer (or the answer itself when it is a bare string)."""
         message = parsed.get("message") if isinstance(parsed, dict) else parsed
         if not isinstance(message, str):
             raise UnexpectedAnswerError(operation, 200, "answer has no message", url=self.operations_url)
+        return message
+
+    def _node_write(self, operation: str, parsed: Any) -> NodeWriteResult:
+        message = self._answer_message(operation, parsed)
         if FALSE_SUCCESS_MARKER in message or not message.startswith("Successfully"):
             raise FalseSuccessError(operation, 200, message, url=self.operations_url,
                                     peer=parse_peer_failure(message))
@@ -443,9 +643,9 @@ class HarperClient:
     async def remove_node(self, hostname: str) -> str:
         """Remove a peer by node name. Not idempotent: an unknown name raises UnknownNodeError."""
         def interpret(parsed: Any) -> str:
-            message = parsed.get("message") if isinstance(parsed, dict) else parsed
-            if not isinstance(message, str) or not message.startswith("Successfully removed"):
-                raise FalseSuccessError("remove_node", 200, str(message), url=self.operations_url)
+            message = self._answer_message("remove_node", parsed)
+            if not message.startswith("Successfully removed"):
+                raise FalseSuccessError("remove_node", 200, message, url=self.operations_url)
             return message
 
         # Harper tells the removed peer before answering, so this may wait on that peer.
@@ -481,15 +681,31 @@ class HarperClient:
 
     # ------------------------------------------------------------------ routes
 
-    @staticmethod
-    def _routes(routes: Iterable[Route | str | dict[str, Any]]) -> list[Route]:
-        return [r if isinstance(r, Route) else Route.model_validate(r) for r in routes]
+    def _routes(self, operation: str, routes: Iterable[Route | str | dict[str, Any]]) -> list[Route]:
+        """The caller's routes as Route values; one that cannot be read is refused before any request."""
+        try:
+            return [r if isinstance(r, Route) else Route.model_validate(r) for r in routes]
+        except ValidationError as exc:
+            first = exc.errors(include_input=False)[0]["msg"] if exc.error_count() else "invalid"
+            raise RequestValidationError(operation, None, f"not a route: {first}", url=self.operations_url) from None
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise RequestValidationError(operation, None, f"routes must be a list of routes ({type(exc).__name__})",
+                                         url=self.operations_url) from None
+
+    def _file_routes(self, parsed: Any) -> list[Any]:
+        """`replication.routes` of a get_configuration answer, entries verbatim."""
+        replication = self._configuration(parsed).get("replication") or {}
+        routes = replication.get("routes")
+        if routes is None:
+            return []
+        if not isinstance(routes, list):
+            raise UnexpectedAnswerError("get_configuration", 200, "configuration's replication.routes is not a list",
+                                        url=self.operations_url)
+        return list(routes)
 
     async def _configured_routes(self) -> list[Any]:
-        config = await self.get_configuration()
-        replication = config.get("replication")
-        routes = replication.get("routes") if isinstance(replication, dict) else None
-        return list(routes) if isinstance(routes, list) else []
+        return await self._call("get_configuration", {"operation": "get_configuration"}, self._file_routes,
+                                retry_stale=True)
 
     async def cluster_get_routes(self) -> list[Route]:
         """The routes in harperdb-config.yaml now, i.e. what the next start will use.
@@ -497,7 +713,8 @@ class HarperClient:
         Read through get_configuration: 4.7.29's own cluster_get_routes answers from the copy
         taken at start-up (see routes.py); loaded_routes() returns that copy.
         """
-        return parse_routes(await self._configured_routes())
+        return await self._call("get_configuration", {"operation": "get_configuration"},
+                                lambda parsed: parse_routes(self._file_routes(parsed)), retry_stale=True)
 
     async def cluster_set_routes(self, routes: Iterable[Route | str | dict[str, Any]]) -> RoutesResult:
         """Add routes to harperdb-config.yaml (they connect after restart()).
@@ -505,8 +722,8 @@ class HarperClient:
         Read-modify-write of the file (get_configuration + set_configuration), because Harper's
         cluster_set_routes can replace or resurrect routes (routes.py). No write when nothing is new.
         """
-        current = await self._configured_routes()
-        new, added, skipped = add_routes(current, self._routes(routes))
+        wanted = self._routes("cluster_set_routes", routes)
+        new, added, skipped = add_routes(await self._configured_routes(), wanted)
         if added:
             await self._write_routes(new)
         return RoutesResult(message=f"{len(added)} route(s) added", added=added, skipped=skipped)
@@ -517,21 +734,21 @@ class HarperClient:
         Read-modify-write like cluster_set_routes: Harper's cluster_delete_routes, on a node that
         started without routes, deletes none of the ones asked for and empties the list.
         """
-        current = await self._configured_routes()
-        new, deleted, skipped = remove_routes(current, self._routes(routes))
+        unwanted = self._routes("cluster_delete_routes", routes)
+        new, deleted, skipped = remove_routes(await self._configured_routes(), unwanted)
         if deleted:
             await self._write_routes(new)
         return RoutesResult(message=f"{len(deleted)} route(s) deleted", deleted=deleted, skipped=skipped)
 
     async def replace_routes(self, routes: Iterable[Route | str | dict[str, Any]]) -> str:
         """Write exactly these routes to the config file. Takes effect after restart()."""
-        return await self._write_routes([r.to_wire() for r in self._routes(routes)])
+        return await self._write_routes([r.to_wire() for r in self._routes("replace_routes", routes)])
 
     async def _write_routes(self, entries: list[Any]) -> str:
         def interpret(parsed: Any) -> str:
-            message = parsed.get("message") if isinstance(parsed, dict) else parsed
-            if not isinstance(message, str) or "successfully" not in message.lower():
-                raise FalseSuccessError("set_configuration", 200, str(message), url=self.operations_url)
+            message = self._answer_message("set_configuration", parsed)
+            if "successfully" not in message.lower():
+                raise FalseSuccessError("set_configuration", 200, message, url=self.operations_url)
             return message
 
         return await self._call("set_configuration", {"operation": "set_configuration", "replication_routes": entries},
@@ -542,7 +759,15 @@ class HarperClient:
         Harper's cluster_set_routes since), i.e. roughly what the running process dialled."""
         def interpret(parsed: Any) -> list[Route]:
             if isinstance(parsed, dict):  # NATS-era shape {"hub": [...], "leaf": [...]}
-                return parse_routes(list(parsed.get("hub") or []) + list(parsed.get("leaf") or []))
+                hub, leaf = parsed.get("hub"), parsed.get("leaf")
+                if not all(part is None or isinstance(part, list) for part in (hub, leaf)):
+                    raise UnexpectedAnswerError("cluster_get_routes", 200, "hub/leaf routes are not lists",
+                                                url=self.operations_url)
+                return parse_routes((hub or []) + (leaf or []))
+            if not isinstance(parsed, list):
+                # Not "no routes": an answer that says nothing must not look like an empty list.
+                raise UnexpectedAnswerError("cluster_get_routes", 200, "answer is not a list of routes",
+                                            url=self.operations_url)
             return parse_routes(parsed)
 
         return await self._call("cluster_get_routes", {"operation": "cluster_get_routes"}, interpret,
@@ -559,7 +784,6 @@ class HarperClient:
         supervisor (kubelet) to start it again. Poll health() until it answers.
         """
         def interpret(parsed: Any) -> str:
-            message = parsed.get("message") if isinstance(parsed, dict) else parsed
-            return str(message)
+            return self._answer_message("restart", parsed)
 
         return await self._call("restart", {"operation": "restart"}, interpret)

@@ -7,7 +7,8 @@ The class says what the caller should do next, not where the error came from:
   write must be treated as not done (and verified through cluster_status).
 
 Messages carry Harper's own words but never credentials: the client redacts every secret it
-knows before building an error, and no error keeps the raw request.
+knows from the full text first, then clips the message to MAX_MESSAGE_CHARS (Harper's error
+texts can be megabytes), and no error keeps the raw request.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ __all__ = [
     "TransientHarperError",
     "PeerUnreachableError",
     "PermanentHarperError",
+    "InvalidTargetError",
     "AuthenticationError",
     "AuthorizationError",
     "RequestValidationError",
@@ -31,7 +33,26 @@ __all__ = [
     "FalseSuccessError",
     "PeerFailure",
     "parse_peer_failure",
+    "clip_message",
+    "MAX_MESSAGE_CHARS",
 ]
+
+# Longest message an error carries; long enough for any real Harper reason, short enough for a
+# Kubernetes condition or a log line.
+MAX_MESSAGE_CHARS = 2000
+
+
+def clip_message(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """`text` cut to at most `limit` characters, saying how much was cut.
+
+    Only ever applied to text that is already redacted: clipping first could cut a secret in
+    half, and the half left behind would no longer match the secret the redaction looks for.
+    """
+    if len(text) <= limit:
+        return text
+    # The count in the suffix is at most len(text), so sizing the suffix for that is enough.
+    keep = max(0, limit - len(f"… ({len(text)} more characters)"))
+    return f"{text[:keep]}… ({len(text) - keep} more characters)"
 
 
 class HarperError(Exception):
@@ -78,6 +99,15 @@ class PermanentHarperError(HarperError):
     """The request itself is wrong for this node (credentials, role, input, configuration)."""
 
 
+class InvalidTargetError(PermanentHarperError):
+    """The client was given something it cannot use: an operations URL that is not http(s)://host[:port]
+    or carries credentials, a CA bundle that is not PEM, a non-positive timeout or size limit.
+
+    Raised by the constructor (operation "connect", no status) so a wrong setting of one node is
+    that node's problem like any other; the message never repeats credentials or the CA bundle.
+    """
+
+
 class AuthenticationError(PermanentHarperError):
     """401: wrong or missing credentials, or a token that could not be renewed."""
 
@@ -92,7 +122,11 @@ class AuthorizationError(PermanentHarperError):
 
 
 class RequestValidationError(PermanentHarperError):
-    """400: Harper rejected the shape of the request (wrong type, missing field)."""
+    """400: Harper rejected the shape of the request (wrong type, missing field).
+
+    Also raised, with no status, for a request the client refuses to send (a route it cannot
+    read, a body that cannot be encoded as JSON).
+    """
 
 
 class UnknownNodeError(PermanentHarperError):
@@ -112,7 +146,8 @@ class OperationNotFoundError(PermanentHarperError):
 
 
 class UnexpectedAnswerError(PermanentHarperError):
-    """Something answered that is not Harper's operations API (not JSON, 404, wrong shape)."""
+    """Something answered that is not Harper's operations API (not JSON, 404, wrong shape,
+    nested too deeply, larger than the client's size limit)."""
 
 
 class TLSVerificationError(PermanentHarperError):

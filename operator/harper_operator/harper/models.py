@@ -267,7 +267,9 @@ class Route(BaseModel):
         if isinstance(value, str):
             return cls._parse_string(value)
         if isinstance(value, dict) and "url" in value and "hostname" not in value and "host" not in value:
-            return cls._parse_string(str(value["url"]))
+            if not isinstance(value["url"], str):  # str() of junk would read as a host name
+                raise ValueError("route url must be a string")
+            return cls._parse_string(value["url"])
         if isinstance(value, dict):
             value = dict(value)
             if isinstance(value.get("port"), str) and value["port"].isdigit():
@@ -611,8 +613,9 @@ def parse_routes(value: Any) -> list[Route]:
     for item in value:
         try:
             routes.append(Route.model_validate(item))
-        except ValidationError:
-            log.warning("ignoring unreadable route %r", item if not isinstance(item, dict) else sorted(item))
+        except (ValueError, TypeError, RecursionError):  # ValidationError, or junk a validator tripped on
+            shown = repr(item if not isinstance(item, dict) else sorted(item))
+            log.warning("ignoring unreadable route %s", shown if len(shown) <= 200 else shown[:200] + "…")
     return routes
 
 

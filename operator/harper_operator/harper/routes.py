@@ -17,15 +17,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from pydantic import ValidationError
-
 from .models import Route
 
 
 def _parse(entry: Any) -> Route | None:
     try:
         return Route.model_validate(entry)
-    except ValidationError:
+    except (ValueError, TypeError, RecursionError):  # ValidationError, or junk a validator tripped on
         return None  # unreadable entries are left alone, never dropped
 
 

@@ -18,16 +18,38 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from .errors import InvalidTargetError
 
-def client_ssl_context(verify_tls: bool = True, ca_pem: str | None = None) -> ssl.SSLContext:
-    if verify_tls:
-        ctx = ssl.create_default_context(cadata=ca_pem) if ca_pem else ssl.create_default_context()
-        return ctx
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    if ca_pem:  # harmless, and keeps the context usable if a caller flips verify_mode back on
-        ctx.load_verify_locations(cadata=ca_pem)
+# Said instead of OpenSSL's reason, which may quote part of the bundle.
+BAD_CA_BUNDLE = "CA bundle is not a valid PEM certificate bundle"
+
+
+def _trusting(ca_pem: str | bytes) -> ssl.SSLContext:
+    """A verifying context that trusts exactly the certificates of a PEM bundle.
+
+    Raises InvalidTargetError for anything OpenSSL cannot read as PEM certificates; its own
+    reason is not kept because it may quote part of the bundle.
+    """
+    try:
+        # OpenSSL reads bytes as DER, but the bundle is PEM text whatever its type.
+        text = ca_pem.decode("ascii") if isinstance(ca_pem, bytes) else ca_pem
+        return ssl.create_default_context(cadata=text)
+    except (ssl.SSLError, ValueError, TypeError):
+        raise InvalidTargetError("connect", None, BAD_CA_BUNDLE) from None
+
+
+def client_ssl_context(verify_tls: bool = True, ca_pem: str | bytes | None = None) -> ssl.SSLContext:
+    """A client context that verifies against `ca_pem` (else the system store), or verifies nothing.
+
+    Raises InvalidTargetError when `ca_pem` is given but is not a PEM certificate bundle, even
+    with verification off: a wrong setting is reported rather than ignored.
+    """
+    ctx = _trusting(ca_pem) if ca_pem else ssl.create_default_context()
+    if not verify_tls:
+        # The bundle stays loaded: harmless, and keeps the context usable if a caller flips
+        # verify_mode back on.
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
     return ctx
 
 

@@ -21,8 +21,9 @@ from dataclasses import dataclass, replace
 from typing import Iterable
 from urllib.parse import urlsplit
 
+from .problems import Problem
 from .topology import (DesiredCluster, DesiredNode, ObservedCluster, ObservedNode, PeerRecord, Route,
-                       Subscriptions, normalize, pair_subscriptions, reverse)
+                       Subscriptions, normalize, pair_subscriptions, reverse, url_key)
 
 # --- operations ---------------------------------------------------------------------------------------------------
 
@@ -83,20 +84,14 @@ class RemoveNode:
 
 
 @dataclass(frozen=True)
-class ConfigureCluster:
-    """configure_cluster on `on`: add_node for each target. plan() does not emit it (one failing target hides
-    which), but the shell can execute it."""
-
-    on: str
-    targets: tuple[DesiredNode, ...]
-
-    def describe(self) -> str:
-        return f"configure_cluster on {self.on}: {', '.join(t.name for t in self.targets)}"
-
-
-@dataclass(frozen=True)
 class SetRoutes:
-    """cluster_set_routes on `on`. Send each route as Route.to_harper() (a URL string): see Route.to_harper."""
+    """cluster_set_routes on `on`.
+
+    Send each route as its url string, never as {hostname, port}: Harper 4.7's duplicate check compares objects by
+    ``(a.host === b.host || a.hostname === b.hostname) && a.port === b.port``, true for ANY two objects of the same
+    key style and port (seen: set [{hostname:A,port:9933},{hostname:B,port:9933}] stored only A). Strings are
+    compared exactly.
+    """
 
     on: str
     routes: tuple[Route, ...]
@@ -118,30 +113,25 @@ class DeleteRoutes:
 
 @dataclass(frozen=True)
 class Restart:
+    """restart on `on`. Whether it runs now is decided by the restart budget (restarts.admit), not here.
+
+    settle: wanted because of something merely observed (reconnect, shard), which must persist for a grace period
+    first, because a joining node shows the same picture for a moment. plan()'s own restarts (routes,
+    subscriptions) follow a write of ours and need no grace.
+    """
+
     on: str
     reason: str = ""
+    settle: bool = False
 
     def describe(self) -> str:
         return f"restart {self.on}" + (f" ({self.reason})" if self.reason else "")
 
 
-Operation = AddNode | UpdateNode | RemoveNode | ConfigureCluster | SetRoutes | DeleteRoutes | Restart
+Operation = AddNode | UpdateNode | RemoveNode | SetRoutes | DeleteRoutes | Restart
 
 
-# --- problems -----------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, order=True)
-class Problem:
-    """A reason the shell must not (or cannot yet) make Harper match the spec. permanent -> Stalled; else Reconciling.
-
-    blocking: plan() leaves `node` alone (or, when node is None, the whole cluster)."""
-
-    reason: str
-    message: str
-    node: str | None = None
-    permanent: bool = True
-    blocking: bool = True
+# --- diagnose -----------------------------------------------------------------------------------------------------
 
 
 def _host_is_ip(host: str) -> bool:
@@ -188,7 +178,7 @@ def diagnose(desired: DesiredCluster, observed: ObservedCluster) -> list[Problem
     urls: dict[str, list[DesiredNode]] = {}
     for n in desired.nodes:
         names.setdefault(n.name, []).append(n)
-        urls.setdefault(n.url.rstrip("/"), []).append(n)
+        urls.setdefault(url_key(n.url), []).append(n)
     for name, same in sorted(names.items()):
         if len(same) > 1:
             problems.append(Problem(
@@ -255,7 +245,7 @@ def _mismatch(row: PeerRecord | None, target: DesiredNode, expected: Subscriptio
         kinds.add("mode")
     elif (normalize(row.subscriptions) or ()) != expected:
         kinds.add("subscriptions")
-    if (row.url or "").rstrip("/") != target.url.rstrip("/"):
+    if url_key(row.url or "") != url_key(target.url):  # Harper may report the host lower-cased
         kinds.add("url")
     if target.shard is not None and row.shard != target.shard:
         kinds.add("shard")
@@ -292,12 +282,31 @@ def _forget(observed: ObservedCluster, name: str, among: Iterable[str]) -> Obser
     return ObservedCluster(nodes=nodes)
 
 
+def _ghost(name: str, desired: DesiredCluster, observed: ObservedCluster) -> bool:
+    """Is the record `name` one that no declared member needs?
+
+    Not when a HarperNode declares the name, when the shell keeps it (desired.keep), or when any reachable node's
+    record of it points at a declared URL: Harper names a node by its own replication.hostname, which can differ
+    from spec.hostname, and removing that record would take a healthy member out of replication.
+    """
+    if name in desired.keep or any(n.name == name for n in desired.nodes):
+        return False
+    declared_urls = {url_key(u) for u in desired.keep_urls} | {url_key(n.url) for n in desired.nodes}
+    for o in observed.nodes.values():
+        row = o.peers.get(name) if o.reachable else None
+        if row is not None and row.url and url_key(row.url) in declared_urls:
+            return False
+    return True
+
+
 def plan(desired: DesiredCluster, observed: ObservedCluster, *, restart_for_routes: bool = False,
          restart_for_subscriptions: bool = False) -> list[Operation]:
     """Operations, in the order to run them, that make Harper match `desired`. [] when it already does.
 
     Never sends anything to, or about, a node that did not answer (reachable=False). Nodes named by a blocking
-    problem of diagnose() are left alone; a cluster-wide blocking problem (duplicate names) yields [].
+    problem of diagnose() are left alone; a cluster-wide blocking problem (duplicate names) yields []. A record is
+    removed as a ghost only when nothing declares or keeps it (see DesiredCluster.keep). Restart operations are
+    wishes: the shell runs them through the restart budget (restarts.admit).
     """
     problems = diagnose(desired, observed)
     if any(p.blocking and p.node is None for p in problems):
@@ -333,7 +342,8 @@ def plan(desired: DesiredCluster, observed: ObservedCluster, *, restart_for_rout
 
     # 1. Ghosts: records of names nobody declares. Full members share records, so one remove_node spreads;
     #    an explicit member's records are its own, so each of them removes its own.
-    listed = sorted({p for a in nodes if a in up for p in observed.nodes[a].peers} - set(nodes) - blocked)
+    listed = [p for p in sorted({p for a in nodes if a in up for p in observed.nodes[a].peers})
+              if _ghost(p, desired, observed)]
     for ghost in listed:
         listers = [a for a in sorted(up) if ghost in observed.nodes[a].peers]
         full_listers = [a for a in listers if nodes[a].full]

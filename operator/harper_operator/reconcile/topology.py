@@ -14,8 +14,9 @@ Vocabulary (see docs/harper-semantics.md for the experiments behind it):
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Iterable
 from urllib.parse import urlsplit
 
 
@@ -35,9 +36,6 @@ class Subscription:
     def reversed(self) -> "Subscription":
         """The same relationship seen from the other end (Harper's reverseSubscription)."""
         return Subscription(self.database, self.table, subscribe=self.publish, publish=self.subscribe)
-
-    def to_harper(self) -> dict[str, Any]:
-        return {"database": self.database, "table": self.table, "subscribe": self.subscribe, "publish": self.publish}
 
 
 Subscriptions = tuple[Subscription, ...]
@@ -92,40 +90,64 @@ def pair_subscriptions(a: "DesiredNode", b: "DesiredNode") -> Subscriptions | No
     return normalize(out) or ()
 
 
+def _host(text: str) -> str:
+    """One spelling per host: how Harper itself reads a hostname back out of a URL.
+
+    Harper parses route and record URLs, which lower-cases the host; DNS ignores a trailing dot; an IPv6 literal
+    has many spellings. Compared as written, "Harper-1" and the "harper-1" Harper reports looked like two routes
+    and every round restarted every member.
+    """
+    host = text.strip()
+    if host.endswith("."):
+        host = host[:-1]
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    host = host.lower()
+    try:
+        return ipaddress.IPv6Address(host).compressed
+    except ValueError:
+        return host
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def url_key(url: str) -> str:
+    """The form two replication URLs are compared in: scheme and host lower-cased, an IPv6 host bracketed and
+    compressed, an explicit port kept, user info, path and trailing slash dropped.
+
+    Never raises: what does not parse as scheme://host compares as its stripped, lower-cased text.
+    """
+    text = str(url or "").strip()
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:
+        return text.lower()
+    if "://" not in text or not parts.scheme or not parts.hostname:
+        return text.lower()
+    host = _url_host(_host(parts.hostname))
+    return f"{parts.scheme.lower()}://{host}" + (f":{port}" if port is not None else "")
+
+
 @dataclass(frozen=True, order=True)
 class Route:
-    """A replication route of replication.routes. Harper applies routes only at start-up."""
+    """A replication route of replication.routes. Harper applies routes only at start-up.
+
+    The hostname is normalised on construction (see _host), so equality, hashing and order compare what Harper
+    compares; reading Harper's wire forms is the controller's job, this is the only core route.
+    """
 
     hostname: str
     port: int
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hostname", _host(self.hostname))
+
     @property
     def url(self) -> str:
-        return f"wss://{self.hostname}:{self.port}"
-
-    def to_harper(self) -> str:
-        """The wire form to send in cluster_set_routes / cluster_delete_routes.
-
-        Use the URL string, not {hostname, port}: Harper 4.7's duplicate check compares objects by
-        ``(a.host === b.host || a.hostname === b.hostname) && a.port === b.port``, which is true for ANY two
-        objects of the same key style and port (undefined === undefined). Seen: set [{hostname:A,port:9933},
-        {hostname:B,port:9933}] stored only A; a later set of C was skipped as a duplicate; a delete of one object
-        deletes every object route with that port. Strings are compared exactly.
-        """
-        return self.url
-
-    @classmethod
-    def from_harper(cls, value: Any) -> "Route":
-        """Parse a route as Harper stores it: "wss://host:port", "host:port", or {host|hostname, port}."""
-        if isinstance(value, str):
-            if "://" in value:
-                parts = urlsplit(value)
-                return cls(parts.hostname or "", parts.port or 9933)
-            host, _, port = value.rpartition(":")
-            return cls(host, int(port)) if host and port.isdigit() else cls(value, 9933)
-        if isinstance(value, Mapping):
-            return cls(str(value.get("hostname") or value.get("host") or ""), int(value.get("port") or 9933))
-        raise ValueError(f"not a route: {value!r}")
+        return f"wss://{_url_host(self.hostname)}:{self.port}"
 
 
 @dataclass(frozen=True)
@@ -150,8 +172,26 @@ class DesiredNode:
 
 @dataclass(frozen=True)
 class DesiredCluster:
+    """What the spec declares, plus what plan() must never take for a ghost record.
+
+    A record whose name nobody declares is normally a ghost and is removed. But Harper names a node by its own
+    replication.hostname, which may differ from the HarperNode's spec.hostname, and other clusters or retained
+    nodes share the namespace: removing such a record takes a healthy node out of replication. So:
+
+    * keep: record names never removed as ghosts (names declared by any HarperNode in the namespace, the names
+      declared members report for themselves, names retained by deletionPolicy Retain, names of held members);
+    * keep_urls: replication URLs of every declared HarperNode; a record pointing at one is not a ghost, whatever
+      its name.
+    """
+
     nodes: tuple[DesiredNode, ...]
     routes: tuple[Route, ...] = ()
+    keep: frozenset[str] = frozenset()
+    keep_urls: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "keep", frozenset(self.keep))
+        object.__setattr__(self, "keep_urls", frozenset(self.keep_urls))
 
     def by_name(self) -> dict[str, DesiredNode]:
         return {n.name: n for n in self.nodes}
@@ -188,52 +228,3 @@ class ObservedCluster:
     def reachable(self, name: str) -> bool:
         node = self.nodes.get(name)
         return bool(node and node.reachable)
-
-
-# --- building the observed side from Harper's JSON (pure; the shell passes the parsed bodies) ---
-
-
-def subscriptions_from_harper(raw: Any) -> Subscriptions | None:
-    if not raw:
-        return None
-    return tuple(Subscription(str(s.get("database") or s.get("schema") or ""), s.get("table"),
-                              bool(s.get("subscribe")), bool(s.get("publish"))) for s in raw)
-
-
-def peer_record_from_harper(connection: Mapping[str, Any]) -> PeerRecord:
-    """One element of cluster_status ``connections``.
-
-    * ``replicates``: true for full replication; absent/null for an explicit relationship.
-    * ``subscriptions``: Harper reports null when ``replicates`` is true (it ignores subscriptions then).
-    * ``connected``: we call a row connected when it has database sockets and all of them say connected:true.
-    """
-    sockets = connection.get("database_sockets") or []
-    replicates = connection.get("replicates") is True
-    return PeerRecord(
-        name=str(connection.get("name") or ""),
-        url=connection.get("url"),
-        shard=connection.get("shard"),
-        subscriptions=None if replicates else subscriptions_from_harper(connection.get("subscriptions")),
-        replicates=replicates,
-        connected=bool(sockets) and all(s.get("connected") is True for s in sockets),
-        revoked_certificates=tuple(connection.get("revoked_certificates") or ()),
-    )
-
-
-def observed_node_from_harper(name: str, cluster_status: Mapping[str, Any] | None, *,
-                              routes: Iterable[Any] = (), routes_on_disk: Iterable[Any] | None = None,
-                              routes_running: Iterable[Any] | None = None) -> ObservedNode:
-    """ObservedNode from a cluster_status answer (None: the node could not be asked -> unreachable)."""
-    if cluster_status is None:
-        return ObservedNode(name=name, reachable=False)
-    peers = {}
-    for c in cluster_status.get("connections") or []:
-        rec = peer_record_from_harper(c)
-        if rec.name and rec.name != name:
-            peers[rec.name] = rec
-    return ObservedNode(
-        name=name, reachable=True, peers=peers, shard=cluster_status.get("shard"),
-        routes=tuple(sorted(Route.from_harper(r) for r in routes)),
-        routes_on_disk=None if routes_on_disk is None else tuple(sorted(Route.from_harper(r) for r in routes_on_disk)),
-        routes_running=None if routes_running is None else tuple(sorted(Route.from_harper(r) for r in routes_running)),
-    )

@@ -1,0 +1,163 @@
+"""The restart budget: which of the restarts the operator wants may run now. Pure: `now` is passed in.
+
+Every restart the operator makes goes through admit(): those plan() asks for after its own writes (routes, a
+re-created explicit pair) and those pending_restart() shows (reconnect, shard; see restarts_for_pending). A restart
+takes a member out of replication for a while, so:
+
+* one member at a time, and none while a member restarted within `cooldown` still does not answer: it is coming
+  back, and restarting another now would take two members out of replication at once;
+* a restart wanted because of something merely observed (Restart.settle) waits until the picture has lasted
+  `grace` seconds: a joining node shows the same picture for a moment;
+* a member is not restarted twice within `cooldown`: when Harper still needs a restart right after one, the restart
+  did not help, and restarting in a loop would only keep the member down. That is reported (RestartLoop, Stalled);
+* a restart that follows a write of ours and is put off stays owed until it runs: nothing observable shows that a
+  re-created explicit pair still runs its old table filter, so plan() asks for that restart only once.
+
+The ledger outlives the process (the shell persists to_dict()), so `now` must be wall-clock seconds, not a
+monotonic clock that starts again with the operator.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Collection, Mapping, Sequence
+
+from .plan import Restart
+from .problems import Problem
+
+# pending_restart() reasons a restart may be made for, as the words a message uses. "routes" alone waits for the
+# restart policy of plan() (restart_for_routes); a node restarted for another reason loads them too.
+_SETTLE_REASONS = {"reconnect": "reconnect to its peers", "shard": "drop the shard its spec clears"}
+_REASON_WORDS = {"routes": "load replication routes", **_SETTLE_REASONS}
+_NO_REASON = "apply what Harper reads only at start-up"
+
+
+def restarts_for_pending(pending: Mapping[str, str]) -> list[Restart]:
+    """A settle=True Restart for each node whose pending_restart() reasons include reconnect or shard. Sorted."""
+    out = []
+    for node, why in sorted(pending.items()):
+        reasons = [w.strip() for w in str(why).split(",") if w.strip()]
+        if any(r in _SETTLE_REASONS for r in reasons):
+            out.append(Restart(node, " and ".join(_REASON_WORDS.get(r, r) for r in reasons), settle=True))
+    return out
+
+
+@dataclass(frozen=True)
+class RestartLedger:
+    """What the budget remembers between rounds. Replace it with admit()'s answer; never mutate it.
+
+    * done: node -> (reason, when) of its last restart, kept for `cooldown`;
+    * wanted_since: node -> when a restart of it was first wanted, without a break, and not yet made;
+    * owed: node -> reasons of restarts that follow a write of ours and were put off (see the module docstring).
+    """
+
+    done: Mapping[str, tuple[str, float]] = field(default_factory=dict)
+    wanted_since: Mapping[str, float] = field(default_factory=dict)
+    owed: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly; from_dict() reads it back."""
+        return {
+            "done": {n: {"reason": r, "at": t} for n, (r, t) in sorted(self.done.items())},
+            "wantedSince": dict(sorted(self.wanted_since.items())),
+            "owed": {n: list(rs) for n, rs in sorted(self.owed.items())},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "RestartLedger":
+        """Read to_dict()'s form back. Never raises: the ledger is stored where people can edit it, so anything
+        malformed is dropped (the whole ledger when nothing is a mapping), which at worst allows one restart early.
+        """
+        if not isinstance(data, Mapping):
+            return cls()
+        done: dict[str, tuple[str, float]] = {}
+        for node, entry in _items(data.get("done")):
+            if isinstance(entry, Mapping):
+                reason, when = entry.get("reason"), entry.get("at")
+            elif isinstance(entry, (list, tuple)) and len(entry) == 2:
+                reason, when = entry
+            else:
+                continue
+            if isinstance(reason, str) and _time(when):
+                done[node] = (reason, float(when))
+        since = {node: float(t) for node, t in _items(data.get("wantedSince")) if _time(t)}
+        owed = {}
+        for node, reasons in _items(data.get("owed")):
+            if isinstance(reasons, (list, tuple)) and reasons and all(isinstance(r, str) for r in reasons):
+                owed[node] = tuple(reasons)
+        return cls(done=done, wanted_since=since, owed=owed)
+
+    def only(self, nodes: Collection[str]) -> "RestartLedger":
+        """The ledger without the nodes that left the cluster (an owed restart of a deleted member never runs)."""
+        keep = set(nodes)
+        return RestartLedger(done={n: v for n, v in self.done.items() if n in keep},
+                             wanted_since={n: v for n, v in self.wanted_since.items() if n in keep},
+                             owed={n: v for n, v in self.owed.items() if n in keep})
+
+
+def _items(value: Any) -> list[tuple[str, Any]]:
+    if not isinstance(value, Mapping):
+        return []
+    return [(k, v) for k, v in value.items() if isinstance(k, str) and k]
+
+
+def _time(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _merge(node: str, wishes: Sequence[Restart]) -> Restart:
+    """One restart per node serves every reason; it may wait for settling only when every reason may."""
+    reasons = sorted({w.reason for w in wishes if w.reason})
+    return Restart(node, " and ".join(reasons) or _NO_REASON, settle=all(w.settle for w in wishes))
+
+
+def admit(ledger: RestartLedger, wanted: Sequence[Restart], now: float, *, unreachable: Collection[str] = (),
+          grace: float = 10.0, cooldown: float = 120.0) -> tuple[list[Restart], list[Problem], RestartLedger]:
+    """The restarts to run now (at most one), the problems to report, and the ledger for the next call.
+
+    wanted: every restart wanted this round (plan()'s and restarts_for_pending()'s); owed ones are added.
+    unreachable: the members that did not answer this round.
+    """
+    down = set(unreachable)
+    wishes: dict[str, list[Restart]] = {}
+    for node, reasons in ledger.owed.items():
+        wishes.setdefault(node, []).extend(Restart(node, r) for r in reasons)
+    for r in wanted:
+        wishes.setdefault(r.on, []).append(r)
+    merged = {node: _merge(node, ws) for node, ws in sorted(wishes.items())}
+
+    # Restarts within the cooldown. One stamped further ahead than a whole cooldown comes from another clock
+    # (the ledger was written elsewhere): trusting it could hold a node back for ever.
+    recent = {n: (r, t) for n, (r, t) in ledger.done.items() if t <= now + cooldown and now - t < cooldown}
+    since = {n: min(ledger.wanted_since.get(n, now), now) for n in merged}
+
+    problems = []
+    for node, want in merged.items():
+        # A settling need right after a restart is the node coming back (reconnecting takes a moment): only one
+        # that outlasts the grace period says the restart did not help.
+        if node in recent and (not want.settle or now - since[node] >= grace):
+            reason, when = recent[node]
+            problems.append(Problem(
+                "RestartLoop",
+                f"{node} was restarted {max(0.0, now - when):.0f}s ago to {reason}, and Harper still needs a restart "
+                f"({want.reason}): the restart did not take effect; check the node's logs and configuration (the "
+                f"operator tries again after {cooldown:.0f}s)", node=node, permanent=True))
+
+    coming_back = any(n in down for n in recent)
+    eligible = [n for n, want in merged.items()
+                if n not in recent and n not in down and (not want.settle or now - since[n] >= grace)]
+    admitted = [merged[eligible[0]]] if eligible and not coming_back else []
+
+    made = {r.on for r in admitted}
+    done = dict(recent)
+    done.update((r.on, (r.reason, now)) for r in admitted)
+    owed = {}
+    for node, ws in wishes.items():
+        reasons = tuple(sorted({w.reason or _NO_REASON for w in ws if not w.settle}))
+        if reasons and node not in made:
+            owed[node] = reasons
+    return admitted, problems, RestartLedger(
+        done=dict(sorted(done.items())),
+        wanted_since={n: t for n, t in since.items() if n not in made},
+        owed=dict(sorted(owed.items())))

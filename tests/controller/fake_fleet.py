@@ -1,0 +1,222 @@
+"""A FAKE Harper fleet and a FAKE Kubernetes for unit tests of the controller shell (loop, execute, dissolve).
+
+Not Harper: each fake node answers the operations the controller uses from the reconcile test MODEL
+(tests/reconcile/harper_model.py), translated into the client's wire types, so the shell's own logic (isolation,
+ordering, budgets, status) is tested without a network. The real client and real Harper are tested elsewhere
+(tests/harper against an HTTP fake, e2e/ against real Harper nodes).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "reconcile"))
+
+from harper_model import HarperModel, ModelError  # noqa: E402
+
+from harper_operator.harper import models as wire  # noqa: E402
+from harper_operator.harper.errors import (HarperError, PeerUnreachableError, RequestValidationError,  # noqa: E402
+                                           TransientHarperError, UnknownNodeError)
+from harper_operator.harper.errors import PeerFailure  # noqa: E402
+from harper_operator.harper.probe import ProbeResult  # noqa: E402
+from harper_operator.reconcile.topology import DesiredNode, Route, Subscription  # noqa: E402
+
+PASSWORD = "fleet-s3cret-password"
+
+
+@dataclass
+class Call:
+    node: str
+    operation: str
+    detail: Any = None
+    authorization: tuple[str, str] | None = None
+
+
+@dataclass
+class FakeFleet:
+    """Fake Harper nodes reachable at http://<name>:9925 (operations) and wss://<name>:9933 (replication).
+
+    `failures[(node, operation)]` -> an exception to raise instead of answering; `answers[node]` -> a callable
+    raising whatever odd thing a broken node does; `reports[node]` -> the name a node gives itself."""
+
+    model: HarperModel
+    calls: list[Call] = field(default_factory=list)
+    failures: dict[tuple[str, str], Exception] = field(default_factory=dict)
+    answers: dict[str, Callable[[], Any]] = field(default_factory=dict)
+    reports: dict[str, str] = field(default_factory=dict)
+    not_harper: set[str] = field(default_factory=set)  # replication URL answered by something else
+
+    @classmethod
+    def of(cls, *names: str) -> "FakeFleet":
+        return cls(HarperModel(names))
+
+    def node_at(self, operations_url: str) -> str:
+        return operations_url.split("://", 1)[1].split(":")[0].strip("/")
+
+    def writes(self) -> list[Call]:
+        return [c for c in self.calls if c.operation not in ("cluster_status", "routes", "probe")]
+
+    async def probe(self, url: str, **_: Any) -> ProbeResult:
+        name = url.split("://", 1)[1].rsplit(":", 1)[0]
+        self.calls.append(Call(name, "probe", url))
+        node = self.model.nodes.get(name)
+        if name in self.not_harper:
+            return ProbeResult(reachable=False, error="HTTP 404, not Harper's replication protocol", http_status=404)
+        if node is None or not node.up:
+            return ProbeResult(reachable=False, error="ConnectionRefusedError: refused")
+        return ProbeResult(reachable=True, subprotocol=wire.REPLICATION_SUBPROTOCOL)
+
+
+class FakeClient:
+    """Stands in for HarperClient on one fake node."""
+
+    def __init__(self, fleet: FakeFleet, operations_url: str, username: str, password: str):
+        self.fleet, self.name = fleet, fleet.node_at(operations_url)
+        self.operations_url, self.credentials = operations_url, (username, password)
+
+    def _enter(self, operation: str, detail: Any = None, authorization=None) -> None:
+        self.fleet.calls.append(Call(self.name, operation, detail, authorization))
+        if (self.name, operation) in self.fleet.failures:
+            raise self.fleet.failures[(self.name, operation)]
+        if self.name in self.fleet.answers:
+            self.fleet.answers[self.name]()
+        node = self.fleet.model.nodes.get(self.name)
+        if node is None or not node.up:
+            raise TransientHarperError(operation, None, "cannot connect: refused", url=self.operations_url)
+
+    async def cluster_status(self) -> wire.ClusterStatus:
+        self._enter("cluster_status")
+        seen = self.fleet.model.observe_node(self.name)
+        connections = []
+        for peer in seen.peers.values():
+            connections.append({
+                "name": peer.name, "url": peer.url, "shard": peer.shard,
+                "replicates": True if peer.replicates else None,
+                "subscriptions": None if peer.subscriptions is None else [
+                    {"database": s.database, "table": s.table, "subscribe": s.subscribe, "publish": s.publish}
+                    for s in peer.subscriptions],
+                "database_sockets": [{"database": "data", "connected": peer.connected}]})
+        return wire.ClusterStatus.model_validate({
+            "node_name": self.fleet.reports.get(self.name, self.name), "shard": seen.shard,
+            "connections": connections})
+
+    async def loaded_routes(self) -> list[wire.Route]:
+        self._enter("routes")
+        node = self.fleet.model.nodes[self.name]
+        return [wire.Route(hostname=r.hostname, port=r.port) for r in (node.routes_loaded or [])]
+
+    async def cluster_get_routes(self) -> list[wire.Route]:
+        self._enter("routes")
+        node = self.fleet.model.nodes[self.name]
+        return [wire.Route(hostname=r.hostname, port=r.port) for r in (node.routes_disk or [])]
+
+    def _model(self, call: Callable[[], None], operation: str) -> None:
+        try:
+            call()
+        except ModelError as e:
+            text = str(e)
+            if text.endswith("does not exist"):
+                raise UnknownNodeError(operation, 400, text, url=self.operations_url) from None
+            if text.startswith("Error returned from"):
+                raise PeerUnreachableError(operation, 500, text, url=self.operations_url,
+                                           peer=PeerFailure(None, text)) from None
+            raise RequestValidationError(operation, 400, text, url=self.operations_url) from None
+
+    def _target(self, req: wire.NodeRequest) -> DesiredNode:
+        subs = None if req.subscriptions is None else tuple(
+            Subscription(s.database, s.table, s.subscribe, s.publish) for s in req.subscriptions)
+        return DesiredNode(name=req.hostname, url=req.url, shard=req.shard, subscriptions=subs,
+                           revoked_certificates=tuple(req.revoked_certificates or ()))
+
+    async def add_node(self, req: wire.NodeRequest):
+        auth = req.authorization
+        self._enter("add_node", req.hostname, (auth.username, auth.password.get_secret_value()) if auth else None)
+        self._model(lambda: self.fleet.model.set_node(self.name, self._target(req)), "add_node")
+
+    async def update_node(self, req: wire.NodeRequest):
+        self._enter("update_node", req.hostname)
+        self._model(lambda: self.fleet.model.set_node(self.name, self._target(req)), "update_node")
+
+    async def remove_node(self, hostname: str):
+        self._enter("remove_node", hostname)
+        self._model(lambda: self.fleet.model.remove_node(self.name, hostname), "remove_node")
+
+    async def cluster_set_routes(self, routes: list[wire.Route]):
+        self._enter("cluster_set_routes", routes)
+        self.fleet.model.set_routes(self.name, [Route(r.hostname, r.port) for r in routes])
+
+    async def cluster_delete_routes(self, routes: list[wire.Route]):
+        self._enter("cluster_delete_routes", routes)
+        self.fleet.model.delete_routes(self.name, [Route(r.hostname, r.port) for r in routes])
+
+    async def restart(self):
+        self._enter("restart")
+        self.fleet.model.restart(self.name)
+
+    async def close(self) -> None:
+        pass
+
+
+class FakePool:
+    """Stands in for ClientPool: one FakeClient per node and credentials."""
+
+    def __init__(self, fleet: FakeFleet, *_: Any, **__: Any):
+        self.fleet = fleet
+
+    def client(self, access) -> FakeClient:
+        return FakeClient(self.fleet, access.operations_url, access.username, access.password)
+
+    async def __aenter__(self) -> "FakePool":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+
+@dataclass
+class FakeKube:
+    """Stands in for harper_operator.kube: Secrets by name, and every status patch kept."""
+
+    secrets: dict[str, tuple[bool, dict[str, str | None]]] = field(default_factory=dict)
+    patches: list[tuple[str, str, dict]] = field(default_factory=list)
+    fail_secret: dict[str, Exception] = field(default_factory=dict)
+
+    async def read_secret(self, namespace: str, name: str):
+        if name in self.fail_secret:
+            raise self.fail_secret[name]
+        return self.secrets.get(name)
+
+    async def patch_status(self, plural: str, namespace: str, name: str, status: dict) -> bool:
+        self.patches.append((plural, name, status))
+        return True
+
+    def last(self, plural: str, name: str) -> dict:
+        merged: dict = {}
+        for p, n, status in self.patches:
+            if p == plural and n == name:
+                merged.update(status)
+        return {k: v for k, v in merged.items() if v is not None}
+
+
+def admin_secret(password: str = PASSWORD) -> tuple[bool, dict[str, str]]:
+    return True, {"username": "admin", "password": password}
+
+
+def cluster_body(name: str = "c", *, status: dict | None = None, annotations: dict | None = None, **spec: Any) -> dict:
+    return {"metadata": {"name": name, "namespace": "ns", "generation": 1, "annotations": annotations or {}},
+            "spec": {"credentials": {"secretRef": {"name": "admin"}}, "tls": {"verify": False}, **spec},
+            "status": status or {}}
+
+
+def node_body(resource: str, hostname: str, *, cluster: str = "c", host: str | None = None, **spec: Any) -> dict:
+    host = host or hostname
+    return {"metadata": {"name": resource, "namespace": "ns", "generation": 1,
+                         "creationTimestamp": f"2026-01-01T00:00:{len(resource):02d}Z"},
+            "spec": {"clusterRef": {"name": cluster}, "hostname": hostname, "url": f"wss://{host}:9933",
+                     "operationsUrl": f"http://{host}:9925", **spec}}

@@ -1,0 +1,303 @@
+"""ClusterReconciler.reconcile on the FAKE fleet: one round's isolation, ordering, budgets and status.
+
+Each test names the guarantee of the "Harden" issue it protects."""
+
+from __future__ import annotations
+
+from fake_fleet import PASSWORD, FakeFleet, FakePool, cluster_body, node_body
+from harper_model import ModelError
+
+from harper_operator.controller.loop import ClusterReconciler, retained
+from harper_operator.harper.errors import AuthenticationError, RequestValidationError, UnexpectedAnswerError
+
+A, B, C = "127.0.0.11", "127.0.0.12", "127.0.0.13"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def reconciler(fleet: FakeFleet, clock: Clock | None = None) -> tuple[ClusterReconciler, list]:
+    events: list = []
+    r = ClusterReconciler("ns", "c", events=lambda body, t, reason, msg: events.append((t, reason, msg)),
+                          verify_timeout=0, clock=clock or Clock(), restart_grace=0, restart_cooldown=120)
+    r.pool = FakePool(fleet)
+    return r, events
+
+
+def nodes(*hosts: str, **spec) -> list[dict]:
+    return [node_body(f"n{h[-1]}", h, **spec) for h in hosts]
+
+
+def condition(status: dict, type_: str) -> dict:
+    return next(c for c in status["conditions"] if c["type"] == type_)
+
+
+async def converge(r: ClusterReconciler, body: dict, members: list[dict], fake_kube, rounds: int = 6, **kw):
+    for _ in range(rounds):
+        result = await r.reconcile(body, members, **kw)
+        body["status"] = fake_kube.last("harperclusters", "c")
+        for m in members:
+            m["status"] = fake_kube.last("harpernodes", m["metadata"]["name"])
+        if result.converged:
+            return result
+    return result
+
+
+async def test_three_nodes_converge_and_every_status_is_written(fleet, fake_kube):
+    r, _ = reconciler(fleet)
+    body, members = cluster_body(), nodes(A, B, C)
+    result = await converge(r, body, members, fake_kube)
+    assert result.converged and result.ready_nodes == 3
+    assert fake_kube.last("harperclusters", "c")["readyNodes"] == "3/3"
+    for m in members:
+        assert condition(fake_kube.last("harpernodes", m["metadata"]["name"]), "Ready")["status"] == "True"
+
+
+# --- Guarantee 2: never remove a healthy node ------------------------------------------------------------------
+
+
+async def test_hostname_mismatch_removes_nothing_and_stalls_naming_both(fleet, fake_kube):
+    r, _ = reconciler(fleet)
+    body, members = cluster_body(), nodes(A, B, C)
+    await converge(r, body, members, fake_kube)
+    fleet.calls.clear()
+    # C's HarperNode is recreated with a name Harper does not use for it.
+    members[2] = node_body("n3b", "harper-2.example", host=C)
+    for _ in range(3):
+        await r.reconcile(body, members)
+    assert not [c for c in fleet.calls if c.operation == "remove_node"], fleet.writes()
+    row = fake_kube.last("harpernodes", "n3b")
+    stalled = condition(row, "Stalled")
+    assert stalled["status"] == "True" and stalled["reason"] == "HostnameMismatch"
+    assert C in stalled["message"] and "harper-2.example" in stalled["message"]
+    cluster = fake_kube.last("harperclusters", "c")
+    assert condition(cluster, "Stalled")["reason"] == "HostnameMismatch"
+    assert fleet.model.rec(A, C) is not None  # the healthy node's record is still there
+
+
+async def test_records_of_another_clusters_nodes_sharing_a_harper_are_kept(fleet, fake_kube):
+    r, _ = reconciler(fleet)
+    body, members = cluster_body(), nodes(A, B)
+    await converge(r, body, members, fake_kube)
+    fleet.model.inject(A, "shared-node", "wss://127.0.0.99:9933")
+    other = [node_body("x", "shared-node", cluster="d", host="127.0.0.99")]
+    await r.reconcile(body, members, neighbours=other)
+    assert not [c for c in fleet.calls if c.operation == "remove_node"]
+    await r.reconcile(body, members)  # no HarperNode declares it any more: now it is a ghost
+    assert [c.detail for c in fleet.calls if c.operation == "remove_node"] == ["shared-node"]
+
+
+async def test_retained_names_are_read_from_one_annotation_and_the_legacy_keys():
+    body = cluster_body(annotations={"harperoperator.dev/retained-nodes": '["fd00::1", "a.b"]',
+                                     "retained.harperoperator.dev/old": "true"})
+    assert retained(body) == {"fd00::1", "a.b", "old"}
+    assert retained(cluster_body(annotations={"harperoperator.dev/retained-nodes": "{not json"})) == frozenset()
+
+
+# --- Guarantee 2: isolation per member --------------------------------------------------------------------------
+
+
+async def test_one_bad_member_of_each_kind_never_freezes_the_others(fleet, fake_kube):
+    fleet.model.nodes["127.0.0.21"] = type(fleet.model.nodes[A])("127.0.0.21", "wss://127.0.0.21:9933")
+    fleet.failures[("127.0.0.21", "cluster_status")] = UnexpectedAnswerError(
+        "cluster_status", 200, "answer has an unexpected shape")
+    fake_kube.secrets.update({
+        "garbage-ca": (True, {"ca.crt": "not a certificate"}),
+        "binary": (True, {"username": "admin", "password": None}),
+        "unlabelled": (False, {}),
+    })
+    bad = [
+        node_body("bad-ca", "127.0.0.31", tls={"verify": True, "caSecretRef": {"name": "garbage-ca"}}),
+        node_body("bad-binary", "127.0.0.32", credentials={"secretRef": {"name": "binary"}}),
+        node_body("bad-unlabelled", "127.0.0.33", credentials={"secretRef": {"name": "unlabelled"}}),
+        node_body("bad-host", "evil.example.com"),
+        node_body("bad-answer", "127.0.0.21"),
+        node_body("bad-dup", A),
+    ]
+    r, _ = reconciler(fleet)
+    body, good = cluster_body(), nodes(A, B, C)
+    result = await converge(r, body, good + bad, fake_kube)
+    cluster = fake_kube.last("harperclusters", "c")
+    rows = {row["name"]: row for row in cluster["members"]}
+    assert all(rows[n]["ready"] for n in ("n1", "n2", "n3")), rows
+    assert cluster["readyNodes"] == f"3/{3 + len(bad)}"
+    reasons = {m["metadata"]["name"]: condition(fake_kube.last("harpernodes", m["metadata"]["name"]), "Ready")["reason"]
+               for m in bad}
+    assert reasons == {"bad-ca": "CASecretInvalid", "bad-binary": "SecretInvalid",
+                       "bad-unlabelled": "SecretNotReadable", "bad-host": "HostNotAllowed",
+                       "bad-answer": "HarperRejected", "bad-dup": "DuplicateHostname"}
+    assert not result.converged
+    assert not [c for c in fleet.calls if c.node in ("evil.example.com", "127.0.0.31", "127.0.0.32", "127.0.0.33")]
+
+
+async def test_an_exception_nobody_foresaw_is_that_members_problem_and_every_status_is_written(fleet, fake_kube):
+    def crash():
+        raise RecursionError("maximum recursion depth exceeded")
+
+    fleet.answers[B] = crash
+    r, _ = reconciler(fleet)
+    members = nodes(A, B, C)
+    await r.reconcile(cluster_body(), members)
+    for m in members:
+        assert fake_kube.last("harpernodes", m["metadata"]["name"])["observedGeneration"] == 1
+    row = fake_kube.last("harpernodes", "n2")
+    assert condition(row, "Reconciling")["reason"] == "MemberError" and "RecursionError" in \
+        condition(row, "Reconciling")["message"]
+    assert fake_kube.last("harperclusters", "c")["readyNodes"].endswith("/3")
+
+
+async def test_wrong_password_stalls_the_cluster_with_the_members_cause(fleet, fake_kube):
+    for n in (A, B, C):
+        fleet.failures[(n, "cluster_status")] = AuthenticationError("cluster_status", 401, "Login failed")
+    r, _ = reconciler(fleet)
+    result = await r.reconcile(cluster_body(), nodes(A, B, C))
+    cluster = fake_kube.last("harperclusters", "c")
+    assert result.permanent
+    assert condition(cluster, "Stalled")["status"] == "True"
+    assert condition(cluster, "Stalled")["reason"] == "WrongCredentials"
+    assert "refused the credentials" in condition(cluster, "Ready")["message"]
+    assert condition(cluster, "Reconciling")["status"] == "False"
+
+
+async def test_huge_harper_errors_are_clipped_in_status_and_events(fleet, fake_kube):
+    fleet.failures[(A, "cluster_status")] = RequestValidationError("cluster_status", 400, "x" * 2_000_000)
+    r, events = reconciler(fleet)
+    await r.reconcile(cluster_body(), nodes(A, B))
+    node = fake_kube.last("harpernodes", "n1")
+    assert len(str(node)) < 10_000 and len(str(fake_kube.last("harperclusters", "c"))) < 20_000
+    assert all(len(msg) <= 2000 for _, _, msg in events)
+
+
+async def test_stale_node_name_and_shard_are_cleared_when_a_node_stops_answering(fleet, fake_kube):
+    r, _ = reconciler(fleet)
+    body, members = cluster_body(), nodes(A, B)
+    await converge(r, body, members, fake_kube)
+    assert fake_kube.last("harpernodes", "n2").get("nodeName") == B
+    fleet.model.stop(B)
+    await r.reconcile(body, members)
+    assert "nodeName" not in fake_kube.last("harpernodes", "n2")
+    assert fake_kube.patches[-2][2]["nodeName"] is None  # sent as null: a merge patch removes it
+
+
+# --- Guarantee 2: no head-of-line blocking, permanent refusals are Stalled --------------------------------------
+
+
+async def test_a_node_the_seed_refuses_does_not_hold_back_the_others(fleet, fake_kube):
+    r, _ = reconciler(fleet)
+    body = cluster_body()
+    await converge(r, body, nodes(A), fake_kube, rounds=1)
+    # The seed refuses B for good; C must still be added in the same round.
+    original = fleet.model.set_node
+
+    def refuse_b(on, target):
+        if target.name == B:
+            raise ModelError("B refused: certificate rejected")
+        return original(on, target)
+
+    fleet.model.set_node = refuse_b
+    result = await r.reconcile(body, nodes(A, B, C))
+    added = [c.detail for c in fleet.calls if c.operation == "add_node"]
+    assert B in added and C in added
+    assert fleet.model.rec(A, C) is not None
+    cluster = fake_kube.last("harperclusters", "c")
+    assert not result.converged
+    assert condition(cluster, "Stalled")["status"] == "True"  # a refusal waits for a person
+    assert condition(cluster, "Stalled")["reason"] == "AddNodeFailed"
+
+
+# --- Guarantee 1: credentials go only where the owner allows ----------------------------------------------------
+
+
+async def test_credentials_reach_only_allowed_members(fleet, fake_kube):
+    r, _ = reconciler(fleet)
+    members = nodes(A, B) + [node_body("outside", "harper.elsewhere.example"),
+                             node_body("plain", "10.1.2.3", operationsUrl="http://10.1.2.3:9925")]
+    body = cluster_body(allowedHosts=["127.0.0.0/8", "10.0.0.0/8"])
+    await converge(r, body, members, fake_kube)
+    assert {c.node for c in fleet.calls} <= {A, B}
+    for call in fleet.calls:
+        if call.authorization:
+            assert call.node in (A, B) and call.detail in (A, B)
+    assert condition(fake_kube.last("harpernodes", "outside"), "Stalled")["reason"] == "HostNotAllowed"
+    assert condition(fake_kube.last("harpernodes", "plain"), "Stalled")["reason"] == "PlaintextNotAllowed"
+    assert PASSWORD not in str(fake_kube.patches)
+
+
+async def test_a_replication_url_that_is_not_harper_gets_no_record(fleet, fake_kube):
+    fleet.not_harper.add(C)
+    r, _ = reconciler(fleet)
+    await converge(r, cluster_body(), nodes(A, B, C), fake_kube)
+    assert C not in [c.detail for c in fleet.calls if c.operation == "add_node"]
+    assert condition(fake_kube.last("harpernodes", "n3"), "Ready")["reason"] == "ReplicationUnreachable"
+
+
+# --- Guarantee 2: no restart loops, no lost intent --------------------------------------------------------------
+
+
+async def test_upper_case_route_restarts_each_member_once_one_at_a_time(fleet, fake_kube):
+    clock = Clock()
+    r, _ = reconciler(fleet, clock)
+    body, members = cluster_body(routes=[{"hostname": "Route-Host.Example", "port": 9933}]), nodes(A, B, C)
+    per_round = []
+    for _ in range(8):
+        before = len([c for c in fleet.calls if c.operation == "restart"])
+        await r.reconcile(body, members)
+        body["status"] = fake_kube.last("harperclusters", "c")
+        per_round.append(len([c for c in fleet.calls if c.operation == "restart"]) - before)
+        clock.now += 30
+    restarted = [c.node for c in fleet.calls if c.operation == "restart"]
+    assert sorted(restarted) == [A, B, C], restarted
+    assert max(per_round) == 1
+    assert condition(fake_kube.last("harperclusters", "c"), "Ready")["status"] == "True"
+
+
+async def test_a_restart_that_does_not_take_effect_stalls_instead_of_looping(fleet, fake_kube):
+    clock = Clock()
+    r, _ = reconciler(fleet, clock)
+    fleet.model.restart = lambda on: None  # Harper comes back without loading the routes
+    body, members = cluster_body(routes=[{"hostname": "r.example", "port": 9933}]), nodes(A)
+    for _ in range(4):
+        await r.reconcile(body, members)
+        body["status"] = fake_kube.last("harperclusters", "c")
+        clock.now += 10
+    assert len([c for c in fleet.calls if c.operation == "restart"]) == 1
+    cluster = fake_kube.last("harperclusters", "c")
+    assert condition(cluster, "Stalled")["reason"] == "RestartLoop"
+
+
+async def test_an_owed_restart_survives_a_round_cut_short(fleet, fake_kube):
+    r, _ = reconciler(fleet)
+    subs = [{"database": "data", "table": "a", "subscribe": True, "publish": True}]
+    body, members = cluster_body(), [node_body("n1", A), node_body("n2", B, subscriptions=subs)]
+    await converge(r, body, members, fake_kube)
+    restarts_before = len([c for c in fleet.calls if c.operation == "restart"])
+    members[1] = node_body("n2", B, subscriptions=[{**subs[0], "table": "b"}])
+    writes = []
+
+    def stop_after_first_write() -> bool:
+        writes.append(1)
+        return len([c for c in fleet.writes() if c.operation != "restart"]) > 0 and len(writes) > 1
+
+    fleet.calls.clear()
+    await r.reconcile(body, members, stopped=stop_after_first_write)
+    assert [c.operation for c in fleet.writes()] == ["remove_node"]
+    owed = [p for p in fake_kube.patches if p[0] == "harperclusters" and p[2].get("owedRestarts")]
+    assert owed and owed[0][2]["owedRestarts"] == [{"node": B, "reason": "apply the new subscription list"}]
+    body["status"] = fake_kube.last("harperclusters", "c")
+    r2, _ = reconciler(fleet)  # a new operator process: only the status remembers
+    await converge(r2, body, members, fake_kube)
+    assert len([c for c in fleet.calls if c.operation == "restart" and c.node == B]) == 1
+    assert fake_kube.last("harperclusters", "c").get("owedRestarts") == []
+    assert restarts_before == 0
+
+
+async def test_paused_writes_nothing(fleet, fake_kube):
+    r, _ = reconciler(fleet)
+    body = cluster_body(annotations={"harperoperator.dev/paused": "true"})
+    await r.reconcile(body, nodes(A, B))
+    assert fleet.writes() == []

@@ -1,0 +1,282 @@
+"""The restart budget (reconcile/restarts.py): examples, the Harper MODEL driven through it, and properties."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from harper_model import HarperModel, run_operator, verify
+from harper_operator.reconcile import (DesiredCluster, DesiredNode, Problem, Restart, RestartLedger, Route,
+                                       Subscription, admit, pending_restart, plan, restarts_for_pending)
+
+EMPTY = RestartLedger()
+ROUTES = "load replication routes"
+
+
+def settle(node: str, reason: str = "reconnect to its peers") -> Restart:
+    return Restart(node, reason, settle=True)
+
+
+def loop_message(node: str, ago: int, before: str, now: str) -> str:
+    return (f"{node} was restarted {ago}s ago to {before}, and Harper still needs a restart ({now}): the restart did "
+            "not take effect; check the node's logs and configuration (the operator tries again after 120s)")
+
+
+# --- what pending_restart() asks for ------------------------------------------------------------------------------
+
+
+def test_pending_reconnect_and_shard_become_settling_restarts():
+    pending = {"c": "routes, shard", "a": "reconnect", "b": "routes"}
+    assert restarts_for_pending(pending) == [
+        Restart("a", "reconnect to its peers", settle=True),
+        Restart("c", "load replication routes and drop the shard its spec clears", settle=True)]
+    assert restarts_for_pending({}) == []
+
+
+# --- grace ---------------------------------------------------------------------------------------------------------
+
+
+def test_a_settling_restart_waits_for_the_picture_to_last():
+    admitted, problems, ledger = admit(EMPTY, [settle("a")], 100.0)
+    assert admitted == [] and problems == [] and ledger.wanted_since == {"a": 100.0}
+    admitted, _, ledger = admit(ledger, [settle("a")], 109.9)
+    assert admitted == [] and ledger.wanted_since == {"a": 100.0}  # the first time is kept
+    admitted, _, ledger = admit(ledger, [settle("a")], 110.0)
+    assert admitted == [settle("a")]
+    assert ledger.done == {"a": ("reconnect to its peers", 110.0)} and ledger.wanted_since == {}
+
+
+def test_a_picture_that_goes_away_starts_its_grace_again():
+    _, _, ledger = admit(EMPTY, [settle("a")], 0.0)
+    _, _, ledger = admit(ledger, [], 5.0)
+    assert ledger.wanted_since == {}
+    _, _, ledger = admit(ledger, [settle("a")], 6.0)
+    assert admit(ledger, [settle("a")], 15.0)[0] == []
+    assert admit(ledger, [settle("a")], 16.0)[0] == [settle("a")]
+
+
+def test_a_restart_after_our_own_write_needs_no_grace():
+    assert admit(EMPTY, [Restart("a", ROUTES)], 0.0)[0] == [Restart("a", ROUTES)]
+
+
+def test_one_restart_serves_every_reason_and_waits_only_when_all_may():
+    admitted, _, ledger = admit(EMPTY, [settle("a"), Restart("a", ROUTES)], 0.0)
+    assert admitted == [Restart("a", f"{ROUTES} and reconnect to its peers")]
+    assert ledger.done == {"a": (f"{ROUTES} and reconnect to its peers", 0.0)}
+
+
+# --- one member at a time ------------------------------------------------------------------------------------------
+
+
+def test_one_member_at_a_time_lowest_name_first():
+    admitted, _, ledger = admit(EMPTY, [Restart("b", ROUTES), Restart("a", ROUTES), Restart("c", ROUTES)], 0.0)
+    assert admitted == [Restart("a", ROUTES)]
+    # a is back: the next one goes
+    admitted, _, ledger = admit(ledger, [Restart("b", ROUTES), Restart("c", ROUTES)], 5.0)
+    assert admitted == [Restart("b", ROUTES)]
+
+
+def test_nothing_while_a_restarted_member_is_still_coming_back():
+    _, _, ledger = admit(EMPTY, [Restart("a", ROUTES)], 0.0)
+    assert admit(ledger, [Restart("b", ROUTES)], 5.0, unreachable={"a"})[0] == []
+    assert admit(ledger, [Restart("b", ROUTES)], 5.0, unreachable={"c"})[0] == [Restart("b", ROUTES)]
+    # a member down for another reason does not hold the others back once its cooldown is over
+    assert admit(ledger, [Restart("b", ROUTES)], 120.0, unreachable={"a"})[0] == [Restart("b", ROUTES)]
+
+
+def test_a_member_that_does_not_answer_is_not_restarted():
+    admitted, _, ledger = admit(EMPTY, [Restart("a", ROUTES), Restart("b", ROUTES)], 0.0, unreachable={"a"})
+    assert admitted == [Restart("b", ROUTES)] and ledger.owed == {"a": (ROUTES,)}
+
+
+# --- cooldown ------------------------------------------------------------------------------------------------------
+
+
+def test_wanted_again_within_the_cooldown_is_a_restart_loop_not_a_restart():
+    _, _, ledger = admit(EMPTY, [Restart("a", ROUTES)], 0.0)
+    admitted, problems, ledger = admit(ledger, [settle("a")], 30.0)
+    assert admitted == [] and problems == []  # coming back: reconnecting takes a moment
+    admitted, problems, ledger = admit(ledger, [settle("a")], 40.0)
+    assert admitted == []
+    assert problems == [Problem("RestartLoop", loop_message("a", 40, ROUTES, "reconnect to its peers"), node="a",
+                                permanent=True)]
+    admitted, problems, ledger = admit(ledger, [settle("a")], 119.9)
+    assert admitted == [] and [p.reason for p in problems] == ["RestartLoop"]
+    admitted, problems, ledger = admit(ledger, [settle("a")], 120.0)  # wanted since 30: grace long over
+    assert admitted == [settle("a")] and problems == []
+    assert ledger.done == {"a": ("reconnect to its peers", 120.0)}
+
+
+def test_no_problem_when_the_restart_worked():
+    _, _, ledger = admit(EMPTY, [Restart("a", ROUTES)], 0.0)
+    admitted, problems, ledger = admit(ledger, [], 30.0)
+    assert admitted == [] and problems == [] and set(ledger.done) == {"a"}
+    assert admit(ledger, [], 120.0)[2].done == {}  # forgotten after the cooldown
+
+
+def test_a_restart_stamped_by_another_clock_does_not_hold_a_node_forever():
+    far = RestartLedger(done={"a": (ROUTES, 10_000.0)})
+    assert admit(far, [Restart("a", ROUTES)], 0.0)[0] == [Restart("a", ROUTES)]
+    near = RestartLedger(done={"a": (ROUTES, 5.0)})  # a little ahead: as good as just now
+    admitted, problems, _ = admit(near, [Restart("a", ROUTES)], 0.0)
+    assert admitted == [] and problems[0].message.startswith("a was restarted 0s ago")
+
+
+# --- owed restarts -------------------------------------------------------------------------------------------------
+
+
+def test_a_put_off_restart_after_our_write_is_owed_until_it_runs():
+    # plan() asks for a subscription restart only in the round that re-creates the pairs: nothing shows it later
+    subs = "apply the new subscription list"
+    admitted, _, ledger = admit(EMPTY, [Restart("x1", subs), Restart("x2", subs)], 0.0)
+    assert admitted == [Restart("x1", subs)] and ledger.owed == {"x2": (subs,)}
+    admitted, _, ledger = admit(ledger, [], 5.0)
+    assert admitted == [Restart("x2", subs)] and ledger.owed == {}
+    assert admit(ledger, [], 10.0)[0] == []
+
+
+def test_a_settling_restart_is_not_owed():
+    _, _, ledger = admit(EMPTY, [Restart("a", ROUTES), settle("b")], 0.0)
+    assert ledger.owed == {} and ledger.wanted_since == {"b": 0.0}
+    _, _, ledger = admit(ledger, [], 20.0)
+    assert ledger.wanted_since == {} and ledger.owed == {}
+
+
+def test_only_keeps_the_members_still_in_the_cluster():
+    ledger = RestartLedger(done={"a": (ROUTES, 1.0)}, wanted_since={"b": 2.0}, owed={"c": (ROUTES,)})
+    assert ledger.only({"a"}) == RestartLedger(done={"a": (ROUTES, 1.0)})
+
+
+# --- persistence ---------------------------------------------------------------------------------------------------
+
+
+def test_the_ledger_survives_json():
+    ledger = RestartLedger(done={"a": (ROUTES, 1.5)}, wanted_since={"b": 2.0}, owed={"c": (ROUTES, "x")})
+    data = json.loads(json.dumps(ledger.to_dict()))
+    assert data == {"done": {"a": {"reason": ROUTES, "at": 1.5}}, "wantedSince": {"b": 2.0},
+                    "owed": {"c": [ROUTES, "x"]}}
+    assert RestartLedger.from_dict(data) == ledger
+    assert RestartLedger.from_dict({"done": {"a": [ROUTES, 3]}}).done == {"a": (ROUTES, 3.0)}
+
+
+def test_garbage_reads_as_an_empty_ledger():
+    for garbage in (None, 3, "x", [], [1, 2], {"done": 5}, {"done": {"a": "x"}}, {"done": {"a": {"reason": 1}}},
+                    {"done": {"a": {"reason": "r", "at": "soon"}}}, {"done": {"a": {"reason": "r", "at": True}}},
+                    {"wantedSince": {"a": float("nan")}}, {"wantedSince": {"": 1.0}}, {"wantedSince": [1]},
+                    {"owed": {"a": "routes"}}, {"owed": {"a": [1]}}, {"owed": {"a": []}}, {"done": {5: ["r", 1]}}):
+        assert RestartLedger.from_dict(garbage) == EMPTY, garbage
+    partly = RestartLedger.from_dict({"done": {"a": ["r", 1], "b": "junk"}, "wantedSince": {"c": "x", "d": 4}})
+    assert partly == RestartLedger(done={"a": ("r", 1.0)}, wanted_since={"d": 4.0})
+
+
+json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+                           lambda inner: st.lists(inner, max_size=3)
+                           | st.dictionaries(st.sampled_from(["done", "wantedSince", "owed", "a", "reason", "at"]),
+                                             inner, max_size=4), max_leaves=12)
+
+
+@given(json_values)
+def test_from_dict_never_raises(data):
+    assert isinstance(RestartLedger.from_dict(data), RestartLedger)
+
+
+# --- the budget driving the Harper MODEL ---------------------------------------------------------------------------
+
+
+def run_with_budget(model: HarperModel, desired: DesiredCluster, *, rounds: int = 12, step: float = 5.0):
+    """The operator's round with every restart through admit(): returns the restarts made, in order."""
+    ledger, now, made = EMPTY, 0.0, []
+    names = sorted(n.name for n in desired.nodes)
+    for _ in range(rounds):
+        observed = model.observe(names)
+        ops = plan(desired, observed, restart_for_routes=True, restart_for_subscriptions=True)
+        writes = [o for o in ops if not isinstance(o, Restart)]
+        wanted = [o for o in ops if isinstance(o, Restart)] + restarts_for_pending(pending_restart(desired, observed))
+        down = [n for n in names if not observed.reachable(n)]
+        admitted, problems, ledger = admit(ledger, wanted, now, unreachable=down)
+        assert problems == []
+        if not writes and not admitted and not ledger.owed and not ledger.wanted_since:
+            return made
+        for op in writes + admitted:
+            model.apply(op)
+        made += [r.on for r in admitted]
+        now += step
+    raise AssertionError(f"no convergence; restarts made: {made}")
+
+
+def test_new_routes_restart_the_members_one_at_a_time():
+    m = HarperModel(["n1", "n2", "n3"])
+    run_operator(m, DesiredCluster(nodes=tuple(DesiredNode(n, f"wss://{n}:9933") for n in ("n1", "n2", "n3"))))
+    d = DesiredCluster(nodes=tuple(DesiredNode(n, f"wss://{n}:9933") for n in ("n1", "n2", "n3")),
+                       routes=(Route("R1.Example", 9933),))
+    assert run_with_budget(m, d) == ["n1", "n2", "n3"]
+    assert verify(m, d) == []
+
+
+def test_two_changed_explicit_lists_are_both_restarted_though_only_one_shows_it():
+    t, u = Subscription("data", "t", True, True), Subscription("data", "u", True, True)
+    before = DesiredCluster(nodes=(DesiredNode("f", "wss://f:9933"), DesiredNode("x1", "wss://x1:9933", subscriptions=(t,)),
+                                   DesiredNode("x2", "wss://x2:9933", subscriptions=(t,))))
+    m = HarperModel(["f", "x1", "x2"])
+    run_operator(m, before)
+    after = replace(before, nodes=(before.nodes[0], replace(before.nodes[1], subscriptions=(u,)),
+                                   replace(before.nodes[2], subscriptions=(u,))))
+    assert run_with_budget(m, after) == ["x1", "x2"]
+    assert verify(m, after) == []
+
+
+def test_a_node_that_will_not_reconnect_is_restarted_after_the_grace():
+    nodes = tuple(DesiredNode(n, f"wss://{n}:9933") for n in ("n1", "n2", "n3"))
+    d = DesiredCluster(nodes=nodes)
+    m = HarperModel(["n1", "n2", "n3"])
+    run_operator(m, d)
+    m.remove_node("n2", "n3")  # by hand: n3 comes back only after its restart
+    assert run_with_budget(m, d, step=4.0) == ["n3"]
+    assert verify(m, d) == []
+
+
+# --- properties ----------------------------------------------------------------------------------------------------
+
+NODES = ["a", "b", "c", "d"]
+GRACE, COOLDOWN = 10.0, 120.0
+
+wish = st.tuples(st.sampled_from(NODES), st.booleans(), st.sampled_from(["r1", "r2", ""]))
+step = st.tuples(st.lists(wish, max_size=5), st.sets(st.sampled_from(NODES), max_size=2),
+                 st.sampled_from([0.0, 1.0, 4.0, 9.5, 10.0, 30.0, 60.0, 119.0, 120.0, 200.0]))
+
+
+@settings(max_examples=300)
+@given(st.lists(step, min_size=1, max_size=25))
+def test_the_budget_keeps_its_promises(steps):
+    ledger, now = EMPTY, 0.0
+    last: dict[str, float] = {}  # node -> when this test saw it admitted
+    since: dict[str, float] = {}  # node -> when it began to be wanted, without a break, since its last restart
+    for wishes, down, dt in steps:
+        now += dt
+        wanted = [Restart(n, reason, settle=s) for n, s, reason in wishes]
+        wanted_nodes = {r.on for r in wanted} | set(ledger.owed)
+        only_settle = {n for n in wanted_nodes if n not in ledger.owed and all(r.settle for r in wanted if r.on == n)}
+        since = {n: since.get(n, now) for n in wanted_nodes}
+        admitted, problems, ledger = admit(ledger, wanted, now, unreachable=down, grace=GRACE, cooldown=COOLDOWN)
+        recent = {n for n, t in last.items() if now - t < COOLDOWN}
+
+        assert len(admitted) <= 1  # one member at a time
+        # RestartLoop exactly when wanted again too soon (a settling need only once it outlasts the grace)
+        settled = {n for n in wanted_nodes if n not in only_settle or now - since[n] >= GRACE}
+        assert {p.node for p in problems} == wanted_nodes & recent & settled
+        assert all(p.reason == "RestartLoop" and p.permanent for p in problems)
+        for r in admitted:
+            assert r.on not in recent  # never twice within the cooldown
+            assert r.on in wanted_nodes and r.on not in down
+            assert not (recent & set(down))  # nobody while a restarted member is still coming back
+            assert r.settle == (r.on in only_settle)
+            if r.settle:
+                assert now - since[r.on] >= GRACE
+            last[r.on] = now
+            del since[r.on]
+        ledger = RestartLedger.from_dict(json.loads(json.dumps(ledger.to_dict())))  # the shell persists it
+        assert admit(ledger, wanted, now, unreachable=down)[0] == admit(ledger, list(reversed(wanted)), now,
+                                                                        unreachable=down)[0]

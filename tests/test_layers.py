@@ -1,0 +1,86 @@
+"""The layering, written down as import contracts that `make test` checks.
+
+    handlers, cli, runner, inspect          (the shell: Kopf wiring, commands)
+      > controller                          (one reconcile: read, plan, write, verify, report)
+        > reconcile | harper | api | kube   (pure core | Harper's wire | resource schema | Kubernetes calls)
+
+* reconcile is pure: it imports nothing of the project but itself, and no I/O library.
+* harper knows Harper's wire and nothing of the resources (api) or of Kubernetes.
+* api is the schema: it imports nothing of the project but itself.
+* nothing below the shell imports handlers (Kopf registration happens only where the operator runs).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "operator" / "harper_operator"
+IO = {"aiohttp", "kopf", "kubernetes", "websockets", "prometheus_client", "socket", "subprocess", "asyncio"}
+
+# layer -> project layers it may import (itself always allowed)
+ALLOWED = {
+    "reconcile": set(),
+    "api": set(),
+    "harper": set(),
+    "kube": {"api"},
+    "settings": set(),
+    "metrics": set(),
+    "controller": {"reconcile", "harper", "api", "kube"},
+    "handlers": {"controller", "reconcile", "harper", "api", "kube", "settings", "metrics"},
+    "inspect": {"controller", "reconcile", "harper", "api", "kube"},
+    "runner": {"handlers", "kube", "metrics", "settings"},
+    "cli": {"runner", "inspect", "api", "settings", "kube", "handlers"},
+}
+NO_IO = {"reconcile", "api"}
+
+
+def _layer(path: Path) -> str:
+    rel = path.relative_to(PACKAGE)
+    return rel.parts[0].removesuffix(".py")
+
+
+def _imports(path: Path) -> list[tuple[str, bool]]:
+    """(module, is_project) for every import in the file, relative ones resolved against the package."""
+    tree = ast.parse(path.read_text())
+    here = path.relative_to(PACKAGE).with_suffix("").parts
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out += [(a.name, a.name.startswith("harper_operator")) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = list(here[:len(here) - node.level])
+                if path.name == "__init__.py":
+                    base = list(here[:len(here) - node.level + 1])
+                module = ".".join(base + ([node.module] if node.module else []))
+                names = [module] if node.module else [f"{module}.{a.name}".strip(".") for a in node.names]
+                out += [("harper_operator." + n if n else "harper_operator", True) for n in names]
+            else:
+                out.append((node.module or "", (node.module or "").startswith("harper_operator")))
+    return out
+
+
+FILES = sorted(p for p in PACKAGE.rglob("*.py") if p.name != "__init__.py" or p.parent != PACKAGE)
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_imports_follow_the_layers(path):
+    layer = _layer(path)
+    assert layer in ALLOWED, f"{layer} is a new layer: add it to ALLOWED with what it may import"
+    for module, project in _imports(path):
+        if project:
+            parts = module.split(".")
+            target = parts[1] if len(parts) > 1 else ""
+            assert target in ALLOWED[layer] | {layer, ""}, f"{path.name} ({layer}) imports {module}"
+        elif layer in NO_IO:
+            assert module.split(".")[0] not in IO, f"{path.name} ({layer}) is pure but imports {module}"
+
+
+def test_the_contract_can_fail():
+    """The checker sees a forbidden import (so a green run means something)."""
+    bad = PACKAGE / "reconcile" / "plan.py"
+    assert ("harper_operator.reconcile.topology", True) in _imports(bad)
+    assert "harper" not in ALLOWED["reconcile"]
