@@ -41,7 +41,7 @@ class Rogue:
 
     @property
     def replication_url(self) -> str:
-        return f"wss://{self.ip}:{REPLICATION_PORT}"
+        return f"ws://{self.ip}:{REPLICATION_PORT}"  # plain: the probe reaches its HTTP answer
 
     async def _record(self, request: web.Request) -> web.Response:
         self.received.append(Received(request.url.port or 0, request.method, request.path, dict(request.headers),

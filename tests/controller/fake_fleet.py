@@ -64,7 +64,8 @@ class FakeFleet:
         self.calls.append(Call(name, "probe", url))
         node = self.model.nodes.get(name)
         if name in self.not_harper:
-            return ProbeResult(reachable=False, error="HTTP 404, not Harper's replication protocol", http_status=404)
+            return ProbeResult(reachable=False, http_status=404,
+                               error=f"something answers at {url} (HTTP 404) but not Harper's replication protocol")
         if node is None or not node.up:
             return ProbeResult(reachable=False, error="ConnectionRefusedError: refused")
         return ProbeResult(reachable=True, subprotocol=wire.REPLICATION_SUBPROTOCOL)

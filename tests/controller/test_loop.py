@@ -4,11 +4,19 @@ Each test names the guarantee of the "Harden" issue it protects."""
 
 from __future__ import annotations
 
-from fake_fleet import PASSWORD, FakeFleet, FakePool, cluster_body, node_body
+import asyncio
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from fake_fleet import PASSWORD, FakeFleet, FakeKube, FakePool, admin_secret, cluster_body, node_body
 from harper_model import ModelError
 
+from harper_operator import kube
+from harper_operator.controller import observe
 from harper_operator.controller.loop import ClusterReconciler, retained
-from harper_operator.harper.errors import AuthenticationError, RequestValidationError, UnexpectedAnswerError
+from harper_operator.harper.errors import (AuthenticationError, RequestValidationError, TransientHarperError,
+                                           UnexpectedAnswerError)
 
 A, B, C = "127.0.0.11", "127.0.0.12", "127.0.0.13"
 
@@ -21,10 +29,11 @@ class Clock:
         return self.now
 
 
-def reconciler(fleet: FakeFleet, clock: Clock | None = None) -> tuple[ClusterReconciler, list]:
+def reconciler(fleet: FakeFleet, clock: Clock | None = None, ghost_grace: float = 0) -> tuple[ClusterReconciler, list]:
     events: list = []
     r = ClusterReconciler("ns", "c", events=lambda body, t, reason, msg: events.append((t, reason, msg)),
-                          verify_timeout=0, clock=clock or Clock(), restart_grace=0, restart_cooldown=120)
+                          verify_timeout=0, clock=clock or Clock(), restart_grace=0, restart_cooldown=120,
+                          ghost_grace=ghost_grace)
     r.pool = FakePool(fleet)
     return r, events
 
@@ -78,6 +87,27 @@ async def test_hostname_mismatch_removes_nothing_and_stalls_naming_both(fleet, f
     cluster = fake_kube.last("harperclusters", "c")
     assert condition(cluster, "Stalled")["reason"] == "HostnameMismatch"
     assert fleet.model.rec(A, C) is not None  # the healthy node's record is still there
+
+
+async def test_nodes_not_yet_seen_are_not_taken_for_ghosts_at_once(fleet, fake_kube):
+    """A cluster applied together with its nodes (or adopted): the first rounds may see only some of them."""
+    r, _ = reconciler(fleet)
+    await converge(r, cluster_body(), nodes(A, B, C), fake_kube)  # a cluster that already runs
+    clock = Clock()
+    fresh, _ = reconciler(fleet, clock, ghost_grace=20)  # a new operator whose index is not complete yet
+    fleet.calls.clear()
+    await fresh.reconcile(cluster_body(), nodes(A))
+    clock.now += 10
+    await fresh.reconcile(cluster_body(), nodes(A, B))
+    assert not [c for c in fleet.calls if c.operation == "remove_node"]
+    clock.now += 15
+    await fresh.reconcile(cluster_body(), nodes(A, B, C))  # all seen now: nothing was ever removed
+    assert not [c for c in fleet.calls if c.operation == "remove_node"]
+    clock.now += 30
+    await fresh.reconcile(cluster_body(), nodes(A, B))  # C undeclared for real, past the grace next time
+    clock.now += 25
+    await fresh.reconcile(cluster_body(), nodes(A, B))
+    assert [c.detail for c in fleet.calls if c.operation == "remove_node"] == [C]
 
 
 async def test_records_of_another_clusters_nodes_sharing_a_harper_are_kept(fleet, fake_kube):
@@ -233,7 +263,9 @@ async def test_a_replication_url_that_is_not_harper_gets_no_record(fleet, fake_k
     r, _ = reconciler(fleet)
     await converge(r, cluster_body(), nodes(A, B, C), fake_kube)
     assert C not in [c.detail for c in fleet.calls if c.operation == "add_node"]
-    assert condition(fake_kube.last("harpernodes", "n3"), "Ready")["reason"] == "ReplicationUnreachable"
+    stalled = condition(fake_kube.last("harpernodes", "n3"), "Stalled")
+    assert stalled["status"] == "True" and stalled["reason"] == "NotHarper" and "spec.url" in stalled["message"]
+    assert condition(fake_kube.last("harpernodes", "n1"), "Ready")["status"] == "True"  # A and B go on
 
 
 # --- Guarantee 2: no restart loops, no lost intent --------------------------------------------------------------
@@ -301,3 +333,50 @@ async def test_paused_writes_nothing(fleet, fake_kube):
     body = cluster_body(annotations={"harperoperator.dev/paused": "true"})
     await r.reconcile(body, nodes(A, B))
     assert fleet.writes() == []
+
+
+# --- Property: reconcile never raises for any single member's bad input or answer -------------------------------
+
+HOSTILE_ANSWERS = st.sampled_from([
+    RecursionError("maximum recursion depth exceeded"), ValueError("bad"), KeyError("k"), TypeError("t"),
+    AttributeError("a"), UnicodeDecodeError("utf-8", b"\xff", 0, 1, "bad"),
+    UnexpectedAnswerError("x", 200, "answer has an unexpected shape"), TransientHarperError("x", None, "reset"),
+    AuthenticationError("x", 401, "Login failed"), RequestValidationError("x", 400, "no")])
+HOSTILE_SPECS = st.sampled_from([
+    {"operationsUrl": "https://ops@127.0.0.21:9925"}, {"url": "wss://127.0.0.21:99999"}, {"url": "wss://[::1"},
+    {"operationsUrl": "ftp://x"}, {"hostname": ""}, {"hostname": 5}, {"url": None}, {"shard": "x"},
+    {"credentials": {"secretRef": {"name": "missing"}}}, {"credentials": {"secretRef": {"name": "binary"}}},
+    {"credentials": {"secretRef": {"name": "unlabelled"}}}, {"tls": {"caSecretRef": {"name": "garbage"}}},
+    {"subscriptions": "all"}, {"clusterRef": None}, {"url": "wss://" + "x" * 600}, {"hostname": A},
+    {"operationsUrl": "http://[::1]:9925"}, {"url": "ws://127.0.0.21:9933"}, {"deletionPolicy": 3}])
+
+
+@settings(max_examples=80, deadline=None)
+@given(answer=st.one_of(st.none(), HOSTILE_ANSWERS), spec=st.one_of(st.none(), HOSTILE_SPECS),
+       operation=st.sampled_from(["cluster_status", "routes", "add_node", "remove_node", "update_node", "restart"]))
+def test_reconcile_never_raises_for_one_members_bad_input_or_answer(answer, spec, operation):
+    bad_ip = "127.0.0.21"
+    fleet = FakeFleet.of(A, B, C, bad_ip)
+    k = FakeKube(secrets={"admin": admin_secret(), "binary": (True, {"username": "u", "password": None}),
+                          "unlabelled": (False, {}), "garbage": (True, {"ca.crt": "x"})})
+    if answer is not None:
+        fleet.failures[(bad_ip, operation)] = answer
+    bad = node_body("bad", bad_ip)
+    bad["spec"].update(spec or {})
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(kube, "read_secret", k.read_secret)
+        mp.setattr(kube, "patch_status", k.patch_status)
+        mp.setattr(observe, "probe_replication", fleet.probe)
+        r, _ = reconciler(fleet)
+        loop = asyncio.new_event_loop()
+        try:
+            for _ in range(3):
+                loop.run_until_complete(r.reconcile(cluster_body(), nodes(A, B, C) + [bad]))
+        finally:
+            loop.close()
+    for name in ("n1", "n2", "n3", "bad"):
+        assert k.last("harpernodes", name)["observedGeneration"] == 1  # every status written
+    assert k.last("harperclusters", "c")["readyNodes"].endswith("/4")
+    good = (A, B, C)
+    assert all(fleet.model.rec(x, y) is not None for x in good for y in good if x != y), "the good mesh formed"
+    assert PASSWORD not in str(k.patches)

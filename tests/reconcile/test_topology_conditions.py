@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from harper_operator.reconcile import (AddNode, DesiredCluster, DesiredNode, ObservedCluster, ObservedNode, PeerRecord,
-                                       Problem, Route, Subscription, conditions, diagnose, from_round, normalize,
+                                       Problem, Route, Subscription, conditions, diagnose, normalize,
                                        pair_subscriptions, pending_restart, plan, reverse, url_key)
 
 T = Subscription("data", "t", True, True)
@@ -122,19 +122,6 @@ def test_last_transition_time_is_kept_while_status_is_unchanged():
     flipped = by_type(conditions(busy=True, generation=2, previous=first, now=LATER))
     assert flipped["Ready"]["lastTransitionTime"] == "2026-01-02T04:00:00Z"
     assert flipped["Stalled"]["lastTransitionTime"] == "2026-01-02T03:04:05Z"  # still False
-
-
-def test_from_round_picks_permanent_then_transient_then_pending():
-    op = AddNode("a", DesiredNode("b", "wss://b:1"))
-    c = by_type(from_round([Problem("Unreachable", "w", permanent=False), Problem("X", "y")], [op], True,
-                           generation=1, now=NOW))
-    assert c["Stalled"]["reason"] == "X"
-    c = by_type(from_round([], [op], True, generation=1, now=NOW))
-    assert c["Reconciling"]["status"] == "True" and "add_node on a" in c["Reconciling"]["message"]
-    c = by_type(from_round([], [], False, generation=1, now=NOW))
-    assert c["Reconciling"]["reason"] == "Verifying"
-    c = by_type(from_round([], [], True, generation=1, now=NOW))
-    assert c["Ready"]["status"] == "True"
 
 
 # --- one spelling per host and URL ---------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from .. import kube
 from ..api import PAUSE_ANNOTATION, RETAINED_ANNOTATION, HarperClusterSpec, OwedRestart, RestartRecord
 from ..harper.errors import FalseSuccessError, HarperError, PermanentHarperError
 from ..reconcile.plan import Operation, Restart, diagnose, pending_restart, plan
+from ..reconcile.ghosts import hold_ghost_removals
 from ..reconcile.problems import Problem
 from ..reconcile.restarts import RestartLedger, admit, restarts_for_pending
 from ..reconcile.topology import DesiredCluster, url_key
@@ -196,13 +197,15 @@ class ClusterReconciler:
 
     def __init__(self, namespace: str, name: str, *, events: EventSink, verify_timeout: float = 30.0,
                  observer: Callable[[str, str, float], None] | None = None, clock: Callable[[], float] = time.time,
-                 restart_grace: float = 10.0, restart_cooldown: float = 120.0):
+                 restart_grace: float = 10.0, restart_cooldown: float = 120.0, ghost_grace: float = 20.0):
         self.namespace, self.name = namespace, name
         self.pool = ClientPool(observer=observer)
         self.events = events
         self.verify_timeout = verify_timeout
         self.clock = clock
         self.restart_grace, self.restart_cooldown = restart_grace, restart_cooldown
+        self.ghost_grace = ghost_grace
+        self._ghost_since: dict[str, float] = {}  # ghost record -> since when (memory: a new process waits again)
         self._last_reasons: dict[str, str] = {}
         self._wanted_since: dict[str, float] = {}  # node -> when a restart first looked needed (kept in memory)
 
@@ -254,22 +257,12 @@ class ClusterReconciler:
         restarts = self._restarts(body, spec, m, sights, now_intent, paused)
         result = Result()
         failure = None
-        ops = [op for op in now_intent.operations if not isinstance(op, Restart)] + restarts.admitted
+        ops, self._ghost_since = hold_ghost_removals(
+            [op for op in now_intent.operations if not isinstance(op, Restart)], m.desired.by_name(),
+            self._ghost_since, self.clock(), self.ghost_grace)
+        ops += restarts.admitted
         if ops and not paused and not stopped():
-            # Owed restarts are written before the writes that need them: a round cut short after a remove
-            # still restarts the node later, whichever process runs it.
-            owed_now = settle_restarts(restarts.before, restarts.ledger, restarts.admitted, ran=set())
-            if ledger_to_status(owed_now)["owedRestarts"] != (body.get("status") or {}).get("owedRestarts", []):
-                await kube.patch_status("harperclusters", self.namespace, self.name,
-                                        {"owedRestarts": ledger_to_status(owed_now)["owedRestarts"]})
-            outcomes = await execute(ops, m, self.pool, self._reporter(body), stopped)
-            result.writes = sum(1 for o in outcomes if not o.skipped)
-            ran = {o.operation.on for o in outcomes if isinstance(o.operation, Restart) and not o.error
-                   and not o.skipped}
-            restarts.ledger = settle_restarts(restarts.before, restarts.ledger, restarts.admitted, ran)
-            failed = [o for o in outcomes if o.error]
-            if failed:
-                failure = _failure(failed[0].operation, failed[0].error, len(failed))
+            result.writes, failure = await self._carry_out(body, m, ops, restarts, stopped)
             if not stopped():
                 sights, now_intent = await self._verify(body, spec, m, neighbours, stopped)
         else:
@@ -301,6 +294,22 @@ class ClusterReconciler:
         result.permanent = stalled.get("status") == "True"
         return result
 
+    async def _carry_out(self, body, m: Membership, ops: list[Operation], restarts: Restarts,
+                         stopped: Callable[[], bool]) -> tuple[int, Problem | None]:
+        """Execute the plan; returns (writes tried, the first failure as a Problem)."""
+        # Owed restarts are written before the writes that need them: a round cut short after a remove still
+        # restarts the node later, whichever process runs it.
+        owed = ledger_to_status(settle_restarts(restarts.before, restarts.ledger, restarts.admitted, ran=set()))
+        if owed["owedRestarts"] != (body.get("status") or {}).get("owedRestarts", []):
+            await kube.patch_status("harperclusters", self.namespace, self.name,
+                                    {"owedRestarts": owed["owedRestarts"]})
+        outcomes = await execute(ops, m, self.pool, self._reporter(body), stopped)
+        ran = {o.operation.on for o in outcomes if isinstance(o.operation, Restart) and not o.error and not o.skipped}
+        restarts.ledger = settle_restarts(restarts.before, restarts.ledger, restarts.admitted, ran)
+        failed = [o for o in outcomes if o.error]
+        failure = _failure(failed[0].operation, failed[0].error, len(failed)) if failed else None
+        return sum(1 for o in outcomes if not o.skipped), failure
+
     async def _write_cluster(self, body, rnd: Round, generation, stamp, restarts: Restarts) -> dict[str, Any]:
         status = cluster_status(rnd, generation, body.get("status"), stamp)
         status.update(ledger_to_status(restarts.ledger))
@@ -328,7 +337,10 @@ class ClusterReconciler:
             now_intent = intent(m, sights, body, spec, neighbours)
             # A node that waits for a restart will not connect by waiting: stop verifying it.
             others = stuck(m, sights)
-            settled = not now_intent.operations and all(
+            # A ghost still inside its grace will not be removed by waiting here.
+            remaining, _ = hold_ghost_removals(now_intent.operations, m.desired.by_name(), self._ghost_since,
+                                               self.clock(), self.ghost_grace)
+            settled = not remaining and all(
                 not missing_peers(x, sights.get(x.hostname), m, others) or x.hostname in now_intent.pending_restart
                 for x in m.members if x.managed)
             if settled or stopped() or time.monotonic() >= deadline:

@@ -182,8 +182,10 @@ def membership(cluster: HarperClusterSpec, nodes: list[Mapping[str, Any]], secre
         name = body["metadata"]["name"]
         deleting = bool(body["metadata"].get("deletionTimestamp"))
         if isinstance(spec, Problem):
-            members.append(Member(name, (body.get("spec") or {}).get("hostname", name), None, body, deleting,
-                                  problem=spec))
+            # The schema did not hold: keep what can be shown, never a value of the wrong type.
+            declared = (body.get("spec") or {}).get("hostname") if isinstance(body.get("spec"), Mapping) else None
+            members.append(Member(name, declared if isinstance(declared, str) and declared else name, None, body,
+                                  deleting, problem=spec))
             continue
         problem = access = None
         if owner[spec.hostname] is not body:

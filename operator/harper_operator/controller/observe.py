@@ -12,7 +12,8 @@ import logging
 from dataclasses import dataclass, replace
 
 from ..harper import models as wire
-from ..harper.errors import (AuthenticationError, AuthorizationError, HarperError, PermanentHarperError)
+from ..harper.errors import (AuthenticationError, AuthorizationError, HarperError, InvalidTargetError,
+                             PermanentHarperError)
 from ..harper.probe import ProbeResult, probe_replication
 from ..reconcile.problems import Problem
 from ..reconcile.topology import ObservedCluster, ObservedNode, PeerRecord, Route, Subscription
@@ -47,6 +48,11 @@ def _problem(error: HarperError, member: Member) -> Problem:
     if isinstance(error, AuthorizationError):
         return Problem("NotSuperUser", f"the user in the Secret is not a super_user on {url}: clustering "
                                        "operations need one")
+    if isinstance(error, InvalidTargetError):
+        if "CA bundle" in error.message:
+            return Problem("CASecretInvalid", "the CA bundle in tls.caSecretRef is not a valid PEM certificate "
+                                              "bundle: put the CA's certificate(s) there in PEM form")
+        return Problem("InvalidTarget", f"cannot call {url}: {error.message}")
     if isinstance(error, PermanentHarperError):
         return Problem("HarperRejected", f"{url} answered {error.operation}: {error}")
     return Problem("Unreachable", f"cannot reach the operations API at {url}: {error}", permanent=False)
@@ -73,6 +79,11 @@ async def _look(member: Member, pool: ClientPool) -> Sight:
                                 f"but spec.hostname is {member.hostname!r}: the operator leaves both records alone; "
                                 "recreate the HarperNode with spec.hostname set to the node's replication.hostname, "
                                 "or fix operationsUrl"))
+    if not probe.reachable and (probe.http_status is not None or probe.close_code is not None):
+        # Something answers there, and it is not Harper: a wrong port or host, which waiting will not fix.
+        return replace(sight, problem=Problem(
+            "NotHarper", f"{probe.error}: no peer record is written for it; fix spec.url (Harper's replication "
+                         "port, 9933 by default)"))
     if not probe.reachable:
         return replace(sight, problem=Problem(
             "ReplicationUnreachable", f"Harper's replication protocol does not answer at {member.spec.url} "

@@ -3,7 +3,7 @@
 No I/O, no clock.
 """
 
-from .conditions import condition, conditions, from_round
+from .conditions import condition, conditions
 from .plan import (AddNode, DeleteRoutes, Operation, RemoveNode, Restart, SetRoutes, UpdateNode, choose_seed, diagnose,
                    pending_restart, plan)
 from .problems import Problem
@@ -14,6 +14,6 @@ from .topology import (DesiredCluster, DesiredNode, ObservedCluster, ObservedNod
 __all__ = [
     "AddNode", "DeleteRoutes", "DesiredCluster", "DesiredNode", "ObservedCluster", "ObservedNode", "Operation",
     "PeerRecord", "Problem", "RemoveNode", "Restart", "RestartLedger", "Route", "SetRoutes", "Subscription",
-    "UpdateNode", "admit", "choose_seed", "condition", "conditions", "diagnose", "from_round", "normalize",
+    "UpdateNode", "admit", "choose_seed", "condition", "conditions", "diagnose", "normalize",
     "pair_subscriptions", "pending_restart", "plan", "restarts_for_pending", "reverse", "url_key",
 ]

@@ -11,15 +11,11 @@ lastTransitionTime is kept from `previous` while a condition's status does not c
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any, Iterable, Mapping, Protocol, Sequence
+from typing import Any, Iterable, Mapping
+
+from .problems import Problem
 
 READY, RECONCILING, STALLED = "Ready", "Reconciling", "Stalled"
-
-
-class ProblemLike(Protocol):
-    reason: str
-    message: str
-    permanent: bool
 
 
 def _stamp(now: datetime | str) -> str:
@@ -46,7 +42,7 @@ def condition(type_: str, status: bool, reason: str, message: str, *, generation
     return out
 
 
-def conditions(*, problem: ProblemLike | None = None, busy: bool = False, paused: bool = False,
+def conditions(*, problem: Problem | None = None, busy: bool = False, paused: bool = False,
                ready_reason: str = "Ready", ready_message: str = "", generation: int | None = None,
                previous: Iterable[Mapping[str, Any]] = (), now: datetime | str) -> list[dict[str, Any]]:
     """The three conditions from one round's outcome. `busy`: writes planned or a transient problem."""
@@ -72,34 +68,3 @@ def conditions(*, problem: ProblemLike | None = None, busy: bool = False, paused
     return [c(READY, True, ready_reason, ready_message),
             c(RECONCILING, False, ready_reason, "nothing to do"),
             c(STALLED, False, ready_reason, "no permanent problem")]
-
-
-def from_round(problems: Sequence[ProblemLike], operations: Sequence[Any], verified: bool, *,
-               generation: int | None, previous: Iterable[Mapping[str, Any]] = (), now: datetime | str,
-               paused: bool = False, ready_message: str = "Harper replicates as declared") -> list[dict[str, Any]]:
-    """Conditions from diagnose() problems, the plan, and whether a re-read verified the result.
-
-    The first permanent problem wins (Stalled); else the first transient one; else pending operations or an
-    unverified result keep Reconciling; else Ready.
-    """
-    permanent = [p for p in problems if p.permanent]
-    transient = [p for p in problems if not p.permanent]
-    problem = (permanent or transient or [None])[0]
-    busy = bool(operations) or not verified
-    if problem is None and busy and not operations:
-
-        class _Wait:
-            reason, message, permanent = "Verifying", "waiting for cluster_status to show every peer connected", False
-
-        problem = _Wait()
-    if problem is None and operations:
-
-        class _Ops:
-            reason = "OperationsPending"
-            message = f"{len(operations)} operation(s) to apply: " + "; ".join(
-                getattr(o, "describe", lambda o=o: str(o))() for o in list(operations)[:3])
-            permanent = False
-
-        problem = _Ops()
-    return conditions(problem=problem, busy=busy, paused=paused, ready_reason="Converged",
-                      ready_message=ready_message, generation=generation, previous=previous, now=now)
