@@ -56,6 +56,17 @@ class FakeFleet:
     def node_at(self, operations_url: str) -> str:
         return operations_url.split("://", 1)[1].split(":")[0].strip("/")
 
+    def refuse_joining(self, name: str, why: str = "certificate rejected") -> None:
+        """Every add_node/update_node of `name` is refused for good (what a seed says of a bad peer)."""
+        original = self.model.set_node
+
+        def refuse(on, target):
+            if target.name == name:
+                raise ModelError(f"{name} refused: {why}")
+            return original(on, target)
+
+        self.model.set_node = refuse
+
     def writes(self) -> list[Call]:
         return [c for c in self.calls if c.operation not in ("cluster_status", "routes", "probe")]
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from fake_fleet import FakePool, admin_secret, cluster_body, node_body
-from harper_model import ModelError
 
 from harper_operator.api import HarperClusterSpec
 from harper_operator.controller.execute import execute, node_request, route_to_wire
@@ -33,14 +32,7 @@ async def run(fleet, plan, m, stopped=lambda: False):
 async def test_a_failure_skips_only_what_involves_its_node(fleet):
     m = members(A, B, C)
     target = {n.name: n for n in m.desired.nodes}
-    original = fleet.model.set_node
-
-    def refuse_b(on, t):
-        if t.name == B:
-            raise ModelError("B refused: certificate rejected")
-        return original(on, t)
-
-    fleet.model.set_node = refuse_b
+    fleet.refuse_joining(B)
     plan = [AddNode(A, target[B]), AddNode(A, target[C]), Restart(B, "after B"), Restart(C, "after C")]
     outcomes, reported = await run(fleet, plan, m)
     assert [(type(o.operation).__name__, o.error is not None, o.skipped) for o in outcomes] == [

@@ -10,7 +10,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from fake_fleet import PASSWORD, FakeFleet, FakeKube, FakePool, admin_secret, cluster_body, node_body
-from harper_model import ModelError
 
 from harper_operator import kube
 from harper_operator.controller import observe
@@ -154,7 +153,7 @@ async def test_one_bad_member_of_each_kind_never_freezes_the_others(fleet, fake_
     result = await converge(r, body, good + bad, fake_kube)
     cluster = fake_kube.last("harperclusters", "c")
     rows = {row["name"]: row for row in cluster["members"]}
-    assert all(rows[n]["ready"] for n in ("n1", "n2", "n3")), rows
+    assert all(rows[n]["ready"] and rows[n]["expectedPeers"] == 2 for n in ("n1", "n2", "n3")), rows
     assert cluster["readyNodes"] == f"3/{3 + len(bad)}"
     reasons = {m["metadata"]["name"]: condition(fake_kube.last("harpernodes", m["metadata"]["name"]), "Ready")["reason"]
                for m in bad}
@@ -222,14 +221,7 @@ async def test_a_node_the_seed_refuses_does_not_hold_back_the_others(fleet, fake
     body = cluster_body()
     await converge(r, body, nodes(A), fake_kube, rounds=1)
     # The seed refuses B for good; C must still be added in the same round.
-    original = fleet.model.set_node
-
-    def refuse_b(on, target):
-        if target.name == B:
-            raise ModelError("B refused: certificate rejected")
-        return original(on, target)
-
-    fleet.model.set_node = refuse_b
+    fleet.refuse_joining(B)
     result = await r.reconcile(body, nodes(A, B, C))
     added = [c.detail for c in fleet.calls if c.operation == "add_node"]
     assert B in added and C in added

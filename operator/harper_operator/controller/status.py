@@ -69,7 +69,8 @@ def _peers(sight: Sight) -> list[PeerStatus]:
 
 def stuck(membership: Membership, sights: Mapping[str, Sight]) -> frozenset[str]:
     """Members that wait for a person (a permanent problem of their own): no peer is expected to reach them."""
-    held = {m.hostname for m in membership.members if m.problem is not None and m.problem.permanent}
+    managed = {m.hostname for m in membership.members if m.managed}  # a later duplicate does not stop its owner
+    held = {m.hostname for m in membership.members if m.problem is not None and m.problem.permanent} - managed
     return frozenset(held | {n for n, s in sights.items() if s.problem is not None and s.problem.permanent})
 
 
