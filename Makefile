@@ -11,8 +11,10 @@ help:
 	@echo "make test     install what is missing, run every test (unit and e2e)"
 	@echo "make unit     only the fast tests (no test bed)"
 	@echo "make sandbox  start the test bed alone, for debugging"
+	@echo "make sandbox-node  (root) a real one-node Kubernetes + local registry, for debugging"
 	@echo "make crds     regenerate crds/ and the chart's copy from the pydantic models"
 	@echo "make bench    run the benchmarks in bench/ (numbers go to bench/results/)"
+	@echo "make image    build the operator and Harper images without Docker (root; PUSH=host:port to push)"
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,11 +38,21 @@ demo: $(STAMP)
 sandbox: $(STAMP)
 	$(PY) -m e2e.testbed.sandbox --nodes 3
 
+.PHONY: sandbox-node
+sandbox-node: $(STAMP)
+	$(PY) -m e2e.testbed.sandbox --node
+
 crds: $(STAMP)
 	$(VENV)/bin/harper-operator crds --out crds --out helm/harper-operator/crds
 
 bench: $(STAMP)
 	for b in bench/*.py; do $(PY) $$b || exit 1; done
+
+# Debian's mmdebstrap builds the OS layers (installed with apt-get when missing), so it runs as root.
+# Without PUSH the images go to a temporary local registry, are checked with crane, and it stops.
+.PHONY: image
+image: $(STAMP)
+	$(PY) -m e2e.testbed.images $(if $(PUSH),--push $(PUSH))
 
 clean:
 	rm -rf $(VENV) .pytest_cache

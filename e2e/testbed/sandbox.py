@@ -1,9 +1,12 @@
 """The whole test bed in one place, for pytest fixtures, `make demo` and people.
 
     python -m e2e.testbed.sandbox [--nodes 3]
+    python -m e2e.testbed.sandbox --node        # as root: a real one-node cluster instead
 
 starts the control plane and N Harper nodes, prints how to reach them, and runs until Ctrl-C or
-SIGTERM, then stops every process and removes every temp dir.
+SIGTERM, then stops every process and removes every temp dir. With --node it starts the one-node
+Kubernetes layer (e2e/testbed/node.py: control plane, kubelet, containerd, CoreDNS, a local
+registry) and undoes every change it made to the host when it stops.
 """
 
 from __future__ import annotations
@@ -89,10 +92,42 @@ def describe(bed: Testbed) -> str:
     return "\n".join(lines)
 
 
+def describe_node(node) -> str:
+    cp = node.control_plane
+    return "\n".join([
+        f"one-node Kubernetes {cp.version} at {cp.server}: node {node.name}, InternalIP {node.ip}",
+        f"kubeconfig: {node.kubeconfig}", f"export KUBECONFIG={node.kubeconfig}", "",
+        f"registry: {node.registry.address} (plain HTTP; pods pull {node.registry.address}/NAME:TAG)",
+        f"cluster DNS: {node.dns_ip} ({node.cluster_domain}); pods {node.pod_cidr}; Services {node.service_cidr}",
+        *(f"image {name}: {ref}" for name, ref in node.images.items()),
+        f"logs: {node.dir}/*.log (apiserver: {cp.log_path})",
+    ])
+
+
+def run_node() -> int:
+    from .node import start_node  # only this mode needs root and the node's tools
+
+    try:
+        with start_node() as node:
+            print(describe_node(node), flush=True)
+            print(f"\nstarted in {max(node.start_seconds.values()):.1f}s ({node.start_seconds}); "
+                  "Ctrl-C stops everything and cleans the host", flush=True)
+            while True:
+                signal.pause()
+    except KeyboardInterrupt:
+        print("stopped; everything cleaned up", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m e2e.testbed.sandbox", description=__doc__.split("\n\n")[0])
     parser.add_argument("--nodes", type=int, default=3, help="how many Harper nodes (default 3)")
+    parser.add_argument("--node", action="store_true",
+                        help="a real one-node Kubernetes (kubelet, containerd, CoreDNS, registry) instead of the "
+                             "API-only control plane and the Harper processes; needs root")
     args = parser.parse_args(argv)
+    if args.node:
+        return run_node()
     try:  # e2e.testbed.proc turns SIGTERM into KeyboardInterrupt, so both unwind the `with`
         with start_testbed(args.nodes) as bed:
             print(describe(bed), flush=True)

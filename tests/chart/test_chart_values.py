@@ -60,7 +60,9 @@ def test_defaults_validate(helm):
     (["--set", "reconcile.minIntervalSeconds=-1"], "/reconcile/minIntervalSeconds"),
     (["--set", "metrics.serviceMonitor.interval=30"], "/metrics/serviceMonitor/interval"),
     (["--set", "metrics.service.type=ExternalName"], "/metrics/service/type"),
-    (["--set", "replicaCount=2"], "replicaCount"),  # not a value: one replica, always
+    (["--set", "replicaCount=2"], "replicaCount"),  # the value is `replicas`
+    (["--set", "replicas=2"], "/peering/enabled"),  # two active operators would race: peering elects one
+    (["--set", "replicas=0"], "/replicas"),
     (["--set", "rbac.create=true", "--set", "rbac.clusterWide=true"], "clusterWide"),
     (["--set", "serviceAccount.create=no"], "/serviceAccount/create"),
     (["--set", "argocd.healthCheck.enabled=1"], "/argocd/healthCheck/enabled"),
@@ -82,6 +84,7 @@ def test_wrong_values_fail(helm, args, complaint):
     ["--set", "peering.enabled=true", "--set", "peering.name=harper.ops"],
     ["--set-json", "reconcile.minIntervalSeconds=2.5"],  # --set keeps decimals as strings
     ["--set", "image.tag=0.1.0-rc.1"],
+    ["--set", "replicas=2", "--set", "peering.enabled=true"],
     ["--set-json", 'resources={"requests": {"cpu": 0.1, "memory": "64Mi"}}'],
     ["--set-json", 'global={"imageRegistry": "x"}'],  # what a parent chart passes down
 ])
