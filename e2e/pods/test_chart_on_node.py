@@ -50,7 +50,8 @@ def ready(bed, kind: str, name: str, namespace: str, nodes: str | None = None):
 
 def writes(bed, namespace: str) -> list[str]:
     events = bed.json("get", "events", "-n", namespace, "--field-selector", f"involvedObject.name={CLUSTER}")["items"]
-    return sorted(f"{e['reason']} x{e.get('count', 1)}" for e in events if e["reason"] in WRITE_REASONS)
+    return sorted(f"{e['reason']} x{e.get('count', 1)}: {e['message'][:160]}" for e in events
+                  if e["reason"] in WRITE_REASONS)
 
 
 def write_count(bed, namespace: str) -> int:
@@ -140,7 +141,9 @@ def test_a_deleted_harper_pod_comes_back_with_its_volume(bed, release):
     assert has_record(bed, pods, 1, release.key)
     extra = write_count(bed, ns) - before
     print(f"writes to Harper while a pod was replaced: {extra} ({writes(bed, ns)})")
-    assert extra <= 1, writes(bed, ns)  # at most a restart to make it reconnect
+    # None: the survivors reconnect to the new pod (new IP, same name) by themselves, within the minute the
+    # operator waits before it would restart a member that does not reconnect.
+    assert extra == 0, writes(bed, ns)
 
 
 def test_metrics_are_scraped_through_the_service(bed, release):

@@ -27,7 +27,8 @@ def test_node_removed_by_hand_comes_back(kube, operator, harper_nodes):
     a, b, c = harper_nodes[:3]
     _cluster(kube, [a, b, c])
     kit.ok(a, {"operation": "remove_node", "hostname": c.name})
-    took = _repaired_within("c back in the mesh", kit.mesh_is([a, b, c], kit.full_mesh([a, b, c])), 90)
+    # c reconnects only after a restart, which the operator makes after a minute's grace (see loop.py)
+    took = _repaired_within("c back in the mesh", kit.mesh_is([a, b, c], kit.full_mesh([a, b, c])), 150)
     print(f"remove_node drift repaired in {took:.1f}s")
 
 

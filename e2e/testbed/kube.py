@@ -42,7 +42,7 @@ def make_certs(d: Path) -> None:
              "-days", "3650", "-subj", "/CN=harper-testbed-ca")
     _openssl("req", "-x509", *ec, "-keyout", str(d / "apiserver.key"), "-out", str(d / "apiserver.crt"),
              "-days", "3650", "-subj", "/CN=kube-apiserver", "-CA", str(d / "ca.crt"), "-CAkey", str(d / "ca.key"),
-             "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost,IP:10.0.0.1,DNS:kubernetes.default.svc")
+             "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost,IP:198.19.255.1,DNS:kubernetes.default.svc")
     _openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:prime256v1",
              "-out", str(d / "sa.key"))
     _openssl("pkey", "-in", str(d / "sa.key"), "-pubout", "-out", str(d / "sa.pub"))
@@ -111,7 +111,7 @@ class ControlPlane:
             f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
             f"--service-account-key-file={d / 'sa.pub'}",
             f"--service-account-signing-key-file={d / 'sa.key'}",
-            "--service-cluster-ip-range=10.0.0.0/24",  # only a config value: nothing routes there
+            "--service-cluster-ip-range=198.19.255.0/24",  # only a config value: nothing routes there
             "--allow-privileged=true",
             # Its finalizer on PVCs/PVs is only ever removed by the controller-manager, which is
             # absent; with it on, a deleted PVC would hang forever. ServiceAccount admission stays on.
