@@ -80,7 +80,8 @@ async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 30, i
         await asyncio.sleep(interval)
 
 
-async def connected_to(client: HarperClient, names: list[str], timeout: float = 30) -> ClusterStatus:
+# Seen on a loaded 2-core machine: a real mesh sometimes takes longer than 30 s to show every socket connected.
+async def connected_to(client: HarperClient, names: list[str], timeout: float = 60) -> ClusterStatus:
     async def check() -> ClusterStatus | None:
         status = await client.cluster_status()
         return status if all(status.connection(n) and status.connection(n).connected for n in names) else None

@@ -8,7 +8,7 @@ import json
 import secrets
 import ssl
 import subprocess
-import time
+import urllib.error
 import urllib.request
 import uuid
 from dataclasses import dataclass
@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ..scenarios.kit import wait_until
 from ..testbed.images import build_images
 from ..testbed.node import Node
 from ..testbed.node_tools import ensure_node_tools
@@ -27,18 +28,6 @@ ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "harper-operator"
 GROUP_VERSION = "harperoperator.dev/v1alpha1"
 READABLE = {"harperoperator.dev/readable": "true"}
-
-
-def wait_until(what, check, timeout=120.0, interval=1.0, diagnose=None):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}\n"
-                         f"{diagnose() if diagnose else ''}")
 
 
 @dataclass

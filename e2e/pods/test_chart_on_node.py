@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from . import harper
-from .conftest import CHART, GROUP_VERSION, all_ready, harper_call, wait_until
+from ..scenarios.kit import wait_until
+from .conftest import CHART, GROUP_VERSION, all_ready, harper_call
 
 OPERATOR_NS = "harper-system"
 RELEASE = "harper-operator"
@@ -141,9 +142,13 @@ def test_a_deleted_harper_pod_comes_back_with_its_volume(bed, release):
     assert has_record(bed, pods, 1, release.key)
     extra = write_count(bed, ns) - before
     print(f"writes to Harper while a pod was replaced: {extra} ({writes(bed, ns)})")
-    # None: the survivors reconnect to the new pod (new IP, same name) by themselves, within the minute the
-    # operator waits before it would restart a member that does not reconnect.
-    assert extra == 0, writes(bed, ns)
+    # The minimum: usually none, the survivors reconnect to the new pod (new IP, same name) by themselves within
+    # the minute the operator waits; seen once, one survivor did not, and only its restart reconnected it. So at
+    # most one restart per survivor, each to reconnect, and nothing else.
+    restarts = [w for w in writes(bed, ns) if w.startswith("Restart")]
+    assert extra <= pods.replicas - 1 and extra == sum(int(w.split(" x")[1].split(":")[0]) for w in restarts), \
+        writes(bed, ns)
+    assert all("reconnect" in w for w in restarts), restarts
 
 
 def test_metrics_are_scraped_through_the_service(bed, release):

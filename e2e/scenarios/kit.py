@@ -10,8 +10,10 @@ from typing import Any, Callable
 GROUP_VERSION = "harperoperator.dev/v1alpha1"
 
 
-def wait_until(what: str, check: Callable[[], Any], timeout: float = 120, interval: float = 0.5) -> Any:
-    """Poll until check() is truthy; fail with the last value seen, so a timeout says what was wrong."""
+def wait_until(what: str, check: Callable[[], Any], timeout: float = 120, interval: float = 0.5,
+               diagnose: Callable[[], str] | None = None) -> Any:
+    """Poll until check() is truthy; fail with the last value seen (and what `diagnose` says), so a timeout says
+    what was wrong."""
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
@@ -23,7 +25,8 @@ def wait_until(what: str, check: Callable[[], Any], timeout: float = 120, interv
             if last:
                 return last
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last seen: {last!r}")
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last seen: {last!r}"
+                         + (f"\n{diagnose()}" if diagnose else ""))
 
 
 def cluster(name: str, *, secret: str = "harper-admin", interval: int = 5, policy: str = "Delete",
