@@ -26,8 +26,11 @@ install: $(STAMP)
 unit: $(STAMP)
 	$(PY) -m pytest tests -q
 
+# e2e failures are retried once, and every retry is listed in the summary (R): real Harper nodes sometimes take
+# longer to reconnect than a scenario waits on this 2-core machine. A retry is a finding, not a pass: see issue 9.
 test: $(STAMP)
-	$(PY) -m pytest tests e2e -q -p no:cacheprovider --durations=15
+	$(PY) -m pytest tests e2e -q -p no:cacheprovider --durations=15 -rR --reruns 1 --reruns-delay 5 \
+		--only-rerun AssertionError
 
 e2e: $(STAMP)
 	$(PY) -m pytest e2e -q --durations=15
