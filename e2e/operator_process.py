@@ -68,6 +68,15 @@ class OperatorProcess:
         except OSError:
             return ""
 
+    def kill(self) -> None:
+        """SIGKILL, as the OOM killer or a node failure would: no shutdown work, no finalizer released on the way
+        out. start() runs it again with the same log and metrics port."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        if getattr(self, "_log", None):
+            self._log.close()
+
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)

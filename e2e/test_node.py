@@ -301,6 +301,48 @@ def test_a_host_path_volume_keeps_its_data_when_the_pod_is_deleted(node, namespa
     assert (status, body) == (200, marker)
 
 
+def container_state(node: Node, namespace: str, pod: str) -> tuple[str, int]:
+    status = pod_json(node, namespace, pod)["status"]["containerStatuses"][0]
+    return status["containerID"], status["restartCount"]
+
+
+def ready_heartbeat(node: Node) -> str:
+    conditions = get_json(node, "node", NODE_NAME)["status"]["conditions"]
+    return next(c["lastHeartbeatTime"] for c in conditions if c["type"] == "Ready")
+
+
+def test_pods_keep_running_while_the_kubelet_restarts(node, namespace):
+    apply(node, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "steady", "namespace": namespace},
+                 "spec": {"terminationGracePeriodSeconds": 1, "containers": [probe_container(node.images["probe"])]}})
+    node.kubectl("wait", "pod/steady", "-n", namespace, "--for=condition=Ready", "--timeout=120s", timeout=130)
+    before = container_state(node, namespace, "steady")
+    url = pod_url(node, namespace, "steady", "/")
+    kubelet, heartbeat = node.pids()["kubelet"], ready_heartbeat(node)
+    try:
+        started = time.monotonic()
+        node.restart_kubelet(down=2)  # SIGTERM, as systemd stops it
+        print(f"restart_kubelet(down=2) took {time.monotonic() - started:.1f}s")
+        assert node.pids()["kubelet"] != kubelet
+        assert node._node_ready()
+        assert ready_heartbeat(node) > heartbeat  # reported by the new kubelet (RFC 3339 sorts as text)
+        assert container_state(node, namespace, "steady") == before  # the same container, never restarted
+
+        # A crash: with no kubelet at all, the pod still answers.
+        heartbeat = ready_heartbeat(node)
+        node.stop_kubelet(kill=True)
+        assert "kubelet" not in node.pids()
+        status, body, _ = http(url)
+        assert (status, body.strip()) == (200, "steady")
+        node.start_kubelet()
+        assert node._node_ready() and ready_heartbeat(node) > heartbeat
+        assert container_state(node, namespace, "steady") == before
+        node.kubectl("wait", "pod/steady", "-n", namespace, "--for=condition=Ready", "--timeout=60s", timeout=70)
+        status, body, _ = http(url)
+        assert (status, body.strip()) == (200, "steady")
+    finally:
+        node.start_kubelet()  # the tests after this one need it
+
+
 # --- leaving the machine as found (these stop the shared node: keep them last) -------------
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -13,18 +14,14 @@ from pathlib import Path
 
 import pytest
 
+from .scenarios import kit
 from .testbed import proc, tools
 from .testbed.harper import HarperFleet
 from .testbed.kube import ControlPlane
 from .testbed.tools import k8s_version
 
 
-def wait_until(what, check, timeout=30.0, interval=0.2):
-    deadline = time.monotonic() + timeout
-    while not (result := check()):
-        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
-        time.sleep(interval)
-    return result
+wait_until = functools.partial(kit.wait_until, timeout=30.0, interval=0.2)
 
 
 def pod(name: str, namespace: str) -> str:
@@ -196,3 +193,84 @@ def test_a_failed_build_fails_loudly_and_caches_nothing(tmp_path, monkeypatch):
         tools._cached("broken", "v0", "broken",
                       lambda out: tools._run(["sh", "-c", "echo boom >&2; exit 3"], cwd=out))
     assert [p.name for p in tmp_path.iterdir()] == [".broken-v0.lock"]
+
+
+# --- stopping and starting the control plane's pieces (fault tests build on these) -------------
+# They use the session's control plane and must leave it up and healthy, even when they fail.
+
+
+def configmap_value(kubectl, namespace: str, name: str) -> str:
+    done = kubectl("get", "configmap", name, "-n", namespace, "-o", "jsonpath={.data.k}", "--request-timeout=10s")
+    return done.stdout
+
+
+@pytest.mark.parametrize("kill", [False, True], ids=["sigterm", "sigkill"])
+def test_the_apiserver_restarts_alone_on_its_port_and_keeps_the_data(control_plane, kubectl, namespace, kill):
+    kubectl("create", "configmap", "before", "-n", namespace, "--from-literal=k=v1")
+    server, ports, kubeconfig = control_plane.server, list(control_plane.ports), Path(control_plane.kubeconfig)
+    config_before = kubeconfig.read_text()
+    apiserver, etcd = control_plane._apiserver.pid, control_plane._etcd.pid
+    try:
+        control_plane.stop_apiserver(kill=kill)
+        assert not control_plane.ready()
+        down = kubectl("get", "configmap", "before", "-n", namespace, "--request-timeout=3s", check=False)
+        assert down.returncode != 0 and "refused" in down.stderr, down  # really gone: nothing listens
+        assert control_plane._etcd.pid == etcd and control_plane._etcd.poll() is None  # etcd stays
+
+        control_plane.start_apiserver()
+        assert control_plane.ready()
+        assert control_plane._apiserver.pid != apiserver
+        assert (control_plane.server, control_plane.ports, kubeconfig.read_text()) == (server, ports, config_before)
+        assert configmap_value(kubectl, namespace, "before") == "v1"  # same kubeconfig, a new process
+        kubectl("create", "configmap", "after", "-n", namespace, "--from-literal=k=v2")
+
+        started = time.monotonic()
+        control_plane.restart_apiserver(down=1, kill=kill)
+        assert time.monotonic() - started >= 1
+        assert configmap_value(kubectl, namespace, "after") == "v2"
+    finally:
+        control_plane.start_apiserver()
+
+
+@pytest.mark.parametrize("kill", [False, True], ids=["sigterm", "sigkill"])
+def test_etcd_restarts_alone_with_its_data_and_the_apiserver_recovers(control_plane, kubectl, namespace, kill):
+    kubectl("create", "configmap", "before", "-n", namespace, "--from-literal=k=v1")
+    etcd, apiserver = control_plane._etcd.pid, control_plane._apiserver.pid
+    try:
+        control_plane.stop_etcd(kill=kill)
+        # The apiserver stays up but stops being ready, and writes fail.
+        wait_until("/readyz to fail", lambda: not control_plane.ready(), timeout=30)
+        write = kubectl("create", "configmap", "during", "-n", namespace, "--from-literal=k=x",
+                        "--request-timeout=5s", check=False)
+        assert write.returncode != 0, write
+        assert control_plane._apiserver.pid == apiserver and control_plane._apiserver.poll() is None
+
+        control_plane.start_etcd()
+        assert control_plane._etcd.pid != etcd
+        # The apiserver reconnects by itself, to the same URL.
+        wait_until("/readyz again", control_plane.ready, timeout=60, interval=0.5)
+        assert control_plane._apiserver.pid == apiserver
+        assert configmap_value(kubectl, namespace, "before") == "v1"  # the data dir was kept
+        kubectl("create", "configmap", "after", "-n", namespace, "--from-literal=k=v2")
+
+        control_plane.restart_etcd(down=1, kill=kill)
+        wait_until("/readyz after restart_etcd", control_plane.ready, timeout=60, interval=0.5)
+        assert configmap_value(kubectl, namespace, "after") == "v2"
+    finally:
+        control_plane.start_etcd()
+        if not control_plane.ready():
+            wait_until("the apiserver to recover", control_plane.ready, timeout=60, interval=0.5)
+
+
+@pytest.mark.parametrize("stopped", ["apiserver", "etcd"])
+def test_stop_cleans_up_while_a_piece_is_stopped(testbed_tools, stopped):
+    with ControlPlane(testbed_tools) as cp:
+        pids = [cp._etcd.pid, cp._apiserver.pid]
+        getattr(cp, f"stop_{stopped}")(kill=True)
+        getattr(cp, f"stop_{stopped}")()  # a second stop is a no-op
+        ports, d = list(cp.ports), cp.dir
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.killpg(pid, 0)
+    assert [p for p in ports if not proc.port_is_free("127.0.0.1", p)] == []
+    assert not d.exists()

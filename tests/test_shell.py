@@ -35,18 +35,32 @@ async def test_a_deletion_waits_for_the_round_in_flight_and_stops_the_next():
 
     async def deletion():
         await asyncio.sleep(0.05)
-        async with registry.exclusive("ns", "c", close=True):
+        async with registry.exclusive("ns", "c", close="uid-1"):
             order.append("dissolve")
+            assert registry.closing("uid-1")
 
     await asyncio.gather(round_(), deletion())
     assert order == ["round starts", "round ends", "dissolve"]
-    assert registry.closing("ns", "c")
     registry.unregister("ns", "c")
-    assert not registry.closing("ns", "c")
+
+
+async def test_a_cluster_created_again_under_its_name_is_not_closing():
+    """Deleted, then created again with the same name (a new uid): the new daemon must run its rounds, whatever
+    order the old daemon's end and the deletion handler came in (seen: the new cluster was never reconciled)."""
+    old_wake = registry.register("ns", "again")
+    async with registry.exclusive("ns", "again", close="old-uid"):
+        registry.unregister("ns", "again", old_wake)   # the old daemon ends while the deletion runs
+        new_wake = registry.register("ns", "again")    # the new object's daemon starts
+        assert not registry.closing("new-uid")
+    assert not registry.closing("old-uid") and not registry.closing("new-uid")
+    registry.unregister("ns", "again", old_wake)       # a late end of the old daemon keeps the new one's wake-up
+    assert registry.poke("ns", "again") and new_wake.is_set()
+    registry.unregister("ns", "again", new_wake)
+    assert not registry.poke("ns", "again")
 
 
 async def test_a_stuck_round_does_not_block_a_deletion_for_ever():
     async with registry.exclusive("ns", "stuck", timeout=None):
-        async with registry.exclusive("ns", "stuck", close=True, timeout=0.1):
+        async with registry.exclusive("ns", "stuck", close="uid-stuck", timeout=0.1):
             pass  # went on after the timeout
     registry.unregister("ns", "stuck")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 import uuid
 from typing import Any, Callable
@@ -114,3 +115,43 @@ def ready_with(kube, kind: str, name: str, nodes: str, timeout: float = 120) -> 
     return wait_until(f"{kind} {name} Ready {nodes}",
                       lambda: (lambda o: o and o["status"].get("readyNodes") == nodes and o)(kube.ready(kind, name)),
                       timeout=timeout)
+
+
+class Kube:
+    """kubectl against the test bed, in one namespace; JSON in, JSON out."""
+
+    def __init__(self, kubectl: str, kubeconfig: str, namespace: str):
+        self.kubectl, self.kubeconfig, self.namespace = kubectl, kubeconfig, namespace
+
+    def run(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+        cmd = [self.kubectl, "--kubeconfig", self.kubeconfig, "-n", self.namespace, *args]
+        done = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=60)
+        if check and done.returncode:
+            raise AssertionError(f"kubectl {' '.join(args)} failed: {done.stderr}")
+        return done
+
+    def apply(self, *objs: dict, check: bool = True) -> subprocess.CompletedProcess:
+        return self.run("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": list(objs)}),
+                        check=check)
+
+    def get(self, kind: str, name: str) -> dict | None:
+        done = self.run("get", kind, name, "-o", "json", check=False)
+        return json.loads(done.stdout) if done.returncode == 0 else None
+
+    def delete(self, kind: str, name: str, wait: bool = True) -> None:
+        self.run("delete", kind, name, f"--wait={'true' if wait else 'false'}", "--timeout=120s")
+
+    def patch(self, kind: str, name: str, patch: dict) -> None:
+        self.run("patch", kind, name, "--type=merge", "-p", json.dumps(patch))
+
+    def events(self, name: str) -> list[dict]:
+        done = self.run("get", "events", "--field-selector", f"involvedObject.name={name}", "-o", "json")
+        return json.loads(done.stdout)["items"]
+
+    def ready(self, kind: str, name: str) -> dict | bool:
+        obj = self.get(kind, name)
+        if not obj:
+            return False
+        generation = obj["metadata"].get("generation")
+        c = condition(obj, "Ready")
+        return obj if c.get("status") == "True" and obj["status"].get("observedGeneration") == generation else False

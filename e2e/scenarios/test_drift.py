@@ -56,3 +56,31 @@ def test_restarted_node_rejoins_and_status_follows(kube, operator, harper_nodes)
     took = _repaired_within("mesh after restart", kit.mesh_is([a, b, c], kit.full_mesh([a, b, c])), 120)
     kit.wait_until("Ready again", lambda: kube.ready("harpercluster", "drift"), timeout=60)
     print(f"restarted node back in {took:.1f}s")
+
+
+def test_a_wiped_member_rejoins_under_its_old_name(kube, operator, harper_nodes):
+    """A member whose data is lost (a new volume, a reinstall) comes back with a new CA under its old name: the
+    operator removes its old record and restarts the others, one at a time, so they forget the old CA
+    (docs/harper-semantics.md, section 9). Before, it was re-added and never connected."""
+    a, b, c = harper_nodes[:3]
+    _cluster(kube, [a, b, c])
+    kit.ensure_table([a, b, c], "data", "wiped")
+    try:
+        _wiped_rejoins(kube, a, b, c)
+    finally:  # the nodes outside this cluster may have met c's old CA in earlier tests
+        for n in harper_nodes[3:]:
+            n.restart()
+
+
+def _wiped_rejoins(kube, a, b, c):
+    c.reinstall()
+    kit.ensure_table([c], "data", "wiped")
+    took = _repaired_within("c back in the mesh", kit.mesh_is([a, b, c], kit.full_mesh([a, b, c])), 240)
+    print(f"wiped member back in {took:.1f}s")
+    kit.ready_with(kube, "harpercluster", "drift", "3/3", timeout=120)
+    restarts = [e for e in kube.events("drift") if e["reason"] == "Restart"]
+    assert {e["message"].split()[1] for e in restarts} == {a.name, b.name}, [e["message"] for e in restarts]
+    assert all("old certificate authority" in e["message"] for e in restarts)
+    key = kit.write_record(c, "data", "wiped")
+    kit.wait_until("a record from c on a and b", lambda: all(kit.has_record(n, "data", "wiped", key) for n in (a, b)),
+                   timeout=30)

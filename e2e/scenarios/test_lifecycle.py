@@ -94,9 +94,10 @@ def test_switching_a_running_node_to_subscriptions_is_refused_and_reversible(kub
     assert operator.metric(WRITES) == writes
 
 
-def test_a_fresh_node_joins_with_explicit_subscriptions(kube, operator, harper_nodes):
+def test_a_fresh_node_joins_with_explicit_subscriptions(kube, operator, harper_nodes, harper_fleet):
     a, b, e = harper_nodes[0], harper_nodes[1], harper_nodes[4]
     e.reinstall()  # explicit subscriptions need a node that never replicated fully (docs/harper-semantics.md)
+    harper_fleet.forget_wiped(e)  # the others may have met e's old CA in earlier tests (section 9)
     kit.ensure_table([a, b, e], "data", "shared")
     kit.ensure_table([a, b, e], "data", "private")
     kube.apply(kit.secret("harper-admin", a.username, a.password), kit.cluster("life"),
@@ -113,6 +114,7 @@ def test_a_fresh_node_joins_with_explicit_subscriptions(kube, operator, harper_n
     kit.wait_until("e publishes shared to a", lambda: kit.has_record(a, "data", "shared", back), timeout=30)
     kube.run("delete", "harpercluster,harpernode", "--all", "--wait=true", "--timeout=90s")
     e.reinstall()  # and a node that replicated explicitly cannot go back to full (the next tests want it full)
+    harper_fleet.forget_wiped(e)
 
 
 def test_delete_cluster_with_delete_policy_dissolves_it(kube, operator, harper_nodes):

@@ -291,12 +291,37 @@ class HarperFleet:
         with concurrent.futures.ThreadPoolExecutor(len(nodes)) as pool:
             return list(pool.map(fn, nodes))
 
-    def reset(self, timeout: float = 120) -> float:
-        """Back to "no replication peers, no test data" on every node; returns the seconds it took."""
+    def forget_wiped(self, wiped: HarperNode, timeout: float = 120) -> None:
+        """Restart every node but `wiped`, in parallel: after a reinstall, the others trust its old CA in memory
+        until they restart, and a join with it never connects (docs/harper-semantics.md, section 9)."""
+        self._each(lambda n: n.restart(timeout), [n for n in self.nodes if n is not wiped])
+
+    def change_password(self, password: str) -> None:
+        """The admin's new password on every node (Harper first, then what tests and reinstalls use)."""
+        body = {"operation": "alter_user", "username": self.username, "password": password}
+        for node in self.nodes:
+            status, answer = node.operation(body)
+            if status == 401:  # a meshed peer's change already replicated here (system.hdb_user is replicated)
+                status, answer = node.operation(body, auth=(self.username, password))
+            if status != 200:
+                raise AssertionError(f"alter_user on {node.name}: {status} {answer}")
+        self.password = password
+        for node in self.nodes:
+            node.password = password
+        if self.dir:
+            (self.dir / "admin-password").write_text(password)
+
+    def reset(self, timeout: float = 120, drop_data: bool = True) -> float:
+        """Back to "no replication peers, no test data" on every node; returns the seconds it took.
+
+        drop_data=False keeps databases and tables: Harper 4.7.29 crashed once (SIGSEGV in LMDB, "Can not renew a
+        transaction from a closed database") when a database it replicated was dropped and created again while
+        connections of an earlier mesh were still open; the fault matrix keeps its table for that reason."""
         started = time.monotonic()
         self._each(lambda n: self._reset_process(n, timeout))
         self._clear_peers(timeout)
-        self._each(self._drop_test_data)  # after the peers are gone, so drops stay local
+        if drop_data:
+            self._each(self._drop_test_data)  # after the peers are gone, so drops stay local
         self.last_reset_seconds = time.monotonic() - started
         return self.last_reset_seconds
 

@@ -25,10 +25,11 @@ from __future__ import annotations
 import base64
 import concurrent.futures
 import contextlib
+import datetime
 import json
+import math
 import os
 import random
-import secrets
 import socket
 import ssl
 import struct
@@ -43,7 +44,7 @@ from typing import Iterator
 import yaml
 
 from . import node_host, proc
-from .kube import ADMIN_USER, SERVICE_ACCOUNT_ISSUER, ControlPlane, _get_ok, _openssl, make_certs
+from .kube import ControlPlane, _halt, _openssl, make_certs
 from .node_tools import CNI_BIN_DIR, RUNC, NodeTools, ensure_node_tools
 from .registry import Registry
 from .tools import Tools, ensure_tools
@@ -132,55 +133,23 @@ class NodeControlPlane(ControlPlane):
     NODE_IP must be on an interface first (Node.start() sees to it).
     """
 
-    def _start(self, d: Path) -> None:
+    address = NODE_IP
+
+    def _make_certs(self, d: Path) -> None:
         make_node_certs(d)
-        self.ca_path = d / "ca.crt"
-        self.token = secrets.token_urlsafe(24)
-        (d / "tokens.csv").write_text(f'{self.token},{ADMIN_USER},{ADMIN_USER},"system:masters"\n')
 
-        etcd_port, peer_port = proc.free_port(), proc.free_port()
-        etcd_url = f"http://127.0.0.1:{etcd_port}"
-        self.etcd_log_path = d / "etcd.log"
-        self._etcd = proc.spawn([
-            self.tools.etcd, "--name=testbed", f"--data-dir={d / 'etcd'}",
-            f"--listen-client-urls={etcd_url}", f"--advertise-client-urls={etcd_url}",
-            f"--listen-peer-urls=http://127.0.0.1:{peer_port}",
-            f"--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}",
-            f"--initial-cluster=testbed=http://127.0.0.1:{peer_port}",
-            "--unsafe-no-fsync", "--log-level=warn",
-        ], log_path=self.etcd_log_path)
-        proc.wait_for("etcd health", lambda: _get_ok(f"{etcd_url}/health"), timeout=30,
-                      proc=self._etcd, log_path=self.etcd_log_path)
-
-        port = proc.free_port(NODE_IP)
-        self.ports = [etcd_port, peer_port, port]
-        self.server = f"https://{NODE_IP}:{port}"
-        self.log_path = d / "kube-apiserver.log"
-        self._apiserver = proc.spawn([
-            self.tools.kube_apiserver,
-            f"--etcd-servers={etcd_url}",
-            f"--advertise-address={NODE_IP}", f"--bind-address={NODE_IP}", f"--secure-port={port}",
-            f"--cert-dir={d}", f"--tls-cert-file={d / 'apiserver.crt'}",
-            f"--tls-private-key-file={d / 'apiserver.key'}",
-            f"--client-ca-file={d / 'ca.crt'}",
+    def _apiserver_args(self) -> list[str]:
+        d = self.dir
+        return [
             "--authorization-mode=Node,RBAC", "--enable-admission-plugins=NodeRestriction",
-            f"--token-auth-file={d / 'tokens.csv'}",
-            f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
-            f"--service-account-key-file={d / 'sa.pub'}",
-            f"--service-account-signing-key-file={d / 'sa.key'}",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
-            "--allow-privileged=true",
             # logs, exec and port-forward go to the node's InternalIP, not to its name, which
             # nothing resolves.
             "--kubelet-preferred-address-types=InternalIP,Hostname",
             f"--kubelet-client-certificate={d / 'apiserver-kubelet-client.crt'}",
             f"--kubelet-client-key={d / 'apiserver-kubelet-client.key'}",
             f"--kubelet-certificate-authority={d / 'ca.crt'}",
-        ], log_path=self.log_path)
-        proc.wait_for("kube-apiserver /readyz", lambda: self._get("/readyz") == "ok", timeout=90,
-                      interval=0.5, proc=self._apiserver, log_path=self.log_path)
-        self.version = json.loads(self._get("/version"))["gitVersion"]
-        self.kubeconfig = str(self.write_kubeconfig(d / "kubeconfig", self.token, ADMIN_USER))
+        ]
 
     def api(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
         """One admin API call: (HTTP status, decoded JSON body); status 0 when unreachable."""
@@ -236,6 +205,11 @@ def dns_query(server: str, name: str, qtype: int = 1, timeout: float = 2.0) -> l
     return answers
 
 
+def _unix_time(timestamp: str | None) -> float:
+    """A Kubernetes timestamp ("2025-01-31T12:00:00Z") as a Unix time; 0 when absent."""
+    return datetime.datetime.fromisoformat(timestamp).timestamp() if timestamp else 0.0
+
+
 def _skip_name(msg: bytes, pos: int) -> int:
     while msg[pos]:
         if msg[pos] & 0xC0 == 0xC0:  # a compression pointer ends the name
@@ -271,6 +245,7 @@ class Node:
         self.images: dict[str, str] = {}
         self.start_seconds: dict[str, float] = {}
         self._procs: dict[str, subprocess.Popen] = {}
+        self._kubelet_stopped_at: float | None = None
         self._lock = node_host.MachineLock()
         self._locked = False
 
@@ -338,6 +313,7 @@ class Node:
         for name in ("ca.crt", "kubelet-serving.crt", "kubelet-serving.key", "sa.key"):
             (pki / name).write_bytes((cp.dir / name).read_bytes())
         self._start_controllers()
+        self._write_kubelet_config()
         self._start_kubelet()
         self._start_kube_proxy()
         self._apply(self._coredns_manifests())
@@ -477,7 +453,7 @@ disabled_plugins = [
             "--bind-address=127.0.0.1", f"--secure-port={proc.free_port()}", "--leader-elect=false",
         ])
 
-    def _start_kubelet(self) -> None:
+    def _write_kubelet_config(self) -> None:
         d = self.dir
         (d / "resolv.conf").write_text(
             "# The kubelet's resolvConf. No nameserver: pods with dnsPolicy Default must not reach\n"
@@ -509,11 +485,44 @@ disabled_plugins = [
             "imageGCHighThresholdPercent": 99, "imageGCLowThresholdPercent": 98,
         }
         (d / "kubelet-config.yaml").write_text(yaml.safe_dump(config))
+
+    def _start_kubelet(self) -> None:
+        d = self.dir
         self._spawn("kubelet", [
             self.node_tools.kubelet, f"--config={d / 'kubelet-config.yaml'}",
             f"--kubeconfig={d / 'kubelet.kubeconfig'}", f"--root-dir={d / 'kubelet'}",
             f"--hostname-override={NODE_NAME}", f"--node-ip={NODE_IP}",
         ])
+
+    # The kubelet alone, for fault tests. Pods keep running while it is away: containerd and its
+    # shims hold them, and a kubelet that starts finds them again through the CRI.
+
+    def stop_kubelet(self, kill: bool = False) -> None:
+        """Stop the kubelet: SIGTERM, as systemd would, or SIGKILL with kill=True (a crash). No-op
+        if stopped. The Node stays Ready in the API until the node lifecycle controller notices
+        (its grace period, tens of seconds)."""
+        _halt(self._procs.pop("kubelet", None), kill, timeout=10)
+        self._kubelet_stopped_at = time.time()
+
+    def start_kubelet(self, timeout: float = 120) -> None:
+        """Start the kubelet again (same arguments and config) and wait until this kubelet, not the
+        one before it, has reported the Node Ready. No-op if running."""
+        if (p := self._procs.get("kubelet")) is not None and p.poll() is None:
+            return
+        stopped = self._kubelet_stopped_at or time.time()
+        # Heartbeats carry whole seconds: only one from a later second than the stop can be the
+        # new kubelet's, so it must not start within the second the old one died.
+        time.sleep(max(0.0, math.floor(stopped) + 1 - time.time()))
+        self._start_kubelet()
+        proc.wait_for("node Ready after the kubelet's restart",
+                      lambda: self._node_ready(heartbeat_after=math.floor(stopped)), timeout=timeout,
+                      interval=0.5, proc=self._procs["kubelet"], log_path=self.dir / "kubelet.log")
+
+    def restart_kubelet(self, down: float = 0, *, kill: bool = False) -> None:
+        """stop_kubelet(kill), `down` seconds away, start_kubelet()."""
+        self.stop_kubelet(kill)
+        time.sleep(down)
+        self.start_kubelet()
 
     def _start_kube_proxy(self) -> None:
         d = self.dir
@@ -627,13 +636,20 @@ disabled_plugins = [
 
     # --- readiness ---
 
-    def _node_ready(self) -> bool:
+    def _node_ready(self, heartbeat_after: float | None = None) -> bool:
         """Ready, and ready for pods: the scheduler skips the node until the node lifecycle
-        controller has removed its not-ready taint."""
+        controller has removed its not-ready (or, after a long kubelet outage, unreachable) taint.
+        With heartbeat_after (a Unix time), only a Ready condition the kubelet reported later counts."""
         status, node = self.control_plane.api("GET", f"/api/v1/nodes/{NODE_NAME}")
-        return status == 200 and any(c["type"] == "Ready" and c["status"] == "True"
-                                     for c in node.get("status", {}).get("conditions", [])) and not any(
-            t["key"] == "node.kubernetes.io/not-ready" for t in node.get("spec", {}).get("taints", []))
+        if status != 200:
+            return False
+        ready = [c for c in node.get("status", {}).get("conditions", []) if c["type"] == "Ready"]
+        if not ready or ready[0]["status"] != "True":
+            return False
+        if heartbeat_after is not None and _unix_time(ready[0].get("lastHeartbeatTime")) <= heartbeat_after:
+            return False
+        return not any(t["key"] in ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
+                       for t in node.get("spec", {}).get("taints", []))
 
     def _dns_answers(self) -> bool:
         # From the host through kube-proxy's DNAT to the CoreDNS pod: the same path pods use.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 RECONCILES = Counter("harper_operator_reconciles_total", "Cluster reconciles by result", ["result"])
@@ -16,6 +18,8 @@ READY_NODES = Gauge("harper_operator_cluster_ready_nodes", "Members replicating 
 MAX_LAG = Gauge("harper_operator_cluster_max_lag_milliseconds", "Largest replication lag between members",
                 ["namespace", "cluster"])
 
+log = logging.getLogger(__name__)
+
 WRITE_OPERATIONS = frozenset({"add_node", "update_node", "remove_node", "configure_cluster",
                               "cluster_set_routes", "cluster_delete_routes", "set_configuration", "restart"})
 
@@ -26,6 +30,9 @@ def observe_call(operation: str, outcome: str, seconds: float) -> None:
     HARPER_LATENCY.labels(operation).observe(seconds)
     if operation in WRITE_OPERATIONS:
         HARPER_WRITES.labels(operation).inc()
+        # One line per write, flushed at once: the counter dies with the process, the log does not (the fault
+        # matrix counts writes across SIGKILLed operators from it).
+        log.info("Harper write: %s (%s, %.3fs)", operation, outcome, seconds)
 
 
 def serve(port: int) -> None:

@@ -120,6 +120,10 @@ class FakeClient:
         node = self.fleet.model.nodes[self.name]
         return [wire.Route(hostname=r.hostname, port=r.port) for r in (node.routes_loaded or [])]
 
+    async def list_certificates(self) -> list[wire.Certificate]:
+        # The model has no certificates: every node without records looks new, never wiped.
+        return []
+
     async def cluster_get_routes(self) -> list[wire.Route]:
         self._enter("routes")
         node = self.fleet.model.nodes[self.name]

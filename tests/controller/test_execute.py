@@ -8,7 +8,7 @@ from harper_operator.api import HarperClusterSpec
 from harper_operator.controller.execute import execute, node_request, route_to_wire
 from harper_operator.controller.members import SecretData, membership
 from harper_operator.harper.errors import RequestValidationError, TransientHarperError
-from harper_operator.reconcile.plan import AddNode, RemoveNode, Restart, SetRoutes
+from harper_operator.reconcile.plan import AddNode, RemoveNode, Restart, SetRoutes, UpdateNode
 from harper_operator.reconcile.topology import Route, Subscription
 
 A, B, C = "127.0.0.11", "127.0.0.12", "127.0.0.13"
@@ -33,11 +33,24 @@ async def test_a_failure_skips_only_what_involves_its_node(fleet):
     m = members(A, B, C)
     target = {n.name: n for n in m.desired.nodes}
     fleet.refuse_joining(B)
-    plan = [AddNode(A, target[B]), AddNode(A, target[C]), Restart(B, "after B"), Restart(C, "after C")]
+    plan = [AddNode(A, target[B]), AddNode(A, target[C]), UpdateNode(A, target[B]), Restart(C, "after C")]
     outcomes, reported = await run(fleet, plan, m)
     assert [(type(o.operation).__name__, o.error is not None, o.skipped) for o in outcomes] == [
-        ("AddNode", True, False), ("AddNode", False, False), ("Restart", False, True), ("Restart", False, False)]
+        ("AddNode", True, False), ("AddNode", False, False), ("UpdateNode", False, True), ("Restart", False, False)]
     assert len(reported) == 3
+
+
+async def test_a_restart_is_skipped_only_after_a_failed_call_on_that_node(fleet):
+    """An add_node that failed AGAINST B leaves B's restart in place (for a wiped peer it is the cure); a write
+    that failed ON B (a route it did not take) makes B's restart moot."""
+    m = members(A, B, C)
+    target = {n.name: n for n in m.desired.nodes}
+    fleet.refuse_joining(B)
+    fleet.failures[(C, "cluster_set_routes")] = RequestValidationError("cluster_set_routes", 400, "bad route")
+    plan = [AddNode(A, target[B]), SetRoutes(C, (Route("r", 1),)), Restart(B, "forget"), Restart(C, "routes")]
+    outcomes, _ = await run(fleet, plan, m)
+    assert [(o.error is not None, o.skipped) for o in outcomes] == [(True, False), (True, False), (False, False),
+                                                                     (False, True)]
 
 
 async def test_an_unanswering_caller_gets_nothing_more_this_round(fleet):

@@ -503,3 +503,55 @@ def test_describe_is_one_line_without_credentials():
     for op in ops:
         text = op.describe()
         assert "\n" not in text and "password" not in text.lower() and op.on in text
+
+
+# --- a wiped node back under its old name (docs/harper-semantics.md, section 9) --------------------------------------
+
+
+def with_cas(observed: ObservedCluster, name: str, own: str, seen: str) -> ObservedCluster:
+    """`name`'s own CA serial is `own`; every record of it elsewhere shows `seen` (the CA its peers hold)."""
+    nodes = {}
+    for a, o in observed.nodes.items():
+        if a == name:
+            nodes[a] = replace(o, ca_serial=own)
+        else:
+            nodes[a] = replace(o, peers={p: replace(r, ca_serial=seen) if p == name else r for p, r in o.peers.items()})
+    return ObservedCluster(nodes=nodes)
+
+
+def test_a_wiped_full_node_loses_its_old_record_and_every_peer_restarts_to_forget_its_old_ca():
+    m = converged(["n1", "n2", "n3", "n4"])
+    d = full("n1", "n2", "n3", "n4")
+    m.wipe("n4")
+    ops = plan(d, with_cas(m.observe(), "n4", own="02", seen="01"))
+    assert kinds(ops) == [("RemoveNode", "n1", "n4"), ("AddNode", "n1", "n4"), ("Restart", "n1", None),
+                          ("Restart", "n2", None), ("Restart", "n3", None)]
+    assert all("old certificate authority of n4" in o.reason for o in ops if isinstance(o, Restart))
+    assert not any(isinstance(o, Restart) and o.settle for o in ops)
+
+
+def test_a_wiped_node_switching_to_explicit_restarts_the_peers_too():
+    m = converged(["n1", "n2", "n3", "n4"])
+    d = cluster(node("n1"), node("n2"), node("n3"), node("n4", subscriptions=(T,)))
+    m.wipe("n4")
+    ops = plan(d, with_cas(m.observe(), "n4", own="02", seen="01"))
+    assert kinds(ops) == [("RemoveNode", "n1", "n4"), ("AddNode", "n4", "n1"), ("AddNode", "n4", "n2"),
+                          ("AddNode", "n4", "n3"), ("Restart", "n1", None), ("Restart", "n2", None),
+                          ("Restart", "n3", None)]
+
+
+def test_a_new_node_or_one_showing_the_ca_its_peers_hold_restarts_nobody():
+    m = converged(["n1", "n2", "n3"])
+    m4 = HarperModel(["n1", "n2", "n3", "n4"])
+    run_operator(m4, full("n1", "n2", "n3"))
+    d = full("n1", "n2", "n3", "n4")
+    new = replace(m4.observe().nodes["n4"], ca_serial="09")
+    observed = ObservedCluster(nodes={**m4.observe().nodes, "n4": new})
+    assert kinds(plan(d, observed)) == [("AddNode", "n1", "n4")]
+    # A node that just joined (its records not arrived yet) shows the CA its peers hold: not wiped either.
+    m.wipe("n3")
+    assert not any(isinstance(o, Restart) for o in plan(full("n1", "n2", "n3"),
+                                                        with_cas(m.observe(), "n3", own="05", seen="05")))
+    # Without its own CA (older Harper, or a read that failed) nothing is assumed.
+    assert not any(isinstance(o, Restart) for o in plan(full("n1", "n2", "n3"),
+                                                        with_cas(m.observe(), "n3", own="", seen="05")))

@@ -2,7 +2,8 @@
 
 A failure stops only what depends on it: later operations that involve the node the failed one was about
 (its target, the node it removes, the node it restarts) are skipped this round, and every other operation goes
-on, so one node a seed rejects does not keep the rest of the cluster from converging.
+on, so one node a seed rejects does not keep the rest of the cluster from converging. A restart is skipped only
+after a failed call on that node itself.
 """
 
 from __future__ import annotations
@@ -87,10 +88,13 @@ async def execute(plan: list[Operation], membership: Membership, pool: ClientPoo
     """Run the plan in order; after a failure skip only what involves the node it was about."""
     outcomes: list[Outcome] = []
     doubtful: set[str] = set()
+    failed_on: set[str] = set()  # nodes a failed call went to (or that did not answer)
     for op in plan:
         if stopped():
             break  # the operator is stopping or the cluster is being deleted: start nothing new
-        if _involved(op) & doubtful:
+        # A restart is moot after a failed write on that node (a route it did not take), not after another
+        # node's add_node failed against it: that restart may be the cure (a wiped peer's old CA, section 9).
+        if (op.on in failed_on) if isinstance(op, Restart) else bool(_involved(op) & doubtful):
             outcomes.append(Outcome(op, skipped=True))
             continue
         try:
@@ -104,8 +108,11 @@ async def execute(plan: list[Operation], membership: Membership, pool: ClientPoo
             await report(op, e)
             outcomes.append(Outcome(op, e))
             doubtful.add(subject(op))
+            if subject(op) == op.on:
+                failed_on.add(op.on)
             if isinstance(e, TransientHarperError) and getattr(e, "peer", None) is None:
                 doubtful.add(op.on)  # the node we called did not answer: nothing else goes to it this round
+                failed_on.add(op.on)
             continue
         await report(op, None)
         outcomes.append(Outcome(op))

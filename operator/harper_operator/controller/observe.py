@@ -32,6 +32,7 @@ class Sight:
     probe: ProbeResult | None = None
     routes: tuple[Route, ...] = ()
     routes_on_disk: tuple[Route, ...] | None = None
+    ca_serial: str | None = None
     problem: Problem | None = None
 
     @property
@@ -91,7 +92,15 @@ async def _look(member: Member, pool: ClientPool) -> Sight:
             permanent=False))
     # 4.7 connects the routes it loaded at start-up; the file (what the next start uses) may differ.
     loaded, on_disk = await asyncio.gather(client.loaded_routes(), client.cluster_get_routes())
-    return replace(sight, routes=_routes(loaded), routes_on_disk=_routes(on_disk))
+    sight = replace(sight, routes=_routes(loaded), routes_on_disk=_routes(on_disk))
+    if not status.connections and status.node_name:
+        # No records: new, or wiped. Its own CA tells which, against the one its peers' records show.
+        try:
+            own = wire.own_authority(await client.list_certificates(), status.node_name)
+        except HarperError:  # unknown: the node is then taken for a new one, as before this check existed
+            own = None
+        sight = replace(sight, ca_serial=own.serial_number if own else None)
+    return sight
 
 
 async def look(member: Member, pool: ClientPool) -> Sight:
@@ -126,7 +135,8 @@ def _peer(connection: wire.Connection) -> PeerRecord:
         # Harper ignores the list of a fully replicating record
         subscriptions=None if replicates else subscriptions_from_wire(connection.subscriptions),
         replicates=replicates, connected=connection.connected,
-        revoked_certificates=tuple(connection.revoked_certificates or ()))
+        revoked_certificates=tuple(connection.revoked_certificates or ()),
+        ca_serial=connection.ca_info.serial_number if connection.ca_info else None)
 
 
 def observed(sights: dict[str, Sight]) -> ObservedCluster:
@@ -138,5 +148,6 @@ def observed(sights: dict[str, Sight]) -> ObservedCluster:
         nodes[name] = ObservedNode(
             name=name, reachable=True,
             peers={c.name: _peer(c) for c in sight.status.connections if c.name and c.name != name},
-            shard=sight.status.shard, routes=sight.routes, routes_on_disk=sight.routes_on_disk)
+            shard=sight.status.shard, routes=sight.routes, routes_on_disk=sight.routes_on_disk,
+            ca_serial=sight.ca_serial)
     return ObservedCluster(nodes=nodes)

@@ -42,11 +42,12 @@ async def run_cluster(namespace, name, body, stopped, members: kopf.Index, **_):
     """Every reconcile of this cluster runs here, one at a time: no two rounds ever race."""
     reconciler = ClusterReconciler(namespace, name, events=events.post, verify_timeout=config.current.verify_timeout,
                                    observer=metrics.observe_call)
-    registry.register(namespace, name)
+    wake = registry.register(namespace, name)
+    uid = body.get("metadata", {}).get("uid", "")
     backoff = 2.0
 
     def stopping() -> bool:
-        return bool(stopped) or registry.closing(namespace, name)
+        return bool(stopped) or registry.closing(uid)
 
     try:
         while not stopping():
@@ -76,7 +77,7 @@ async def run_cluster(namespace, name, body, stopped, members: kopf.Index, **_):
                 wait, backoff = min(wait, backoff), min(backoff * 2, wait)
             await registry.sleep(namespace, name, wait, stopped)
     finally:
-        registry.unregister(namespace, name)
+        registry.unregister(namespace, name, wake)
         await reconciler.close()
 
 
@@ -98,6 +99,7 @@ async def deleted(namespace, name, body, members: kopf.Index, retry, **_):
         events.post(body, "Normal", "Retained", "deletionPolicy Retain: Harper's cluster left as it is")
         return
     # The round in flight ends first, and no new one starts: nothing is added after the removals below.
-    async with registry.exclusive(namespace, name, close=True):
-        removal: Removal = await dissolve(body, spec, list(members.get((namespace, name), [])))
+    async with registry.exclusive(namespace, name, close=body["metadata"]["uid"]):
+        removal: Removal = await dissolve(body, spec, list(members.get((namespace, name), [])),
+                                          observer=metrics.observe_call)
     events.removals(body, removal, retry)

@@ -9,7 +9,7 @@ import kopf
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from .. import kube
+from .. import kube, metrics
 from ..api import GROUP, RETAINED_ANNOTATION, VERSION, HarperClusterSpec
 from ..controller.dissolve import remove_member
 from ..controller.loop import retained
@@ -87,6 +87,6 @@ async def deleted(namespace, name, spec, body, retry, members: kopf.Index, **_):
         return
     nodes = list(members.get((namespace, cluster_name), []))
     async with registry.exclusive(namespace, cluster_name):
-        removal = await remove_member(cluster, cluster_spec, nodes, hostname)
+        removal = await remove_member(cluster, cluster_spec, nodes, hostname, observer=metrics.observe_call)
     events.removals(body, removal, retry)
     registry.poke(namespace, cluster_name)

@@ -9,16 +9,20 @@ from typing import AsyncIterator
 
 _wake: dict[tuple[str, str], asyncio.Event] = {}
 _rounds: dict[tuple[str, str], asyncio.Lock] = {}
-_closing: set[tuple[str, str]] = set()
+# By uid, not by name: a cluster deleted and created again under its name is another object, and its daemon must
+# not inherit the old one's "closing" (seen: the new daemon ended at once and the cluster was never reconciled).
+_closing: set[str] = set()
 
 
 def register(namespace: str, name: str) -> asyncio.Event:
     return _wake.setdefault((namespace, name), asyncio.Event())
 
 
-def unregister(namespace: str, name: str) -> None:
-    _wake.pop((namespace, name), None)
-    _closing.discard((namespace, name))
+def unregister(namespace: str, name: str, event: asyncio.Event | None = None) -> None:
+    """Forget the daemon's wake-up event; with `event`, only if it is still that one (a newer daemon of a cluster
+    created again under the same name may have registered its own)."""
+    if event is None or _wake.get((namespace, name)) is event:
+        _wake.pop((namespace, name), None)
 
 
 def poke(namespace: str, name: str | None) -> bool:
@@ -30,9 +34,9 @@ def poke(namespace: str, name: str | None) -> bool:
     return True
 
 
-def closing(namespace: str, name: str) -> bool:
-    """The cluster is being deleted: its daemon starts no new round and no new write."""
-    return (namespace, name) in _closing
+def closing(uid: str) -> bool:
+    """The cluster object with this uid is being deleted: its daemon starts no new round and no new write."""
+    return uid in _closing
 
 
 def _lock(namespace: str, name: str) -> asyncio.Lock:
@@ -40,15 +44,15 @@ def _lock(namespace: str, name: str) -> asyncio.Lock:
 
 
 @contextlib.asynccontextmanager
-async def exclusive(namespace: str, name: str, *, close: bool = False,
+async def exclusive(namespace: str, name: str, *, close: str | None = None,
                     timeout: float | None = 120.0) -> AsyncIterator[None]:
     """Wait for the round in flight (at most `timeout`), then keep the next one from starting. The daemon holds
     it for each round; deletion handlers hold it while they remove nodes.
 
-    close=True: the cluster itself is going; its daemon stops writing at once and starts no other round.
+    close=<uid>: that cluster object is going; its daemon stops writing at once and starts no other round.
     """
     if close:
-        _closing.add((namespace, name))
+        _closing.add(close)
         poke(namespace, name)
     lock = _lock(namespace, name)
     try:
@@ -61,6 +65,8 @@ async def exclusive(namespace: str, name: str, *, close: bool = False,
     finally:
         if acquired:
             lock.release()
+        if close:  # its daemon sees the deletionTimestamp from now on; the uid is never reused
+            _closing.discard(close)
 
 
 async def sleep(namespace: str, name: str, seconds: float, stopped) -> None:

@@ -52,6 +52,7 @@ from .errors import (
 )
 from .models import (
     FALSE_SUCCESS_MARKER,
+    Certificate,
     ClusterStatus,
     ConfigureClusterResult,
     NodeRequest,
@@ -597,6 +598,15 @@ class HarperClient:
     async def cluster_status(self) -> ClusterStatus:
         return await self._call("cluster_status", {"operation": "cluster_status"},
                                 ClusterStatus.model_validate, retry_stale=True)
+
+    async def list_certificates(self) -> list[Certificate]:
+        """The node's certificates (names, authority flag, serial numbers); read for a node that holds no records,
+        to tell a wiped node from a new one."""
+        def interpret(parsed: Any) -> list[Certificate]:
+            if not isinstance(parsed, list):
+                raise UnexpectedAnswerError("list_certificates", 200, "not a list", url=self.operations_url)
+            return [Certificate.model_validate(c) for c in parsed if isinstance(c, dict)]
+        return await self._call("list_certificates", {"operation": "list_certificates"}, interpret, retry_stale=True)
 
     async def get_configuration(self) -> dict[str, Any]:
         """harperdb-config.yaml as Harper reads it now; `replication`, when present, is an object."""

@@ -427,6 +427,28 @@ class DatabaseSocket(_Answer):
         return (self.back_pressure_percent or 0.0) >= STALLED_BACK_PRESSURE_PERCENT
 
 
+class CertificateDetails(_Answer):
+    serial_number: str | None = Field(default=None, validation_alias=_alias("serial_number", "serialNumber"))
+
+
+class Certificate(_Answer):
+    """One entry of list_certificates (the node's system.hdb_certificate); the PEM itself is not kept."""
+
+    name: str | None = None
+    is_authority: bool | None = None
+    details: CertificateDetails | None = None
+
+    @property
+    def serial_number(self) -> str | None:
+        return self.details.serial_number if self.details else None
+
+
+def own_authority(certificates: list[Certificate], node_name: str) -> Certificate | None:
+    """The CA a node made for itself: Harper names it after the node (4.7)."""
+    return next((c for c in certificates if c.is_authority and c.name == f"HarperDB-Certificate-Authority-{node_name}"),
+                None)
+
+
 class Connection(_Answer):
     """One peer as a node sees it in cluster_status (its hdb_nodes record plus live sockets).
 

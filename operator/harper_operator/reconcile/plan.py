@@ -146,6 +146,19 @@ def _fresh(o: ObservedNode | None) -> bool:
     return bool(o and o.reachable and not o.peers)
 
 
+def wiped(name: str, observed: ObservedCluster) -> bool:
+    """A node that answers with no records while its peers' records of it name another CA: its data was wiped
+    (a lost volume, a reinstall) and it came back under its old name with a new certificate authority. Harper
+    keeps every CA it saw for that name in memory, the old one first, and fails the new certificates until it
+    restarts (docs/harper-semantics.md, section 9). A new node (no record of it anywhere) or one whose peers show
+    its current CA is not wiped."""
+    o = observed.nodes.get(name)
+    if not (_fresh(o) and o.ca_serial):
+        return False
+    return any(a != name and p.reachable and (r := p.peers.get(name)) is not None and r.ca_serial
+               and r.ca_serial != o.ca_serial for a, p in observed.nodes.items())
+
+
 def _actually_full(o: ObservedNode | None) -> bool:
     """Harper runs this node with full replication: it holds full records (its own record is not visible)."""
     return bool(o and o.reachable and any(r.replicates for r in o.peers.values()))
@@ -354,8 +367,21 @@ def plan(desired: DesiredCluster, observed: ObservedCluster, *, restart_for_rout
     for ghost in listed:
         view = _forget(view, ghost, nodes)
 
-    # 2. Fresh nodes that Harper still holds in the other mode: drop the old record from the mesh first.
+    # 2. Fresh nodes that Harper still holds in the other mode, or wiped ones: drop the old record from the mesh
+    #    first. Every other member of a wiped node must restart to forget its old CA; the restart budget makes
+    #    them one at a time, and a join that fails meanwhile is retried by the next rounds.
     for name in sorted(nodes):
+        if name in up and wiped(name, observed):
+            for a in sorted(up - {name}):
+                if not wiped(a, observed):
+                    restarts.append(Restart(a, f"forget the old certificate authority of {name}, which was wiped"))
+            listers = [a for a in sorted(up) if a != name and name in view.nodes[a].peers]
+            full_listers = [a for a in listers if nodes[a].full]
+            if full_listers:
+                switches.append(RemoveNode(seed if seed in full_listers else full_listers[0], name))
+            switches.extend(RemoveNode(a, name) for a in listers if not nodes[a].full)
+            view = _forget(view, name, listers)
+            continue
         if name in up and _fresh(observed.nodes[name]) and _mode_switch(nodes[name], nodes, observed):
             full_listers = [a for a in full if a in up and a != name and name in view.nodes[a].peers]
             if full_listers:

@@ -208,6 +208,7 @@ class PeerRecord:
     replicates: bool
     connected: bool  # every database socket of the row connected (False when it has no socket)
     revoked_certificates: tuple[str, ...] = ()
+    ca_serial: str | None = None  # serial number of the CA this node trusts for that peer (ca_info), when shown
 
 
 @dataclass(frozen=True)
@@ -219,6 +220,7 @@ class ObservedNode:
     routes: tuple[Route, ...] = ()  # cluster_get_routes: loaded at start-up PLUS any set since (4.7 appends in memory)
     routes_on_disk: tuple[Route, ...] | None = None  # get_configuration().replication.routes; None: not read
     routes_running: tuple[Route, ...] | None = None  # what the running process connects to, when known
+    ca_serial: str | None = None  # serial number of the node's own CA; read only while it holds no records
 
 
 @dataclass(frozen=True)
