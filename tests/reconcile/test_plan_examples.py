@@ -555,3 +555,18 @@ def test_a_new_node_or_one_showing_the_ca_its_peers_hold_restarts_nobody():
     # Without its own CA (older Harper, or a read that failed) nothing is assumed.
     assert not any(isinstance(o, Restart) for o in plan(full("n1", "n2", "n3"),
                                                         with_cas(m.observe(), "n3", own="", seen="05")))
+
+
+def test_an_explicit_node_whose_own_sockets_stay_down_while_its_peer_shows_it_connected_needs_a_restart():
+    d = cluster(node("n1"), node("n2"), node("n3", subscriptions=(T,)))
+    m = converged(["n1", "n2", "n3"], d)
+    o = m.observe()
+    n3 = o.nodes["n3"]
+    down = replace(n3, peers={p: replace(r, connected=False) if p == "n2" else r for p, r in n3.peers.items()})
+    observed = ObservedCluster(nodes={**o.nodes, "n3": down})
+    assert pending_restart(d, observed) == {"n3": "reconnect"}
+    assert pending_restart(d, o) == {}
+    # Its peer's side down instead: waiting (or the peer's restart) is the cure, not restarting n3.
+    n2 = o.nodes["n2"]
+    peer_down = replace(n2, peers={p: replace(r, connected=False) if p == "n3" else r for p, r in n2.peers.items()})
+    assert "n3" not in pending_restart(d, ObservedCluster(nodes={**o.nodes, "n2": peer_down}))

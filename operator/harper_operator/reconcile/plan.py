@@ -497,7 +497,7 @@ def pending_restart(desired: DesiredCluster, observed: ObservedCluster) -> dict[
     * routes: the config file holds the declared routes, the running process does not use them yet;
     * shard: the spec clears the shard; update_node cannot, a restart resets the node's own record to its config;
     * reconnect: peers list it connected but its own sockets to them stay down (a node removed and added back
-      keeps them down until it restarts, seen on 4.7.29).
+      keeps them down until it restarts, seen on 4.7.29; for an explicit node, per pair it holds).
     A changed explicit subscription list also needs a restart of that node, but nothing observable shows it:
     see AddNode.restart_required.
     """
@@ -525,15 +525,17 @@ def pending_restart(desired: DesiredCluster, observed: ObservedCluster) -> dict[
                     and name in observed.nodes[a].peers]
             if o.shard is not None or any(r.shard is not None for r in rows):
                 reasons.append("shard")
-        if n.full:
-            for p in sorted(nodes):
-                if p == name or not nodes[p].full or not observed.reachable(p):
-                    continue
-                mine, theirs = o.peers.get(p), observed.nodes[p].peers.get(name)
-                if (mine is not None and theirs is not None and mine.replicates and theirs.replicates
-                        and theirs.connected and not mine.connected):
-                    reasons.append("reconnect")
-                    break
+        for p in sorted(nodes):
+            # A full member pairs with the full ones (by shared records); an explicit one with each peer it holds a
+            # pair record of (seen: an explicit node joined while a peer still failed its certificate kept its own
+            # sockets to that peer down after the peer restarted, while the peer showed it connected).
+            if p == name or (n.full and not nodes[p].full) or not observed.reachable(p):
+                continue
+            mine, theirs = o.peers.get(p), observed.nodes[p].peers.get(name)
+            if (mine is not None and theirs is not None and theirs.connected and not mine.connected
+                    and (not n.full or (mine.replicates and theirs.replicates))):
+                reasons.append("reconnect")
+                break
         if reasons:
             out[name] = ", ".join(reasons)
     return out
