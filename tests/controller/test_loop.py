@@ -372,3 +372,14 @@ def test_reconcile_never_raises_for_one_members_bad_input_or_answer(answer, spec
     good = (A, B, C)
     assert all(fleet.model.rec(x, y) is not None for x in good for y in good if x != y), "the good mesh formed"
     assert PASSWORD not in str(k.patches)
+
+
+async def test_a_round_whose_write_failed_does_not_wait_out_the_verify_timeout(fleet, fake_kube):
+    """Waiting does not complete a failed write: the round looks once and ends (the next one retries)."""
+    import time
+    r, _ = reconciler(fleet)
+    r.verify_timeout = 30
+    fleet.refuse_joining(C)
+    started = time.monotonic()
+    result = await r.reconcile(cluster_body(), nodes(A, B, C))
+    assert not result.converged and time.monotonic() - started < 5
