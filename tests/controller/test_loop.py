@@ -383,3 +383,20 @@ async def test_a_round_whose_write_failed_does_not_wait_out_the_verify_timeout(f
     started = time.monotonic()
     result = await r.reconcile(cluster_body(), nodes(A, B, C))
     assert not result.converged and time.monotonic() - started < 5
+
+
+async def test_a_wiped_node_is_not_joined_while_restarts_owed_for_it_are_pending(fleet, fake_kube):
+    """Its peers must forget its old CA first (docs/harper-semantics.md, section 9): the owed restarts in status
+    say which node waits."""
+    from harper_operator.reconcile.plan import forget_ca_reason
+    r, _ = reconciler(fleet)
+    body = cluster_body()
+    await converge(r, body, nodes(A, B), fake_kube)
+    body["status"] = {**(body.get("status") or {}), "owedRestarts": [{"node": B, "reason": forget_ca_reason(C)}]}
+    fleet.calls.clear()
+    await r.reconcile(body, nodes(A, B, C))
+    assert not [c for c in fleet.writes() if c.operation == "add_node"]
+    body["status"]["owedRestarts"] = []
+    fleet.calls.clear()
+    await r.reconcile(body, nodes(A, B, C))
+    assert [c.detail for c in fleet.writes() if c.operation == "add_node"] == [C]

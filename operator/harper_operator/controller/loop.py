@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from .. import kube
 from ..api import PAUSE_ANNOTATION, RETAINED_ANNOTATION, HarperClusterSpec, OwedRestart, RestartRecord
 from ..harper.errors import FalseSuccessError, HarperError, PermanentHarperError
-from ..reconcile.plan import Operation, Restart, diagnose, pending_restart, plan
+from ..reconcile.plan import Operation, Restart, diagnose, pending_restart, plan, waiting_for_restarts
 from ..reconcile.ghosts import hold_ghost_removals
 from ..reconcile.problems import Problem
 from ..reconcile.restarts import RestartLedger, admit, restarts_for_pending
@@ -124,7 +124,10 @@ def intent(m: Membership, sights: Mapping[str, Sight], cluster_body: Mapping[str
     seen = observed(dict(sights))
     desired = protected(m, sights, cluster_body, neighbours)
     restart = spec.restart_policy == "Restart"
-    ops = plan(desired, seen, restart_for_routes=restart, restart_for_subscriptions=restart)
+    owed = [row.get("reason", "") for row in ((cluster_body.get("status") or {}).get("owedRestarts") or [])
+            if isinstance(row, Mapping)]
+    ops = plan(desired, seen, restart_for_routes=restart, restart_for_subscriptions=restart,
+               hold=waiting_for_restarts(owed))
     # Retained nodes are left alone until a HarperNode declares the hostname again.
     blocked = m.held | (retained(cluster_body) - {x.hostname for x in m.members})
     # A member with a problem of its own (a name mismatch, a foreign endpoint) is never written to or about.

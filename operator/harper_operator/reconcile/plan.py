@@ -146,6 +146,20 @@ def _fresh(o: ObservedNode | None) -> bool:
     return bool(o and o.reachable and not o.peers)
 
 
+_FORGET_CA = "forget the old certificate authority of {}, which was wiped"
+
+
+def forget_ca_reason(name: str) -> str:
+    return _FORGET_CA.format(name)
+
+
+def waiting_for_restarts(reasons: Iterable[str]) -> set[str]:
+    """The wiped nodes whose peers still owe the restart that makes them forget its old CA (from the reasons of
+    the owed restarts): their join waits, since a pair made before the peer restarted stays half-made (seen)."""
+    prefix, suffix = _FORGET_CA.split("{}")
+    return {r[len(prefix):len(r) - len(suffix)] for r in reasons if r.startswith(prefix) and r.endswith(suffix)}
+
+
 def wiped(name: str, observed: ObservedCluster) -> bool:
     """A node that answers with no records while its peers' records of it name another CA: its data was wiped
     (a lost volume, a reinstall) and it came back under its old name with a new certificate authority. Harper
@@ -313,7 +327,7 @@ def _ghost(name: str, desired: DesiredCluster, observed: ObservedCluster) -> boo
 
 
 def plan(desired: DesiredCluster, observed: ObservedCluster, *, restart_for_routes: bool = False,
-         restart_for_subscriptions: bool = False) -> list[Operation]:
+         restart_for_subscriptions: bool = False, hold: Iterable[str] = ()) -> list[Operation]:
     """Operations, in the order to run them, that make Harper match `desired`. [] when it already does.
 
     Never sends anything to, or about, a node that did not answer (reachable=False). Nodes named by a blocking
@@ -325,6 +339,7 @@ def plan(desired: DesiredCluster, observed: ObservedCluster, *, restart_for_rout
     if any(p.blocking and p.node is None for p in problems):
         return []
     blocked = {p.node for p in problems if p.blocking and p.node}
+    held = set(hold)  # wiped nodes not joined yet: their peers restart first (see wiped())
     nodes = {n.name: n for n in desired.nodes if n.name not in blocked}
     up = {name for name in nodes if observed.reachable(name)}
     full = sorted(n for n in nodes if nodes[n].full)
@@ -372,9 +387,10 @@ def plan(desired: DesiredCluster, observed: ObservedCluster, *, restart_for_rout
     #    them one at a time, and a join that fails meanwhile is retried by the next rounds.
     for name in sorted(nodes):
         if name in up and wiped(name, observed):
+            held.add(name)
             for a in sorted(up - {name}):
                 if not wiped(a, observed):
-                    restarts.append(Restart(a, f"forget the old certificate authority of {name}, which was wiped"))
+                    restarts.append(Restart(a, forget_ca_reason(name)))
             listers = [a for a in sorted(up) if a != name and name in view.nodes[a].peers]
             full_listers = [a for a in listers if nodes[a].full]
             if full_listers:
@@ -397,7 +413,7 @@ def plan(desired: DesiredCluster, observed: ObservedCluster, *, restart_for_rout
                 caller = alt
             else:
                 caller = seed
-            if caller is None or name not in up:
+            if caller is None or name not in up or name in held or caller in held:
                 continue
             target = replace(nodes[name], subscriptions=None)
             joined = row(seed, name) is not None and row(name, seed) is not None if name != seed else True
@@ -418,13 +434,13 @@ def plan(desired: DesiredCluster, observed: ObservedCluster, *, restart_for_rout
     mesh_record_fixed: set[str] = set()
     mesh_record_removed: set[str] = set()
     for x in explicit:
-        if x not in up:
+        if x not in up or x in held:
             continue
         removes: list[Operation] = []
         adds: list[Operation] = []
         updates: list[Operation] = []
         for p in sorted(nodes):
-            if p == x or (not nodes[p].full and p < x) or p not in up:
+            if p == x or (not nodes[p].full and p < x) or p not in up or p in held:
                 continue
             subs = pair_subscriptions(nodes[x], nodes[p])
             xrow, prow = row(x, p), row(p, x)
