@@ -274,7 +274,10 @@ class ClusterReconciler:
                 # A write that failed will not be done by waiting: one look, then the next round (after its
                 # back-off) retries, instead of a whole verify timeout (seen: 27 s rounds while a wiped node's
                 # peers restarted one by one).
-                sights, now_intent = await self._verify(body, spec, m, neighbours, stopped, patient=failure is None)
+                owed = [r for reasons in restarts.ledger.owed.values() for r in reasons]
+                owed += [r.reason for r in restarts.admitted]
+                sights, now_intent = await self._verify(body, spec, m, neighbours, stopped, patient=failure is None,
+                                                        waiting=waiting_for_restarts(owed))
         else:
             restarts.ledger = settle_restarts(restarts.before, restarts.ledger, restarts.admitted, ran=set())
         diagnosed = dict(now_intent.diagnosed)
@@ -338,9 +341,10 @@ class ClusterReconciler:
                 log.warning("%s/%s: %s failed: %s", self.namespace, self.name, op.describe(), error)
         return report
 
-    async def _verify(self, body, spec: HarperClusterSpec, m: Membership, neighbours, stopped, patient: bool = True):
+    async def _verify(self, body, spec: HarperClusterSpec, m: Membership, neighbours, stopped, patient: bool = True,
+                      waiting: set[str] = frozenset()):
         """A 200 from Harper is not proof: re-read until cluster_status shows the plan done, or time runs out
-        (not patient: read once)."""
+        (not patient: read once). `waiting`: wiped nodes that join only after their peers' restarts."""
         deadline = time.monotonic() + (self.verify_timeout if patient else 0)
         delay = 0.25
         while True:
@@ -352,7 +356,8 @@ class ClusterReconciler:
             remaining, _ = hold_ghost_removals(now_intent.operations, m.desired.by_name(), self._ghost_since,
                                                self.clock(), self.ghost_grace)
             settled = not remaining and all(
-                not missing_peers(x, sights.get(x.hostname), m, others) or x.hostname in now_intent.pending_restart
+                not missing_peers(x, sights.get(x.hostname), m, others | waiting)
+                or x.hostname in now_intent.pending_restart or x.hostname in waiting
                 for x in m.members if x.managed)
             if settled or stopped() or time.monotonic() >= deadline:
                 return sights, now_intent
