@@ -7,6 +7,7 @@ fault's own length. Writes are counted from the operator's log ("Harper write:" 
 
 from __future__ import annotations
 
+import datetime
 import random
 import statistics
 import time
@@ -74,11 +75,19 @@ def _moment(world, rng: random.Random, mark: int) -> str:
     return f"{delay:.2f}s after the first write"
 
 
-def _ready(world) -> bool:
+def _ready(world, since: datetime.datetime) -> bool:
+    """Ready at the generation, every member ready, in a status written by a round that began after the fault
+    (a Ready from before it says nothing about the recovery)."""
     cluster, nodes = world.statuses()
     size = len(world.spec)
-    return (truth.ready_at_generation(cluster) and cluster["status"].get("readyNodes") == f"{size}/{size}"
-            and all(truth.ready_at_generation(n) for n in nodes.values()))
+    if not (truth.ready_at_generation(cluster) and cluster["status"].get("readyNodes") == f"{size}/{size}"
+            and all(truth.ready_at_generation(n) for n in nodes.values())):
+        return False
+    stamp = cluster["status"].get("lastReconcileTime") or ""
+    try:
+        return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")) >= since
+    except ValueError:
+        return False
 
 
 def _settle(world, row: Row) -> None:
@@ -144,6 +153,7 @@ def run_step(world, step, fault, index: int, rng: random.Random) -> Row:
     row.wrong_statuses += [d for d in world.during if d]
     world.during.clear()
     over = time.monotonic()
+    over_wall = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)  # the status has whole seconds
     if step.deletes_cluster:
         try:
             wait_until("the cluster gone", world.cluster_gone, timeout=READY_TIMEOUT, interval=0.5)
@@ -155,7 +165,7 @@ def run_step(world, step, fault, index: int, rng: random.Random) -> Row:
         row.notes += t.unanswered
     else:
         try:
-            wait_until("Ready", lambda: _ready(world), timeout=READY_TIMEOUT, interval=0.25)
+            wait_until("Ready", lambda: _ready(world, over_wall), timeout=READY_TIMEOUT, interval=0.25)
             row.converged = True
         except AssertionError:
             row.notes.append(f"not Ready: {world.describe()}")
