@@ -400,3 +400,17 @@ async def test_a_wiped_node_is_not_joined_while_restarts_owed_for_it_are_pending
     fleet.calls.clear()
     await r.reconcile(body, nodes(A, B, C))
     assert [c.detail for c in fleet.writes() if c.operation == "add_node"] == [C]
+
+
+async def test_a_restart_still_to_come_keeps_the_cluster_from_ready(fleet, fake_kube):
+    """Routes on disk that the process loads only at its next start: not Ready (RestartPending) until then."""
+    r, _ = reconciler(fleet)
+    # restartPolicy Never: the restart is the user's, so the state in between lasts
+    body, members = cluster_body(routes=[{"hostname": "r.example", "port": 9933}], restartPolicy="Never"), nodes(A)
+    for _ in range(2):
+        await r.reconcile(body, members)
+        body["status"] = fake_kube.last("harperclusters", "c")
+    cluster = fake_kube.last("harperclusters", "c")
+    assert cluster["pendingRestart"], cluster
+    assert condition(cluster, "Ready")["status"] == "False" and condition(cluster, "Ready")["reason"] == "RestartPending"
+    assert condition(cluster, "Reconciling")["status"] == "True"

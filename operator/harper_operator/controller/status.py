@@ -167,6 +167,12 @@ def _cluster_problem(rnd: Round, rows: list[MemberStatus]) -> Problem | None:
     if waiting:
         return Problem("NodesNotReady", "waiting for " + ", ".join(f"{r.name} ({r.message})" for r in waiting),
                        permanent=False)
+    if rnd.pending_restart:
+        # Harper has what the spec says on disk or in its records but does not apply it before a restart: not
+        # Ready yet (seen: Ready while the restart that clears a shard was still to come, then the member down).
+        return Problem("RestartPending", "waiting for a restart of " + ", ".join(rnd.pending_restart)
+                       + ": the operator makes it when restartPolicy is Restart, one member at a time; otherwise "
+                         "restart it yourself", permanent=False)
     if rnd.pending:
         return Problem("OperationsPending", f"{rnd.pending} operation(s) still to do", permanent=False)
     return None
