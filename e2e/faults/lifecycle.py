@@ -41,6 +41,7 @@ class World:
     def __init__(self, interval: int = 5):
         self.interval = interval
         self.spec: dict[str, bool] = {}
+        self.shards: dict = {}  # member key -> declared shard
         self.during: list[str | None] = []
         self.keys: dict[str, int] = {}      # record id -> when it was written (a sequence number)
         self.joined: dict[str, int] = {}    # Harper name -> when its current data began
@@ -53,7 +54,8 @@ class World:
         return [self.name_of(k) for k in sorted(self.spec)]
 
     def expected(self) -> truth.Expected:
-        return truth.Expected({self.name_of(k): explicit for k, explicit in self.spec.items()})
+        return truth.Expected({self.name_of(k): explicit for k, explicit in self.spec.items()},
+                              {self.name_of(k): v for k, v in self.shards.items() if k in self.spec})
 
     def resources(self) -> list[str]:
         return [self.resource_of(k) for k in sorted(self.spec)]
@@ -110,7 +112,7 @@ class World:
         self.joined[self.name_of(key)] = self.seq
 
     def reset_records(self, keys) -> None:
-        self.spec, self.keys, self.joined, self.during = {}, {}, {}, []
+        self.spec, self.keys, self.joined, self.during, self.shards = {}, {}, {}, [], {}
         for k in keys:
             self.fresh(k)
 
@@ -171,6 +173,7 @@ class LoopbackWorld(World):
 
     def shard(self) -> None:
         self.kube.patch("harpernode", _resource("b"), {"spec": {"shard": 2}})
+        self.shards["b"] = 2
 
     def explicit(self) -> None:
         """e was a full member: only a fresh node can switch (docs/harper-semantics.md, section 2). Paused, so the

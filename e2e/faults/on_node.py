@@ -98,9 +98,11 @@ class NodeWorld(World):
 
     def shard(self) -> None:
         self._patch(self.resource_of(self.pods.replicas - 1), [{"op": "add", "path": "/spec/shard", "value": 1}])
+        self.shards[self.pods.replicas - 1] = 1
 
     def unshard(self) -> None:
         self._patch(self.resource_of(self.pods.replicas - 1), [{"op": "remove", "path": "/spec/shard"}])
+        self.shards.pop(self.pods.replicas - 1, None)
 
     def delete(self) -> None:
         self.bed.kubectl("delete", "harpercluster", self.cluster, "-n", self.namespace, "--wait=false")

@@ -16,8 +16,10 @@ DATABASE, TABLE = "data", "shared"  # every member replicates it, the explicit o
 
 @dataclass(frozen=True)
 class Expected:
-    """The spec, as Harper should show it: node name -> True when the member uses explicit subscriptions."""
+    """The spec, as Harper should show it: node name -> True when the member uses explicit subscriptions, and the
+    declared shards (a name absent: no shard)."""
     explicit: Mapping[str, bool]
+    shards: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def names(self) -> set[str]:
@@ -36,10 +38,11 @@ class Truth:
     disconnected: list[str] = field(default_factory=list)   # a declared pair not connected on every socket
     unanswered: list[str] = field(default_factory=list)     # a member whose operations API did not answer
     lost: list[str] = field(default_factory=list)           # a record written earlier, absent on a member
+    shards: list[str] = field(default_factory=list)         # a member's record of a peer with another shard
 
     @property
     def healthy(self) -> bool:
-        return not (self.ghosts or self.missing or self.disconnected or self.unanswered or self.lost)
+        return not (self.ghosts or self.missing or self.disconnected or self.unanswered or self.lost or self.shards)
 
     def __str__(self) -> str:
         parts = [f"{k}: {v[:4]}" for k, v in vars(self).items() if v]
@@ -66,13 +69,19 @@ def records(call: Call) -> set[str]:
     return {r["name"] for r in rows}
 
 
+def rows(call: Call) -> dict[str, dict]:
+    """Peer name -> the member's own cluster_status row for it."""
+    return {c.get("name"): c for c in _answer(call, {"operation": "cluster_status"}).get("connections", [])}
+
+
+def connected(row: dict) -> bool:
+    sockets = row.get("database_sockets") or []
+    return bool(sockets) and all(s.get("connected") for s in sockets)
+
+
 def connected_peers(call: Call) -> dict[str, bool]:
     """Peer name -> connected on every database socket, from the member's own cluster_status."""
-    out = {}
-    for c in _answer(call, {"operation": "cluster_status"}).get("connections", []):
-        sockets = c.get("database_sockets") or []
-        out[c.get("name")] = bool(sockets) and all(s.get("connected") for s in sockets)
-    return out
+    return {name: connected(row) for name, row in rows(call).items()}
 
 
 def has_record(call: Call, key: str) -> bool:
@@ -105,14 +114,18 @@ def harper(members: Mapping[str, Call], expected: Expected, keys: Mapping[str, s
     for name, call in sorted(members.items()):
         try:
             held = records(call)
-            peers = connected_peers(call)
+            seen = rows(call)
         except Unanswered as e:
             truth.unanswered.append(f"{name}: {e}")
             continue
         want = expected.records_on(name)
         truth.ghosts += [f"on {name}: {g}" for g in sorted(held - want)]
         truth.missing += [f"on {name}: {m}" for m in sorted(want - held)]
-        truth.disconnected += [f"{name} -> {p}" for p in sorted(expected.names - {name}) if not peers.get(p)]
+        peers = sorted(expected.names - {name})
+        truth.disconnected += [f"{name} -> {p}" for p in peers if not (p in seen and connected(seen[p]))]
+        truth.shards += [f"on {name}: {p} shard {seen[p].get('shard')}, declared {expected.shards.get(p)}"
+                         for p in peers if p in seen and not expected.explicit[name]
+                         and seen[p].get("shard") != expected.shards.get(p)]
         truth.lost += [f"{k} on {name}" for k in sorted((keys or {}).get(name, ())) if not has_record(call, k)]
     return truth
 

@@ -14,6 +14,7 @@ from harper_operator.reconcile import (DesiredCluster, DesiredNode, Problem, Res
 
 EMPTY = RestartLedger()
 ROUTES = "load replication routes"
+NO_REASON = "apply what Harper reads only at start-up"
 
 
 def settle(node: str, reason: str = "reconnect to its peers") -> Restart:
@@ -96,18 +97,28 @@ def test_a_member_that_does_not_answer_is_not_restarted():
 
 
 def test_wanted_again_within_the_cooldown_is_a_restart_loop_not_a_restart():
-    _, _, ledger = admit(EMPTY, [Restart("a", ROUTES)], 0.0)
-    admitted, problems, ledger = admit(ledger, [settle("a")], 30.0)
+    _, _, ledger = admit(EMPTY, [settle("a")], 0.0, grace=0.0)
+    admitted, problems, ledger = admit(ledger, [settle("a")], 5.0)
     assert admitted == [] and problems == []  # coming back: reconnecting takes a moment
     admitted, problems, ledger = admit(ledger, [settle("a")], 40.0)
     assert admitted == []
-    assert problems == [Problem("RestartLoop", loop_message("a", 40, ROUTES, "reconnect to its peers"), node="a",
-                                permanent=True)]
+    assert problems == [Problem("RestartLoop", loop_message("a", 40, "reconnect to its peers", "reconnect to its peers"),
+                                node="a", permanent=True)]
     admitted, problems, ledger = admit(ledger, [settle("a")], 119.9)
     assert admitted == [] and [p.reason for p in problems] == ["RestartLoop"]
-    admitted, problems, ledger = admit(ledger, [settle("a")], 120.0)  # wanted since 30: grace long over
+    admitted, problems, ledger = admit(ledger, [settle("a")], 120.0)  # wanted since 5: grace long over
     assert admitted == [settle("a")] and problems == []
     assert ledger.done == {"a": ("reconnect to its peers", 120.0)}
+
+
+def test_wanted_for_another_reason_within_the_cooldown_waits_without_a_loop():
+    """A routes restart, then a need to reconnect (or a shard the spec clears since): not the same need coming
+    back, so no RestartLoop; it still waits for the cooldown (seen on the node layer: Stalled for nothing)."""
+    _, _, ledger = admit(EMPTY, [Restart("a", ROUTES)], 0.0)
+    admitted, problems, ledger = admit(ledger, [settle("a")], 40.0)
+    assert admitted == [] and problems == []
+    admitted, problems, ledger = admit(ledger, [settle("a")], 120.0)
+    assert admitted == [settle("a")] and problems == []
 
 
 def test_no_problem_when_the_restart_worked():
@@ -253,6 +264,7 @@ step = st.tuples(st.lists(wish, max_size=5), st.sets(st.sampled_from(NODES), max
 def test_the_budget_keeps_its_promises(steps):
     ledger, now = EMPTY, 0.0
     last: dict[str, float] = {}  # node -> when this test saw it admitted
+    last_reasons: dict[str, set[str]] = {}  # node -> the reasons it was restarted for
     since: dict[str, float] = {}  # node -> when it began to be wanted, without a break, since its last restart
     for wishes, down, dt in steps:
         now += dt
@@ -260,13 +272,16 @@ def test_the_budget_keeps_its_promises(steps):
         wanted_nodes = {r.on for r in wanted} | set(ledger.owed)
         only_settle = {n for n in wanted_nodes if n not in ledger.owed and all(r.settle for r in wanted if r.on == n)}
         since = {n: since.get(n, now) for n in wanted_nodes}
+        reasons = {n: ({r.reason for r in wanted if r.on == n and r.reason} | set(ledger.owed.get(n, ())))
+                   or {NO_REASON} for n in wanted_nodes}
         admitted, problems, ledger = admit(ledger, wanted, now, unreachable=down, grace=GRACE, cooldown=COOLDOWN)
         recent = {n for n, t in last.items() if now - t < COOLDOWN}
 
         assert len(admitted) <= 1  # one member at a time
         # RestartLoop exactly when wanted again too soon (a settling need only once it outlasts the grace)
         settled = {n for n in wanted_nodes if n not in only_settle or now - since[n] >= GRACE}
-        assert {p.node for p in problems} == wanted_nodes & recent & settled
+        again = {n for n in wanted_nodes if reasons[n] & last_reasons.get(n, set())}  # the same need again
+        assert {p.node for p in problems} == wanted_nodes & recent & settled & again
         assert all(p.reason == "RestartLoop" and p.permanent for p in problems)
         for r in admitted:
             assert r.on not in recent  # never twice within the cooldown
@@ -276,6 +291,7 @@ def test_the_budget_keeps_its_promises(steps):
             if r.settle:
                 assert now - since[r.on] >= GRACE
             last[r.on] = now
+            last_reasons[r.on] = set(r.reason.split(" and "))
             del since[r.on]
         ledger = RestartLedger.from_dict(json.loads(json.dumps(ledger.to_dict())))  # the shell persists it
         assert admit(ledger, wanted, now, unreachable=down)[0] == admit(ledger, list(reversed(wanted)), now,

@@ -136,7 +136,10 @@ def admit(ledger: RestartLedger, wanted: Sequence[Restart], now: float, *, unrea
     for node, want in merged.items():
         # A settling need right after a restart is the node coming back (reconnecting takes a moment): only one
         # that outlasts the grace period says the restart did not help.
-        if node in recent and (not want.settle or now - since[node] >= grace):
+        # A need for another reason (a spec changed since, say) is no loop: it waits out the cooldown quietly
+        # (seen: a shard cleared 93 s after a reconnect restart was reported as RestartLoop, Stalled).
+        if (node in recent and (not want.settle or now - since[node] >= grace)
+                and set(want.reason.split(" and ")) & set(recent[node][0].split(" and "))):
             reason, when = recent[node]
             problems.append(Problem(
                 "RestartLoop",
