@@ -109,7 +109,9 @@ class SecretWrong:
         said = world.wait_for_reason("WrongCredentials", timeout=3 * world.interval + 20)
         time.sleep(rng.uniform(0, world.interval))
         world.write_secret(world.fleet.password)
-        world.during.append(None if said else "the cluster never said WrongCredentials while the Secret was wrong")
+        gone = world.cluster_gone()  # a cluster being deleted has no status left to say it
+        world.during.append(None if said or gone else
+                            "the cluster never said WrongCredentials while the Secret was wrong")
         return f"wrong password until the status said so ({'seen' if said else 'NOT seen'}), then back"
 
 
