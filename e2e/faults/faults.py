@@ -109,7 +109,8 @@ class SecretWrong:
         said = world.wait_for_reason("WrongCredentials", timeout=3 * world.interval + 20)
         time.sleep(rng.uniform(0, world.interval))
         world.write_secret(world.fleet.password)
-        gone = world.cluster_gone()  # a cluster being deleted has no status left to say it
+        cluster = world.get("harpercluster", world.cluster)  # a cluster being deleted says nothing more
+        gone = cluster is None or bool(cluster["metadata"].get("deletionTimestamp"))
         world.during.append(None if said or gone else
                             "the cluster never said WrongCredentials while the Secret was wrong")
         return f"wrong password until the status said so ({'seen' if said else 'NOT seen'}), then back"
