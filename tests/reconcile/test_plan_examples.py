@@ -531,6 +531,10 @@ def test_a_wiped_full_node_loses_its_old_record_and_every_peer_restarts_to_forge
     assert all("old certificate authority of n4" in o.reason for o in ops if isinstance(o, Restart))
     assert not any(isinstance(o, Restart) and o.settle for o in ops)
     assert waiting_for_restarts([o.reason for o in ops if isinstance(o, Restart)]) == {"n4"}
+    # A member down at that moment is restarted too, once it answers (the restart budget holds it till then).
+    down = with_cas(m.observe(), "n4", own="02", seen="01")
+    down = ObservedCluster(nodes={**down.nodes, "n3": ObservedNode("n3", reachable=False)})
+    assert ("Restart", "n3", None) in kinds(plan(d, down))
     m.apply(ops[0])
     # While restarts for it are owed, it waits; then it joins as a new node.
     assert plan(d, m.observe(), hold={"n4"}) == []

@@ -388,7 +388,9 @@ def plan(desired: DesiredCluster, observed: ObservedCluster, *, restart_for_rout
     for name in sorted(nodes):
         if name in up and wiped(name, observed):
             held.add(name)
-            for a in sorted(up - {name}):
+            # Every other member, also one down now: it may have come back before the old record went, and
+            # then loaded the old CA again (seen); the restart budget makes it once it answers.
+            for a in sorted(set(nodes) - {name}):
                 if not wiped(a, observed):
                     restarts.append(Restart(a, forget_ca_reason(name)))
             listers = [a for a in sorted(up) if a != name and name in view.nodes[a].peers]
