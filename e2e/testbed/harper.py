@@ -7,6 +7,7 @@ import concurrent.futures
 import fcntl
 import json
 import os
+import re
 import shutil
 import secrets
 import signal
@@ -292,8 +293,19 @@ class HarperFleet:
             return list(pool.map(fn, nodes))
 
     def forget_wiped(self, wiped: HarperNode, timeout: float = 120) -> None:
-        """Restart every node but `wiped`, in parallel: after a reinstall, the others trust its old CA in memory
-        until they restart, and a join with it never connects (docs/harper-semantics.md, section 9)."""
+        """What a person does after wiping a node that is in no cluster now (docs/harper-semantics.md, section 9):
+        on every other node, remove the certificates its old CA issued and the copy of that CA (a node whose
+        certificate it signed keeps them on disk), then restart them all in parallel (the old CA is also held in
+        memory until a restart); otherwise a join with it, or with a node it signed, never connects."""
+        issuer = re.compile(rf"HarperDB-Certificate-Authority-{re.escape(wiped.name)}(?![\w.-])")
+        for node in self.nodes:
+            if node is wiped:
+                continue
+            for cert in node.ok({"operation": "list_certificates"}):
+                details = cert.get("details") or {}
+                if issuer.search(str(cert.get("name"))) or (not cert.get("is_authority")
+                                                            and issuer.search(str(details.get("issuer")))):
+                    node.ok({"operation": "remove_certificate", "name": cert["name"]})
         self._each(lambda n: n.restart(timeout), [n for n in self.nodes if n is not wiped])
 
     def change_password(self, password: str) -> None:
