@@ -155,7 +155,8 @@ class LoopbackWorld(World):
     def prepare(self) -> None:
         """Every node running, no peers, no test data; the probe table on each (before any mesh exists)."""
         self.fleet.reset(drop_data=False)
-        kit.ensure_table(self.fleet.nodes, truth.DATABASE, truth.TABLE)
+        for node in self.fleet.nodes:
+            truth.ensure_table(node.operation)
         self.reset_records(LETTERS)
 
     def _node(self, letter: str, **spec) -> dict:
@@ -183,7 +184,7 @@ class LoopbackWorld(World):
             self.kube.patch("harpernode", _resource("e"), {"spec": {"subscriptions": SUBSCRIPTIONS}})
             e = self.nodes["e"]
             e.reinstall()
-            kit.ensure_table([e], truth.DATABASE, truth.TABLE)
+            truth.ensure_table(e.operation)
             self.fresh("e")
             self.spec["e"] = self.switched = True
         finally:

@@ -385,14 +385,14 @@ def plan(desired: DesiredCluster, observed: ObservedCluster, *, restart_for_rout
     # 2. Fresh nodes that Harper still holds in the other mode, or wiped ones: drop the old record from the mesh
     #    first. Every other member of a wiped node must restart to forget its old CA; the restart budget makes
     #    them one at a time, and a join that fails meanwhile is retried by the next rounds.
+    wiped_now = {name for name in nodes if name in up and wiped(name, observed)}
     for name in sorted(nodes):
-        if name in up and wiped(name, observed):
+        if name in wiped_now:
             held.add(name)
             # Every other member, also one down now: it may have come back before the old record went, and
             # then loaded the old CA again (seen); the restart budget makes it once it answers.
-            for a in sorted(set(nodes) - {name}):
-                if not wiped(a, observed):
-                    restarts.append(Restart(a, forget_ca_reason(name)))
+            for a in sorted(set(nodes) - wiped_now):
+                restarts.append(Restart(a, forget_ca_reason(name)))
             listers = [a for a in sorted(up) if a != name and name in view.nodes[a].peers]
             full_listers = [a for a in listers if nodes[a].full]
             if full_listers:
