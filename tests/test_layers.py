@@ -2,9 +2,12 @@
 
     handlers, cli, runner, inspect          (the shell: Kopf wiring, commands)
       > controller                          (one reconcile: read, plan, write, verify, report)
-        > reconcile | harper | api | kube   (pure core | Harper's wire | resource schema | Kubernetes calls)
+        > reconcile | provision | harper | api | kube
+                                            (pure core: Harper's plan, Kubernetes objects and scaling | Harper's
+                                             wire | resource schema | Kubernetes calls)
 
 * reconcile is pure: it imports nothing of the project but itself, and no I/O library.
+* provision is pure too: it renders a provisioned cluster's objects and decides its scaling from the api models.
 * harper knows Harper's wire and nothing of the resources (api) or of Kubernetes.
 * api is the schema: it imports nothing of the project but itself.
 * nothing below the shell imports handlers (Kopf registration happens only where the operator runs).
@@ -24,17 +27,18 @@ IO = {"aiohttp", "kopf", "kubernetes", "websockets", "prometheus_client", "socke
 ALLOWED = {
     "reconcile": set(),
     "api": set(),
+    "provision": {"api"},
     "harper": set(),
     "kube": {"api"},
     "settings": set(),
     "metrics": set(),
-    "controller": {"reconcile", "harper", "api", "kube"},
-    "handlers": {"controller", "reconcile", "harper", "api", "kube", "settings", "metrics"},
+    "controller": {"reconcile", "provision", "harper", "api", "kube"},
+    "handlers": {"controller", "reconcile", "provision", "harper", "api", "kube", "settings", "metrics"},
     "inspect": {"controller", "reconcile", "harper", "api", "kube"},
     "runner": {"handlers", "kube", "metrics", "settings"},
     "cli": {"runner", "inspect", "api", "settings", "kube", "handlers"},
 }
-NO_IO = {"reconcile", "api"}
+NO_IO = {"reconcile", "api", "provision"}
 
 
 def _layer(path: Path) -> str:

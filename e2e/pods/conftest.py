@@ -120,15 +120,26 @@ def all_ready(bed: Bed, namespace: str, selector: str, count: int) -> bool:
 
 
 def harper_call(bed: Bed, pods: HarperPods, ordinal: int, body: dict, timeout: float = 15) -> tuple[int, object]:
-    """An operation on one Harper pod, from the host straight to the pod's IP (the test's own client)."""
-    ip = bed.get("pod", f"{harper.SERVICE}-{ordinal}", pods.namespace)["status"]["podIP"]
+    """An operation on one pod of the hand-written StatefulSet (e2e/pods/harper.py)."""
+    return pod_call(bed, pods.namespace, f"{harper.SERVICE}-{ordinal}", (pods.username, pods.password), body, timeout)
+
+
+def pod_call(bed: Bed, namespace: str, pod: str, auth: tuple[str, str], body: dict,
+             timeout: float = 15) -> tuple[int, object]:
+    """One operation on one Harper pod, from the host straight to the pod's IP (the test's own client, not the
+    operator's). (0, reason) when the pod has no IP or does not answer."""
+    ip = ((bed.get("pod", pod, namespace) or {}).get("status") or {}).get("podIP")
+    if not ip:
+        return 0, f"{pod} has no IP"
     ctx = ssl.create_default_context()
     ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE  # Harper's self-signed certificate
-    auth = base64.b64encode(f"{pods.username}:{pods.password}".encode()).decode()
+    token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
     req = urllib.request.Request(f"https://{ip}:{harper.OPS_PORT}/", data=json.dumps(body).encode(), method="POST",
-                                 headers={"Content-Type": "application/json", "Authorization": f"Basic {auth}"})
+                                 headers={"Content-Type": "application/json", "Authorization": f"Basic {token}"})
     try:
         with urllib.request.urlopen(req, context=ctx, timeout=timeout) as resp:
             return resp.status, json.loads(resp.read() or b"null")
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode(errors="replace")
+    except OSError as e:
+        return 0, str(e)

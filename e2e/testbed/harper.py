@@ -292,21 +292,27 @@ class HarperFleet:
         with concurrent.futures.ThreadPoolExecutor(len(nodes)) as pool:
             return list(pool.map(fn, nodes))
 
-    def forget_wiped(self, wiped: HarperNode, timeout: float = 120) -> None:
+    def forget_wiped(self, wiped: HarperNode, timeout: float = 120, among: list[HarperNode] | None = None) -> None:
         """What a person does after wiping a node that is in no cluster now (docs/harper-semantics.md, section 9):
-        on every other node, remove the certificates its old CA issued and the copy of that CA (a node whose
-        certificate it signed keeps them on disk), then restart them all in parallel (the old CA is also held in
-        memory until a restart); otherwise a join with it, or with a node it signed, never connects."""
+        on every other node, remove its record, the certificates its old CA issued and the copy of that CA (a node
+        whose certificate it signed keeps them on disk), then restart them all in parallel (the old CA is also held
+        in memory until a restart); otherwise a join with it, or with a node it signed, never connects.
+
+        The certificates are told apart by name only, so call it before any node has met the wiped node's new CA,
+        or pass `among`: the nodes that have not (a node that rejoined it already holds the new one)."""
         issuer = re.compile(rf"HarperDB-Certificate-Authority-{re.escape(wiped.name)}(?![\w.-])")
-        for node in self.nodes:
-            if node is wiped:
-                continue
+        targets = [n for n in (self.nodes if among is None else among) if n is not wiped]
+        for node in targets:
+            # A record of it left from an earlier mesh carries the old CA too, and a restart loads it back into
+            # memory (seen: a node that was a ghost beside the wiped one kept failing CERT_SIGNATURE_FAILURE).
+            if wiped.name in node.peers():
+                node.operation({"operation": "remove_node", "hostname": wiped.name})
             for cert in node.ok({"operation": "list_certificates"}):
                 details = cert.get("details") or {}
                 if issuer.search(str(cert.get("name"))) or (not cert.get("is_authority")
                                                             and issuer.search(str(details.get("issuer")))):
                     node.ok({"operation": "remove_certificate", "name": cert["name"]})
-        self._each(lambda n: n.restart(timeout), [n for n in self.nodes if n is not wiped])
+        self._each(lambda n: n.restart(timeout), targets)
 
     def change_password(self, password: str) -> None:
         """The admin's new password on every node (Harper first, then what tests and reinstalls use)."""

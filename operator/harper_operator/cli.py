@@ -66,6 +66,12 @@ def parser() -> argparse.ArgumentParser:
                      help="floor for every cluster's reconcileIntervalSeconds (seconds)")
     run.add_argument("--verify-timeout", type=float, default=float(os.environ.get("VERIFY_TIMEOUT", "30")),
                      help="how long to wait for Harper to show a write in cluster_status")
+    run.add_argument("--cluster-domain", default=os.environ.get("CLUSTER_DOMAIN", "cluster.local"),
+                     help="the Kubernetes cluster's DNS domain, in the pod names of provisioned Harper")
+    run.add_argument("--no-provisioning", dest="provisioning", action="store_false",
+                     default=os.environ.get("PROVISIONING", "true").lower() not in ("false", "0", "no"),
+                     help="serve only clusters of Harper that runs elsewhere: no pod watch, and a HarperCluster "
+                          "with spec.instances is Stalled (for RBAC without workload rights)")
     run.set_defaults(func=_run)
 
     crds = sub.add_parser("crds", help="print or write the CRDs generated from the models")

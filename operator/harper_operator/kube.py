@@ -123,3 +123,132 @@ async def patch_metadata(plural: str, namespace: str, name: str, metadata: dict[
             GROUP, VERSION, namespace, plural, name, {"metadata": metadata}, _request_timeout=TIMEOUT)
 
     await asyncio.to_thread(call)
+
+
+# --- Objects a provisioned HarperCluster owns (StatefulSet, Services, PodDisruptionBudget, Secret, HarperNodes) ---
+
+APPLY = "application/apply-patch+yaml"
+MERGE = "application/merge-patch+json"
+FIELD_MANAGER = "harper-operator"
+
+
+def _plain(obj: Any) -> dict[str, Any]:
+    """A client model as the API's own camelCase dict."""
+    return _client().sanitize_for_serialization(obj)
+
+
+def _patcher(kind: str):
+    """The patch call of one kind we own, called as f(name, namespace, body, ...)."""
+    if kind == "HarperNode":
+        custom = kubernetes.client.CustomObjectsApi(_client())
+        return lambda name, namespace, body, **kw: custom.patch_namespaced_custom_object(
+            GROUP, VERSION, namespace, "harpernodes", name, body, **kw)
+    core = kubernetes.client.CoreV1Api(_client())
+    return {"Service": core.patch_namespaced_service, "Secret": core.patch_namespaced_secret,
+            "StatefulSet": kubernetes.client.AppsV1Api(_client()).patch_namespaced_stateful_set,
+            "PodDisruptionBudget": kubernetes.client.PolicyV1Api(_client()).patch_namespaced_pod_disruption_budget,
+            }[kind]
+
+
+def _deleter(kind: str):
+    """What the operator deletes itself: a pod (rolling restart) and a HarperNode (scale-down); Kubernetes'
+    garbage collector removes the rest through owner references."""
+    if kind == "HarperNode":
+        custom = kubernetes.client.CustomObjectsApi(_client())
+        return lambda name, namespace, **kw: custom.delete_namespaced_custom_object(
+            GROUP, VERSION, namespace, "harpernodes", name, **kw)
+    return {"Pod": kubernetes.client.CoreV1Api(_client()).delete_namespaced_pod}[kind]
+
+
+async def apply(obj: dict[str, Any]) -> dict[str, Any]:
+    """Server-side apply of a whole object we own: creates it, or changes only what differs (an unchanged object
+    is not written), and takes over fields another manager set on it."""
+    patch = _patcher(obj["kind"])
+    meta = obj["metadata"]
+
+    def call():
+        return patch(meta["name"], meta["namespace"], obj, field_manager=FIELD_MANAGER, force=True,
+                     _content_type=APPLY, _request_timeout=TIMEOUT)
+
+    found = await asyncio.to_thread(call)
+    return found if isinstance(found, dict) else _plain(found)
+
+
+async def merge_patch(kind: str, namespace: str, name: str, patch_body: dict[str, Any]) -> bool:
+    """JSON merge patch; False when the object is gone."""
+    patch = _patcher(kind)
+
+    def call() -> bool:
+        try:
+            patch(name, namespace, patch_body, _content_type=MERGE, _request_timeout=TIMEOUT)
+            return True
+        except ApiException as e:
+            if e.status == 404:
+                return False
+            raise
+
+    return await asyncio.to_thread(call)
+
+
+async def create_secret(obj: dict[str, Any]) -> bool:
+    """Create a Secret; False when one of that name exists already (it is never replaced)."""
+
+    def call() -> bool:
+        try:
+            kubernetes.client.CoreV1Api(_client()).create_namespaced_secret(
+                obj["metadata"]["namespace"], obj, field_manager=FIELD_MANAGER, _request_timeout=TIMEOUT)
+            return True
+        except ApiException as e:
+            if e.status == 409:
+                return False
+            raise
+
+    return await asyncio.to_thread(call)
+
+
+async def delete(kind: str, namespace: str, name: str, *, uid: str | None = None) -> bool:
+    """Delete one object (only that uid when given, so a successor of the same name survives); False when gone."""
+    remove = _deleter(kind)
+
+    def call() -> bool:
+        kw = {"body": {"preconditions": {"uid": uid}}} if uid else {}
+        try:
+            remove(name, namespace, _request_timeout=TIMEOUT, **kw)
+            return True
+        except ApiException as e:
+            if e.status in (404, 409):
+                return False
+            raise
+
+    return await asyncio.to_thread(call)
+
+
+async def read_statefulset(namespace: str, name: str) -> dict[str, Any] | None:
+    def call():
+        try:
+            return _plain(kubernetes.client.AppsV1Api(_client()).read_namespaced_stateful_set(
+                name, namespace, _request_timeout=TIMEOUT))
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+
+    return await asyncio.to_thread(call)
+
+
+async def list_statefulsets(namespace: str, selector: str) -> list[dict[str, Any]]:
+    def call():
+        found = kubernetes.client.AppsV1Api(_client()).list_namespaced_stateful_set(
+            namespace, label_selector=selector, _request_timeout=TIMEOUT)
+        return [_plain(x) for x in found.items]
+
+    return await asyncio.to_thread(call)
+
+
+async def list_pods(namespace: str, selector: str) -> list[dict[str, Any]]:
+    def call():
+        found = kubernetes.client.CoreV1Api(_client()).list_namespaced_pod(
+            namespace, label_selector=selector, _request_timeout=TIMEOUT)
+        return [_plain(x) for x in found.items]
+
+    return await asyncio.to_thread(call)

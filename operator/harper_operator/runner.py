@@ -38,6 +38,8 @@ def run(settings: OperatorSettings) -> int:
     kube.configure(settings.kubeconfig)
     metrics.serve(settings.metrics_port)
     from . import handlers  # noqa: F401 - registers the handlers
+    if settings.provisioning:
+        handlers.cluster.watch_pods()
 
     asyncio.run(kopf.operator(
         clusterwide=not settings.namespaces,

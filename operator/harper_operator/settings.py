@@ -20,6 +20,8 @@ class OperatorSettings:
     priority: int = field(default_factory=lambda: random.randint(1, 2**30))
     min_reconcile_interval: float = 0.0
     verify_timeout: float = 30.0
+    cluster_domain: str = "cluster.local"
+    provisioning: bool = True  # HarperClusters with spec.instances; off: the chart granted no workload rights
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "OperatorSettings":
@@ -28,7 +30,9 @@ class OperatorSettings:
                    log_format=args.log_format, log_level=args.log_level.upper(), metrics_port=args.metrics_port,
                    peering=args.peering, **({"priority": args.priority} if args.priority else {}),
                    min_reconcile_interval=args.min_reconcile_interval,
-                   verify_timeout=args.verify_timeout)
+                   verify_timeout=args.verify_timeout,
+                   cluster_domain=getattr(args, "cluster_domain", None) or "cluster.local",
+                   provisioning=getattr(args, "provisioning", True))
 
 
 # The handlers read the settings of the running process from here (Kopf handlers take no constructor).

@@ -13,6 +13,12 @@ Why each rule exists (Kopf 1.45, read from its source):
                                                             (without it: ~1 min of retries at every start)
   kopfpeerings / clusterkopfpeerings get list watch patch  only with --peering: Kopf watches its peering
                                                             object and merge-patches its keep-alive into it
+  with rbac.provisioning (default on), for HarperClusters with spec.instances (controller/provision.py):
+  harpernodes                       create delete          one per pod (server-side apply creates), scale-down
+  secrets                           create patch           the generated admin Secret; released on Retain
+  statefulsets                      get list watch create patch   server-side apply; adopt finds by labels
+  services, poddisruptionbudgets    get create patch       server-side apply
+  pods                              get list watch delete  readiness; one pod deleted at a time (rolls, restarts)
 """
 
 from __future__ import annotations
@@ -37,6 +43,17 @@ NAMESPACES = {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", 
 CLUSTER_PEERINGS = {"apiGroups": ["kopf.dev"], "resources": ["clusterkopfpeerings"],
                     "verbs": ["get", "list", "watch", "patch"]}
 PEERINGS = {"apiGroups": ["kopf.dev"], "resources": ["kopfpeerings"], "verbs": ["get", "list", "watch", "patch"]}
+# rbac.provisioning (on by default): what a HarperCluster with spec.instances writes.
+PROVISION = [
+    {"apiGroups": ["harperoperator.dev"], "resources": ["harpernodes"], "verbs": ["create", "delete"]},
+    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create", "patch"]},
+    {"apiGroups": ["apps"], "resources": ["statefulsets"], "verbs": ["get", "list", "watch", "create", "patch"]},
+    {"apiGroups": [""], "resources": ["services"], "verbs": ["get", "create", "patch"]},
+    {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": ["get", "create", "patch"]},
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch", "delete"]},
+]
+BASE = [OWN, STATUS, SECRETS, EVENTS]
+STRICT = {"provisioning": False}  # external Harper only: the operator touches no workload and writes no Secret
 
 SA = {"kind": "ServiceAccount", "name": "hop-harper-operator", "namespace": "hop-system"}
 
@@ -75,13 +92,15 @@ def check_bindings(docs):
 def test_cluster_mode_rules(helm):
     docs = helm.render()
     check_bindings(docs)
-    assert one(docs, "ClusterRole", "hop-harper-operator")["rules"] == [OWN, STATUS, SECRETS, EVENTS]
+    assert one(docs, "ClusterRole", "hop-harper-operator")["rules"] == BASE + PROVISION
     assert one(docs, "ClusterRole", "hop-harper-operator-kopf")["rules"] == [CRDS]
     assert not find(docs, "Role") and not find(docs, "RoleBinding")
+    docs = helm.render({"rbac": STRICT})
+    assert one(docs, "ClusterRole", "hop-harper-operator")["rules"] == BASE
 
 
 def test_cluster_mode_with_peering(helm):
-    docs = helm.render({"peering": {"enabled": True}})
+    docs = helm.render({"peering": {"enabled": True}, "rbac": STRICT})
     check_bindings(docs)
     assert one(docs, "ClusterRole", "hop-harper-operator")["rules"] == [OWN, STATUS, SECRETS, EVENTS,
                                                                        CLUSTER_PEERINGS]
@@ -89,7 +108,7 @@ def test_cluster_mode_with_peering(helm):
 
 
 def test_namespaced_mode_rules(helm):
-    docs = helm.render({"watchNamespaces": ["team-a", "team-b"]})
+    docs = helm.render({"watchNamespaces": ["team-a", "team-b"], "rbac": STRICT})
     check_bindings(docs)
     for ns in ("team-a", "team-b"):
         assert one(docs, "Role", "hop-harper-operator", ns)["rules"] == [OWN, STATUS, SECRETS, EVENTS]
@@ -104,7 +123,7 @@ def test_namespaced_mode_rules(helm):
 
 
 def test_namespaced_mode_with_peering(helm):
-    docs = helm.render({"watchNamespaces": ["team-a"], "peering": {"enabled": True}})
+    docs = helm.render({"watchNamespaces": ["team-a"], "peering": {"enabled": True}, "rbac": STRICT})
     check_bindings(docs)
     assert one(docs, "Role", "hop-harper-operator", "team-a")["rules"] == [OWN, STATUS, SECRETS, EVENTS, PEERINGS]
     assert [r["rules"] for r in find(docs, "ClusterRole")] == [[CRDS, NAMESPACES]]
@@ -113,7 +132,7 @@ def test_namespaced_mode_with_peering(helm):
 @pytest.mark.parametrize("values", [{}, {"watchNamespaces": ["team-a"]}, {"peering": {"enabled": True}},
                                     {"watchNamespaces": ["a", "b"], "peering": {"enabled": True}}])
 def test_no_wildcards_no_broad_verbs(helm, values):
-    docs = helm.render(values)
+    docs = helm.render({**values, "rbac": STRICT})
     for role in roles(docs):
         for rule in role["rules"]:
             for key in ("apiGroups", "resources", "verbs"):
@@ -145,9 +164,26 @@ def test_without_cluster_scoped_reads(helm):
     """A namespace admin who may not create ClusterRoles: only Roles (Kopf then degrades, with warnings)."""
     docs = helm.render({"watchNamespaces": ["team-a"], "rbac": {"clusterScopedReads": False}})
     assert not find(docs, "ClusterRole") and not find(docs, "ClusterRoleBinding")
-    assert one(docs, "Role", "hop-harper-operator", "team-a")["rules"] == [OWN, STATUS, SECRETS, EVENTS]
+    assert one(docs, "Role", "hop-harper-operator", "team-a")["rules"] == BASE + PROVISION
     docs = helm.render({"rbac": {"clusterScopedReads": False}})
     assert [r["metadata"]["name"] for r in find(docs, "ClusterRole")] == ["hop-harper-operator"]
+
+
+@pytest.mark.parametrize("values", [{}, {"watchNamespaces": ["team-a"]}])
+def test_provisioning_rights_stay_narrow(helm, values):
+    """Provisioning adds workload rights, never Secret reads beyond get, never update/escalate/bind, never
+    Deployments or ConfigMaps; Secrets stay unreadable unless labelled (kube.read_secret)."""
+    docs = helm.render(values)
+    for role in roles(docs):
+        for rule in role["rules"]:
+            for key in ("apiGroups", "resources", "verbs"):
+                assert "*" not in rule[key], (role["metadata"]["name"], rule)
+            assert not {"update", "deletecollection", "escalate", "bind", "impersonate"} & set(rule["verbs"]), rule
+    for verb in ("list", "watch", "update", "delete"):
+        assert not grants(docs, "secrets", verb), verb
+    for resource in ("deployments", "configmaps", "persistentvolumeclaims", "persistentvolumes"):
+        assert not [r for role in roles(docs) for r in role["rules"] if resource in r["resources"]], resource
+    assert not grants(docs, "pods", "create") and not grants(docs, "pods", "patch")
 
 
 def test_rbac_off_renders_no_rbac(helm):
@@ -165,6 +201,16 @@ CLIENT_CALLS = {
     "patch_namespaced_custom_object": ("harperoperator.dev", "*", "patch"),
     "patch_namespaced_custom_object_status": ("harperoperator.dev", "*/status", "patch"),
     "get_namespaced_custom_object_status": ("harperoperator.dev", "*/status", "get"),
+    "delete_namespaced_custom_object": ("harperoperator.dev", "harpernodes", "delete"),
+    "create_namespaced_secret": ("", "secrets", "create"),
+    "patch_namespaced_secret": ("", "secrets", "patch"),
+    "patch_namespaced_service": ("", "services", "patch"),
+    "delete_namespaced_pod": ("", "pods", "delete"),
+    "list_namespaced_pod": ("", "pods", "list"),
+    "read_namespaced_stateful_set": ("apps", "statefulsets", "get"),
+    "list_namespaced_stateful_set": ("apps", "statefulsets", "list"),
+    "patch_namespaced_stateful_set": ("apps", "statefulsets", "patch"),
+    "patch_namespaced_pod_disruption_budget": ("policy", "poddisruptionbudgets", "patch"),
 }
 
 
@@ -174,7 +220,7 @@ def _operator_sources():
 
 def test_operator_code_calls_only_granted_apis(helm):
     """Fails when someone adds a Kubernetes call (or an events.k8s.io / CoreV1 event call) without a rule."""
-    cluster_rules = [OWN, STATUS, SECRETS, EVENTS]
+    cluster_rules = BASE + PROVISION
     granted = {(g, r, v) for rule in cluster_rules for g in rule["apiGroups"] for r in rule["resources"]
                for v in rule["verbs"]}
     seen = set()
@@ -186,11 +232,11 @@ def test_operator_code_calls_only_granted_apis(helm):
         assert "create_namespaced_event" not in text and "patch_namespaced_event" not in text, \
             f"{rel} posts core Events itself: check the chart's events rule (Kopf only creates)"
         for api in re.findall(r"kubernetes\.client\.(\w+Api)\(", text):
-            assert api in {"CoreV1Api", "CustomObjectsApi"}, f"{rel} uses {api}: add its rules to the chart"
-        for method in re.findall(r"\)\.(\w+)\(", text):
-            if re.match(r"(read|get|list|watch|create|patch|replace|delete)_", method):
-                assert method in CLIENT_CALLS, f"{rel} calls {method}: map it in CLIENT_CALLS and the chart's rules"
-                seen.add(method)
+            assert api in {"CoreV1Api", "CustomObjectsApi", "AppsV1Api", "PolicyV1Api"}, \
+                f"{rel} uses {api}: add its rules to the chart"
+        for method in re.findall(r"\.((?:read|get|list|watch|create|patch|replace|delete)_namespaced_\w+)\b", text):
+            assert method in CLIENT_CALLS, f"{rel} calls {method}: map it in CLIENT_CALLS and the chart's rules"
+            seen.add(method)
     for method in seen:
         group, resource, verb = CLIENT_CALLS[method]
         for plural in ("harperclusters", "harpernodes") if "*" in resource else (resource,):

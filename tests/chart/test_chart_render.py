@@ -90,7 +90,7 @@ def test_deployment_defaults(helm):
     assert c["image"] == "ghcr.io/harper-operator/harper-operator:0.1.0"
     assert "command" not in c, "the image's ENTRYPOINT is `harper-operator run`"
     assert c["args"] == ["--log-format=json", "--log-level=INFO", "--metrics-port=8080",
-                         "--min-reconcile-interval=0", "--verify-timeout=30"]
+                         "--min-reconcile-interval=0", "--verify-timeout=30", "--cluster-domain=cluster.local"]
     assert {"name": "POD_ID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}} in c["env"]
     assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"metrics": 8080, "healthz": 8081}
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "healthz"}
@@ -242,3 +242,9 @@ def test_notes_say_what_to_apply_next(helm, tmp_path):
     assert "Secrets there and nowhere else" in text
     text = one(helm.render({}, chart=chart), "ConfigMap", "notes")["data"]["notes"]
     assert "every namespace" in text and "kubectl -n default get hc,hn" in text and "/healthz" in text
+
+
+def test_no_provisioning_rights_tell_the_operator(helm):
+    """rbac.provisioning=false: the operator must not watch pods (it may not) and says why spec.instances stalls."""
+    assert "--no-provisioning" not in container(helm.render())["args"]
+    assert "--no-provisioning" in container(helm.render({"rbac": {"provisioning": False}}))["args"]

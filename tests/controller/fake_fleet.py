@@ -236,3 +236,91 @@ def node_body(resource: str, hostname: str, *, cluster: str = "c", host: str | N
                          "creationTimestamp": f"2026-01-01T00:00:{len(resource):02d}Z"},
             "spec": {"clusterRef": {"name": cluster}, "hostname": hostname, "url": f"wss://{host}:9933",
                      "operationsUrl": f"http://{host}:9925", **spec}}
+
+
+import copy  # noqa: E402
+
+
+def _merge(target: dict, patch: dict) -> dict:
+    """RFC 7386 JSON merge patch: None removes a key, a dict merges, anything else replaces."""
+    for key, value in patch.items():
+        if value is None:
+            target.pop(key, None)
+        elif isinstance(value, dict) and isinstance(target.get(key), dict):
+            _merge(target[key], value)
+        else:
+            target[key] = copy.deepcopy(value)
+    return target
+
+
+def _selects(obj: dict, selector: str) -> bool:
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    return all(labels.get(k) == v for k, v in (term.split("=", 1) for term in selector.split(",") if term))
+
+
+@dataclass
+class FakeKubeObjects:
+    """FAKE Kubernetes objects for the provisioning shell (controller/provision.py): not an API server.
+
+    Objects live in `objects[(kind, name)]` (one namespace is enough here); every write call is recorded in
+    `writes` as (call, kind, name, argument). `fail_apply` -> an exception apply raises instead of storing."""
+
+    objects: dict[tuple[str, str], dict] = field(default_factory=dict)
+    writes: list[tuple[str, str, str, Any]] = field(default_factory=list)
+    fail_apply: Exception | None = None
+
+    def put(self, obj: dict) -> dict:
+        """Store an object as if someone else had written it (no write recorded)."""
+        self.objects[(obj["kind"], obj["metadata"]["name"])] = copy.deepcopy(obj)
+        return obj
+
+    def get(self, kind: str, name: str) -> dict | None:
+        return self.objects.get((kind, name))
+
+    def calls(self, call: str) -> list[tuple[str, str, str, Any]]:
+        return [w for w in self.writes if w[0] == call]
+
+    async def apply(self, obj: dict) -> dict:
+        self.writes.append(("apply", obj["kind"], obj["metadata"]["name"], copy.deepcopy(obj)))
+        if self.fail_apply is not None:
+            raise self.fail_apply
+        key = (obj["kind"], obj["metadata"]["name"])
+        stored = copy.deepcopy(obj)
+        if key in self.objects and "status" in self.objects[key] and "status" not in stored:
+            stored["status"] = self.objects[key]["status"]  # applying the object leaves its status alone
+        self.objects[key] = stored
+        return copy.deepcopy(stored)
+
+    async def merge_patch(self, kind: str, namespace: str, name: str, patch: dict) -> bool:
+        self.writes.append(("merge_patch", kind, name, copy.deepcopy(patch)))
+        if (kind, name) not in self.objects:
+            return False
+        _merge(self.objects[(kind, name)], patch)
+        return True
+
+    async def create_secret(self, obj: dict) -> bool:
+        self.writes.append(("create_secret", "Secret", obj["metadata"]["name"], copy.deepcopy(obj)))
+        if ("Secret", obj["metadata"]["name"]) in self.objects:
+            return False
+        self.objects[("Secret", obj["metadata"]["name"])] = copy.deepcopy(obj)
+        return True
+
+    async def delete(self, kind: str, namespace: str, name: str, *, uid: str | None = None) -> bool:
+        self.writes.append(("delete", kind, name, uid))
+        found = self.objects.get((kind, name))
+        if found is None or (uid and found["metadata"].get("uid") != uid):
+            return False
+        del self.objects[(kind, name)]
+        return True
+
+    async def read_statefulset(self, namespace: str, name: str) -> dict | None:
+        found = self.objects.get(("StatefulSet", name))
+        return copy.deepcopy(found) if found is not None else None
+
+    async def list_statefulsets(self, namespace: str, selector: str) -> list[dict]:
+        return [copy.deepcopy(o) for (kind, _), o in sorted(self.objects.items())
+                if kind == "StatefulSet" and _selects(o, selector)]
+
+    async def list_pods(self, namespace: str, selector: str) -> list[dict]:
+        return [copy.deepcopy(o) for (kind, _), o in sorted(self.objects.items())
+                if kind == "Pod" and _selects(o, selector)]

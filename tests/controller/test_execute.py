@@ -91,3 +91,28 @@ def test_requests_carry_the_target_members_own_credentials_and_wire_values():
     assert wire["subscriptions"] == [{"database": "data", "table": "t", "subscribe": True, "publish": False}]
     assert route_to_wire(Route("FD00::1", 9933)).url == "wss://[fd00::1]:9933"
     assert Subscription("d", None, True, True)  # core values stay free of wire shapes
+
+
+async def test_a_provisioned_member_restarts_by_its_pod_only_for_what_a_start_reads(fleet):
+    """Routes and subscriptions: a fresh pod applies them, so the pod is deleted. A reconnect (settle) or a
+    forgotten CA keeps the pod and uses Harper's restart: a new pod would have a new address again."""
+    from harper_operator.reconcile.plan import ROUTES_RESTART, SUBSCRIPTIONS_RESTART
+    m = members(A, B, C)
+    deleted = []
+
+    def via(host):
+        async def go():
+            deleted.append(host)
+        return go
+
+    plan = [Restart(A, ROUTES_RESTART), Restart(B, SUBSCRIPTIONS_RESTART), Restart(C, "reconnect to its peers",
+                                                                                   settle=True)]
+    reported = []
+
+    async def report(op, error):
+        reported.append((op, error))
+
+    outcomes = await execute(plan, m, FakePool(fleet), report, restart_via={h: via(h) for h in (A, B, C)})
+    assert deleted == [A, B] and all(o.error is None for o in outcomes)
+    assert [(c.node, c.operation) for c in fleet.calls if c.operation == "restart"] == [(C, "restart")]
+    assert Restart(C, "forget the old certificate authority of x").reloads_configuration is False

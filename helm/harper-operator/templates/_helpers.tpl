@@ -77,4 +77,30 @@ Events (POST, never PATCH; no events.k8s.io).
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
+{{- if .Values.rbac.provisioning }}
+{{- /*
+Provisioning (HarperCluster spec.instances): the operator writes a StatefulSet, two Services, a
+PodDisruptionBudget, one HarperNode per pod and, when the cluster names no Secret, its admin Secret (created
+once, never replaced; patched only to release it on deletionPolicy Retain). Pods are deleted one at a time for
+rolling changes and restarts. Kubernetes' garbage collector deletes the rest through owner references. Secrets are still read only when labelled harperoperator.dev/readable=true.
+*/}}
+- apiGroups: ["harperoperator.dev"]
+  resources: ["harpernodes"]
+  verbs: ["create", "delete"]
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["create", "patch"]
+- apiGroups: ["apps"]
+  resources: ["statefulsets"]
+  verbs: ["get", "list", "watch", "create", "patch"]
+- apiGroups: [""]
+  resources: ["services"]
+  verbs: ["get", "create", "patch"]
+- apiGroups: ["policy"]
+  resources: ["poddisruptionbudgets"]
+  verbs: ["get", "create", "patch"]
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "list", "watch", "delete"]
+{{- end }}
 {{- end }}

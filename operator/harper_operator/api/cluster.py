@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from . import hosts
+from .instances import Instances
 from .common import (DELETION_POLICY_DOC, GROUP, Condition, Credentials, DeletionPolicy, Model, TLS, rules)
 
 PAUSE_ANNOTATION = f"{GROUP}/paused"
@@ -26,11 +27,26 @@ class Route(Model):
 RestartPolicy = Literal["Never", "Restart"]
 
 
+def generated_secret_name(cluster: str) -> str:
+    """The admin Secret the operator writes for a provisioned cluster whose spec names none."""
+    return f"{cluster}-admin"
+
+
 class HarperClusterSpec(Model):
     """Desired state of a Harper replication cluster."""
 
-    credentials: Annotated[Credentials, Field(description="Super_user credentials for every member, "
-                                                          "unless a HarperNode overrides them.")]
+    model_config = {**Model.model_config, "json_schema_extra": rules(
+        ("has(self.credentials) || has(self.instances)",
+         "credentials are required unless spec.instances is set (the operator then writes an admin Secret)"),
+        ("has(self.credentials) || !has(self.instances) || !has(self.instances.adopt)",
+         "adopting a StatefulSet needs spec.credentials: the Secret its pods' admin user was created with"))}
+
+    credentials: Annotated[Credentials | None, Field(
+        description="Super_user credentials for every member, unless a HarperNode overrides them. With "
+                    "spec.instances and no credentials, the operator generates the Secret NAME-admin once.")] = None
+    instances: Annotated[Instances | None, Field(
+        description="Run Harper here: the operator owns a StatefulSet, its Services, a PodDisruptionBudget and one "
+                    "HarperNode per pod. Absent: Harper runs elsewhere and you write the HarperNodes.")] = None
     tls: Annotated[TLS, Field(description="TLS settings for every member, unless a HarperNode overrides them.")] = TLS()
     routes: Annotated[list[Route], Field(
         description="Replication routes written into every member's configuration (cluster_set_routes). "
@@ -60,6 +76,24 @@ class HarperClusterSpec(Model):
         description="How often the operator compares Harper with the spec when nothing changed (drift repair).",
         ge=5, le=86400)] = 60
 
+
+    @model_validator(mode="after")
+    def _credentials_or_instances(self) -> "HarperClusterSpec":
+        if self.credentials is None and self.instances is None:
+            raise ValueError("credentials are required unless spec.instances is set")
+        if self.credentials is None and self.instances.adopt is not None:
+            raise ValueError("adopting a StatefulSet needs spec.credentials")
+        return self
+
+    def secret_name(self, cluster: str) -> str:
+        """The admin Secret in force: the spec's, or the one the operator generates."""
+        return self.credentials.secret_ref.name if self.credentials else generated_secret_name(cluster)
+
+    def with_credentials(self, cluster: str) -> "HarperClusterSpec":
+        """This spec with the credentials in force filled in: what every path past the API edge reads."""
+        if self.credentials is not None:
+            return self
+        return self.model_copy(update={"credentials": Credentials(secret_ref={"name": generated_secret_name(cluster)})})
 
     def host_entries(self, namespace: str) -> tuple[str, ...]:
         """The allow-list in force: the spec's, or the namespace's Services and loopback."""
@@ -113,6 +147,8 @@ class HarperClusterStatus(Model):
                     "round does not forget them.")] = []
     last_restarts: Annotated[list[RestartRecord], Field(description="The last restart of each member.")] = []
     last_reconcile_time: Annotated[str | None, Field(description="When the last reconcile finished (RFC 3339).")] = None
+    replicas: Annotated[int | None, Field(description="Harper pods of spec.instances that exist (scale subresource).")] = None
+    selector: Annotated[str | None, Field(description="Label selector of those pods (scale subresource).")] = None
 
 
 class HarperCluster(Model):

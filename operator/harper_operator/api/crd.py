@@ -82,7 +82,7 @@ _REASON = {"name": "Reason", "type": "string", "priority": 1,
 
 
 def _crd(kind: str, plural: str, short: str, spec: type[BaseModel], status: type[BaseModel],
-         columns: list[dict[str, Any]], description: str) -> dict[str, Any]:
+         columns: list[dict[str, Any]], description: str, scale: dict[str, str] | None = None) -> dict[str, Any]:
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -96,7 +96,7 @@ def _crd(kind: str, plural: str, short: str, spec: type[BaseModel], status: type
                 "name": VERSION,
                 "served": True,
                 "storage": True,
-                "subresources": {"status": {}},
+                "subresources": {"status": {}, **({"scale": scale} if scale else {})},
                 "additionalPrinterColumns": columns,
                 "schema": {"openAPIV3Schema": {
                     "type": "object",
@@ -121,7 +121,11 @@ def crds() -> dict[str, dict[str, Any]]:
     cluster = _crd("HarperCluster", "harperclusters", "hc", HarperClusterSpec, HarperClusterStatus, [
         _condition_column("Ready", "Ready"),
         {"name": "Nodes", "type": "string", "jsonPath": ".status.readyNodes"},
-        _REASON, _AGE], "A Harper replication cluster; its members are the HarperNodes that name it.")
+        {"name": "Replicas", "type": "integer", "jsonPath": ".spec.instances.replicas"},
+        _REASON, _AGE], "A Harper replication cluster; its members are the HarperNodes that name it.",
+        # `kubectl scale hc/NAME --replicas=N` (and a HorizontalPodAutoscaler) set spec.instances.replicas.
+        scale={"specReplicasPath": ".spec.instances.replicas", "statusReplicasPath": ".status.replicas",
+               "labelSelectorPath": ".status.selector"})
     node = _crd("HarperNode", "harpernodes", "hn", HarperNodeSpec, HarperNodeStatus, [
         _condition_column("Ready", "Ready"),
         {"name": "Cluster", "type": "string", "jsonPath": ".spec.clusterRef.name"},

@@ -28,6 +28,7 @@ from .clients import ClientPool
 from .execute import execute
 from .members import Membership, SecretData, membership, secret_names
 from .observe import Sight, look_all, observed
+from .provision import PodView
 from .status import Round, cluster_status, member_problem, missing_peers, node_status, stuck
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,7 @@ async def _secret(namespace: str, name: str) -> SecretData | None:
 async def read_membership(body: Mapping[str, Any], spec: HarperClusterSpec,
                           nodes: list[Mapping[str, Any]]) -> Membership:
     namespace = body["metadata"]["namespace"]
+    spec = spec.with_credentials(body["metadata"]["name"])
     names = sorted(secret_names(spec, nodes))
     found = await asyncio.gather(*(_secret(namespace, n) for n in names))
     return membership(spec, nodes, dict(zip(names, found)), namespace=namespace)
@@ -243,8 +245,9 @@ class ClusterReconciler:
 
     async def reconcile(self, body: Mapping[str, Any], nodes: list[Mapping[str, Any]], *,
                         neighbours: Iterable[Mapping[str, Any]] = (),
-                        stopped: Callable[[], bool] = lambda: False) -> Result:
-        """One round. `neighbours`: the namespace's other HarperNodes; `stopped`: start no new write once true."""
+                        stopped: Callable[[], bool] = lambda: False, pods: PodView | None = None) -> Result:
+        """One round. `neighbours`: the namespace's other HarperNodes; `stopped`: start no new write once true;
+        `pods`: the Kubernetes side of a provisioned cluster (spec.instances), None otherwise."""
         generation = body["metadata"].get("generation")
         try:
             spec = HarperClusterSpec.model_validate(body.get("spec") or {})
@@ -253,7 +256,7 @@ class ClusterReconciler:
             problem = Problem("InvalidSpec", f"spec.{'.'.join(map(str, first['loc']))}: {first['msg']}")
             rnd = Round(Membership((), DesiredCluster(nodes=())), {}, cluster_problem=problem)
             kept = ledger_from_status(body.get("status"), {})
-            await self._write_cluster(body, rnd, generation, _now(), Restarts(before=kept, ledger=kept))
+            await self._write_cluster(body, rnd, generation, _now(), Restarts(before=kept, ledger=kept), pods)
             return Result(permanent=True)
 
         neighbours = list(neighbours)
@@ -269,7 +272,8 @@ class ClusterReconciler:
             self._ghost_since, self.clock(), self.ghost_grace)
         ops += restarts.admitted
         if ops and not paused and not stopped():
-            result.writes, failure = await self._carry_out(body, m, ops, restarts, stopped)
+            result.writes, failure = await self._carry_out(body, m, ops, restarts, stopped,
+                                                           pods.restart if pods else {})
             if not stopped():
                 # A write that failed will not be done by waiting: one look, then the next round (after its
                 # back-off) retries, instead of a whole verify timeout (seen: 27 s rounds while a wiped node's
@@ -283,12 +287,13 @@ class ClusterReconciler:
         diagnosed = dict(now_intent.diagnosed)
         for p in restarts.problems:
             diagnosed.setdefault(p.node, p)
-        cluster_problem = now_intent.cluster_problem or (None if m.members else Problem(
+        cluster_problem = now_intent.cluster_problem or (pods.problem if pods else None) or (None if m.members else Problem(
             "NoMembers", f"no HarperNode names this cluster: create HarperNodes with spec.clusterRef.name={self.name}",
             permanent=False))
         rnd = Round(m, sights, pending=len(now_intent.operations), failure=failure, paused=paused,
                     pending_restart=tuple(f"{k} ({v})" for k, v in sorted(now_intent.pending_restart.items())),
-                    cluster_problem=cluster_problem, diagnosed=diagnosed)
+                    cluster_problem=cluster_problem, diagnosed=diagnosed,
+                    pod_not_ready=pods.not_ready if pods else frozenset())
         stamp = _now()
         for member in m.members:
             self._warn_once(member.body, member.resource, member_problem(member, rnd))
@@ -297,7 +302,7 @@ class ClusterReconciler:
                                         node_status(member, rnd, member.body.get("status"), stamp))
             except Exception:  # noqa: BLE001 - one status that cannot be written must not keep the others
                 log.warning("status of HarperNode %s/%s not written", self.namespace, member.resource, exc_info=True)
-        written = await self._write_cluster(body, rnd, generation, stamp, restarts)
+        written = await self._write_cluster(body, rnd, generation, stamp, restarts, pods)
         result.ready_nodes = sum(1 for r in written.get("members", []) if r.get("ready"))
         lags = [r["maxLagMs"] for r in written.get("members", []) if r.get("maxLagMs") is not None]
         result.max_lag_ms = max(lags) if lags else None
@@ -308,7 +313,7 @@ class ClusterReconciler:
         return result
 
     async def _carry_out(self, body, m: Membership, ops: list[Operation], restarts: Restarts,
-                         stopped: Callable[[], bool]) -> tuple[int, Problem | None]:
+                         stopped: Callable[[], bool], restart_via: Mapping[str, Any]) -> tuple[int, Problem | None]:
         """Execute the plan; returns (writes tried, the first failure as a Problem)."""
         # Owed restarts are written before the writes that need them: a round cut short after a remove still
         # restarts the node later, whichever process runs it.
@@ -316,16 +321,19 @@ class ClusterReconciler:
         if owed["owedRestarts"] != (body.get("status") or {}).get("owedRestarts", []):
             await kube.patch_status("harperclusters", self.namespace, self.name,
                                     {"owedRestarts": owed["owedRestarts"]})
-        outcomes = await execute(ops, m, self.pool, self._reporter(body), stopped)
+        outcomes = await execute(ops, m, self.pool, self._reporter(body), stopped, restart_via=restart_via)
         ran = {o.operation.on for o in outcomes if isinstance(o.operation, Restart) and not o.error and not o.skipped}
         restarts.ledger = settle_restarts(restarts.before, restarts.ledger, restarts.admitted, ran)
         failed = [o for o in outcomes if o.error]
         failure = _failure(failed[0].operation, failed[0].error, len(failed)) if failed else None
         return sum(1 for o in outcomes if not o.skipped), failure
 
-    async def _write_cluster(self, body, rnd: Round, generation, stamp, restarts: Restarts) -> dict[str, Any]:
+    async def _write_cluster(self, body, rnd: Round, generation, stamp, restarts: Restarts,
+                             pods: PodView | None = None) -> dict[str, Any]:
         status = cluster_status(rnd, generation, body.get("status"), stamp)
         status.update(ledger_to_status(restarts.ledger))
+        if pods is not None:
+            status.update(replicas=pods.replicas, selector=pods.selector)
         problem = next((c for c in status["conditions"] if c["type"] == "Stalled" and c["status"] == "True"), None)
         self._warn_once(body, "", Problem(problem["reason"], problem["message"]) if problem else None)
         await kube.patch_status("harperclusters", self.namespace, self.name, status)

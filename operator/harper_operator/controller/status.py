@@ -45,6 +45,7 @@ class Round:
     pending_restart: tuple[str, ...] = ()
     cluster_problem: Problem | None = None
     diagnosed: Mapping[str, Problem] = field(default_factory=dict)  # the planner's reasons to leave a node alone
+    pod_not_ready: frozenset[str] = frozenset()  # provisioned members whose pod Kubernetes does not call Ready
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -127,10 +128,14 @@ def _member_row(member: Member, rnd: Round) -> MemberStatus:
     sight, problem, expected, missing = _standing(member, rnd)
     lags = [c.lag_ms for c in sight.status.connections if c.lag_ms is not None] if sight and sight.status else []
     message = problem.message if problem else (f"not connected to {', '.join(missing)}" if missing else "")
+    pod_down = member.hostname in rnd.pod_not_ready
+    if pod_down and not message:
+        message = "its pod is not Ready"
     if member.deleting:
         message = "being deleted"
     return MemberStatus(
-        name=member.resource, hostname=member.hostname, ready=problem is None and not missing and not member.deleting,
+        name=member.resource, hostname=member.hostname,
+        ready=problem is None and not missing and not member.deleting and not pod_down,
         connected_peers=len(expected) - len(missing), expected_peers=len(expected),
         shard=sight.status.shard if sight and sight.status else None, max_lag_ms=max(lags) if lags else None,
         message=clip(message))

@@ -12,6 +12,8 @@ from .. import settings as config
 from ..api import GROUP, VERSION, HarperClusterSpec
 from ..controller.dissolve import Removal, dissolve
 from ..controller.loop import ClusterReconciler
+from ..controller.provision import Provisioner, orphan
+from ..provision.render import CLUSTER_LABEL
 from . import events, registry
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,9 @@ async def run_cluster(namespace, name, body, stopped, members: kopf.Index, **_):
     """Every reconcile of this cluster runs here, one at a time: no two rounds ever race."""
     reconciler = ClusterReconciler(namespace, name, events=events.post, verify_timeout=config.current.verify_timeout,
                                    observer=metrics.observe_call)
+    provisioner = Provisioner(namespace, name, events=events.post, domain=config.current.cluster_domain,
+                              enabled=config.current.provisioning)
+    converged = False
     wake = registry.register(namespace, name)
     uid = body.get("metadata", {}).get("uid", "")
     backoff = 2.0
@@ -58,9 +63,11 @@ async def run_cluster(namespace, name, body, stopped, members: kopf.Index, **_):
                 async with registry.exclusive(namespace, name, timeout=None):
                     if stopping():
                         return
-                    result = await reconciler.reconcile(body, list(members.get((namespace, name), [])),
-                                                        neighbours=neighbours(members, namespace, name),
-                                                        stopped=stopping)
+                    nodes = list(members.get((namespace, name), []))
+                    others = neighbours(members, namespace, name)
+                    pods = await provisioner.ensure(body, nodes, converged=converged, others=others)
+                    result = await reconciler.reconcile(body, nodes, neighbours=others, stopped=stopping, pods=pods)
+                    converged = result.converged
                 metrics.RECONCILES.labels("converged" if result.converged else
                                           "stalled" if result.permanent else "progressing").inc()
                 metrics.READY_NODES.labels(namespace, name).set(result.ready_nodes)
@@ -96,10 +103,22 @@ async def deleted(namespace, name, body, members: kopf.Index, retry, **_):
                                                      "Harper was left as it is")
         return
     if spec.deletion_policy == "Retain":
-        events.post(body, "Normal", "Retained", "deletionPolicy Retain: Harper's cluster left as it is")
+        released = await orphan(body)
+        kept = f"; released {', '.join(released)} (Harper keeps running with its volumes)" if released else ""
+        events.post(body, "Normal", "Retained", f"deletionPolicy Retain: Harper's cluster left as it is{kept}")
         return
     # The round in flight ends first, and no new one starts: nothing is added after the removals below.
     async with registry.exclusive(namespace, name, close=body["metadata"]["uid"]):
         removal: Removal = await dissolve(body, spec, list(members.get((namespace, name), [])),
                                           observer=metrics.observe_call)
     events.removals(body, removal, retry)
+
+
+def pod_changed(namespace, labels, **_):
+    """A provisioned pod started, became Ready or went: its cluster's next round need not wait for the interval."""
+    registry.poke(namespace, labels.get(CLUSTER_LABEL))
+
+
+def watch_pods() -> None:
+    """Registered only with provisioning on: watching pods needs the rights rbac.provisioning grants."""
+    kopf.on.event("", "v1", "pods", labels={CLUSTER_LABEL: kopf.PRESENT})(pod_changed)

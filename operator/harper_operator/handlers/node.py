@@ -57,6 +57,11 @@ async def _remember_retained(namespace: str, cluster: dict, hostname: str) -> No
         raise
 
 
+def _provisioned(body) -> bool:
+    return any(ref.get("kind") == "HarperCluster" and ref.get("controller")
+               for ref in body.get("metadata", {}).get("ownerReferences") or [])
+
+
 @kopf.on.delete(GROUP, VERSION, "harpernodes")
 async def deleted(namespace, name, spec, body, retry, members: kopf.Index, **_):
     """The finalizer is always released, with a Warning naming what Harper may still hold when nothing could
@@ -66,6 +71,8 @@ async def deleted(namespace, name, spec, body, retry, members: kopf.Index, **_):
     if not hostname:
         return
     cluster = await kube.get_object("harperclusters", namespace, cluster_name)
+    if cluster is None and _provisioned(body):
+        return  # its HarperCluster's deletion decided for every node it owned, per its deletionPolicy
     if cluster is None:
         events.post(body, "Warning", "RecordsLeft", f"HarperCluster {cluster_name!r} is gone, so nothing removed "
                                                     f"{hostname} from Harper: peers that still list it keep its "

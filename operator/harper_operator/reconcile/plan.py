@@ -127,6 +127,17 @@ class Restart:
     def describe(self) -> str:
         return f"restart {self.on}" + (f" ({self.reason})" if self.reason else "")
 
+    @property
+    def reloads_configuration(self) -> bool:
+        """For routes or subscriptions, which Harper reads only at start-up: a fresh pod applies them as well (a
+        provisioned member restarts by its pod's deletion). A reconnect or a forgotten CA needs the same pod: its
+        peers lost the connection to an address, and a new pod has a new one."""
+        return not self.settle and any(r in self.reason for r in (ROUTES_RESTART, SUBSCRIPTIONS_RESTART))
+
+
+ROUTES_RESTART = "load replication routes"
+SUBSCRIPTIONS_RESTART = "apply the new subscription list"
+
 
 Operation = AddNode | UpdateNode | RemoveNode | SetRoutes | DeleteRoutes | Restart
 
@@ -482,7 +493,7 @@ def plan(desired: DesiredCluster, observed: ObservedCluster, *, restart_for_rout
         pair_adds.extend(adds)
         pair_updates.extend(updates)
         if restart_for_subscriptions and any(getattr(a, "restart_required", False) for a in adds):
-            restarts.append(Restart(x, "apply the new subscription list"))
+            restarts.append(Restart(x, SUBSCRIPTIONS_RESTART))
 
     # 5. Routes: make the config file equal the spec, then (when allowed) restart so the process loads it.
     route_ops: list[Operation] = []
@@ -503,7 +514,7 @@ def plan(desired: DesiredCluster, observed: ObservedCluster, *, restart_for_rout
                 route_ops.append(DeleteRoutes(name, tuple(drop)))
             wrote_change = bool(add or drop)
         if restart_for_routes and (wrote_change or running != wanted):
-            restarts.append(Restart(name, "load replication routes"))
+            restarts.append(Restart(name, ROUTES_RESTART))
 
     return ghosts + switches + mesh + pair_removes + pair_adds + pair_updates + route_ops + restarts
 

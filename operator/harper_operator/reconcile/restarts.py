@@ -23,13 +23,13 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Collection, Mapping, Sequence
 
-from .plan import Restart
+from .plan import ROUTES_RESTART, Restart
 from .problems import Problem
 
 # pending_restart() reasons a restart may be made for, as the words a message uses. "routes" alone waits for the
 # restart policy of plan() (restart_for_routes); a node restarted for another reason loads them too.
 _SETTLE_REASONS = {"reconnect": "reconnect to its peers", "shard": "drop the shard its spec clears"}
-_REASON_WORDS = {"routes": "load replication routes", **_SETTLE_REASONS}
+_REASON_WORDS = {"routes": ROUTES_RESTART, **_SETTLE_REASONS}
 _NO_REASON = "apply what Harper reads only at start-up"
 
 

@@ -1,0 +1,72 @@
+"""Time from `kubectl apply` of a provisioned HarperCluster (spec.instances) to Ready, for 3 and 5 nodes, on the
+real one-node Kubernetes (root), split into pod start (kubelet, image, Harper's first start) and join (the
+operator), next to the floor on the same kind of pods: a plain StatefulSet joined by hand (n-1 add_node from
+pod 0, until every pod shows every peer connected).
+
+Numbers, not pass/fail. The measurement itself is e2e/pods/provision_bench.py (it needs the node, the registry,
+the images and the chart, which the e2e fixtures provide); this prints the table and writes
+bench/results/provision.json and provision.md.
+
+    .venv/bin/python bench/provision.py [--repeat 3] [--sizes 3,5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| nodes | runs | floor: pods start | floor: join | floor: total | operator: pods start | "
+             "operator: join | operator: apply -> Ready | join / floor join | total / floor total |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for n in sorted({r["nodes"] for r in rows}):
+        mine = [r for r in rows if r["nodes"] == n]
+
+        def med(side: str, key: str) -> float:
+            return round(statistics.median(r[side][key] for r in mine), 1)
+
+        lines.append(f"| {n} | {len(mine)} | {med('floor', 'pods_s')} s | {med('floor', 'join_s')} s | "
+                     f"{med('floor', 'total_s')} s | {med('operator', 'pods_s')} s | {med('operator', 'join_s')} s | "
+                     f"{med('operator', 'total_s')} s | "
+                     f"{med('operator', 'join_s') / max(med('floor', 'join_s'), 0.1):.2f}x | "
+                     f"{med('operator', 'total_s') / max(med('floor', 'total_s'), 0.1):.2f}x |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=1, help="runs per size (default 1)")
+    parser.add_argument("--sizes", default="3,5", help="cluster sizes (default 3,5)")
+    args = parser.parse_args()
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    raw = out / "provision.json"
+    env = {**os.environ, "PROVISION_SIZES": args.sizes, "PROVISION_REPEAT": str(args.repeat),
+           "PROVISION_RESULTS": str(raw)}
+    done = subprocess.run([sys.executable, "-m", "pytest", "e2e/pods/provision_bench.py", "-q", "-s",
+                           "-p", "no:cacheprovider"], cwd=ROOT, env=env)
+    if done.returncode or not raw.exists():
+        return done.returncode or 1
+    rows = json.loads(raw.read_text())["rows"]
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    machine = f"{platform.machine()}, {os.cpu_count()} cores"
+    text = (f"# Provisioned cluster: apply -> Ready, {stamp}\n\n{machine}; medians of {args.repeat} run(s) per size; "
+            "floor = plain StatefulSet + hand-driven add_node\n\n" + table(rows))
+    raw.write_text(json.dumps({"when": stamp, "machine": machine, "rows": rows}, indent=2))
+    (out / "provision.md").write_text(text + "\n")
+    print("\n" + text + f"\n\nwritten to {raw} and {out / 'provision.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,285 @@
+"""Provisioning on the real node: a HarperCluster with spec.instances runs its own StatefulSet of Harper pods.
+
+One operator release (cluster-wide, from the chart) serves every test; the tests run in file order and build on
+each other: create 3 from nothing, scale 3 -> 5 -> 3, roll an image change with a writer running, lose a pod,
+adopt a plain StatefulSet, delete under both policies. Harper itself is checked through each pod's own
+operations API (records, hdb_nodes), not through the operator's status alone.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import threading
+import time
+import uuid
+
+import pytest
+
+from . import harper
+from ..scenarios.kit import wait_until
+from ..testbed.images import NONROOT
+from .conftest import CHART, GROUP_VERSION, READABLE, all_ready, pod_call
+
+OPERATOR_NS = "harper-provision"
+RELEASE = "harper-operator-provision"
+CLUSTER = "hc"
+WRITE_REASONS = {"AddNode", "UpdateNode", "RemoveNode", "SetRoutes", "DeleteRoutes", "Restart"}
+
+
+@pytest.fixture(scope="module")
+def prov(bed):
+    repository, tag = bed.images["operator"].rsplit(":", 1)
+    bed.kubectl("create", "namespace", OPERATOR_NS)
+    bed.run_helm("install", RELEASE, CHART, "-n", OPERATOR_NS, "--set", f"image.repository={repository}",
+                 "--set", f"image.tag={tag}", "--wait", "--timeout", "240s")
+    ns = f"prov-{uuid.uuid4().hex[:6]}"
+    bed.kubectl("create", "namespace", ns)
+    wait_until("the default ServiceAccount", lambda: bed.kubectl(
+        "get", "serviceaccount", "default", "-n", ns, check=False).returncode == 0, timeout=60)
+    yield ns
+    bed.kubectl("delete", "harpercluster,harpernode", "--all", "-n", ns, "--wait=true", "--timeout=90s", check=False)
+    bed.run_helm("uninstall", RELEASE, "-n", OPERATOR_NS, "--wait", "--timeout", "120s", check=False)
+
+
+def volumes(bed, ns: str, statefulset: str, ordinals) -> None:
+    """Static PersistentVolumes bound ahead to the claims data-<statefulset>-<i> (the node has no provisioner)."""
+    objs = []
+    for i in ordinals:
+        path = bed.node.dir / "volumes" / ns / f"{statefulset}-{i}-{uuid.uuid4().hex[:4]}"
+        path.mkdir(parents=True)
+        os.chown(path, NONROOT, NONROOT)
+        objs.append({"apiVersion": "v1", "kind": "PersistentVolume",
+                     "metadata": {"name": f"{ns}-{statefulset}-{i}-{path.name[-4:]}"},
+                     "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "storageClassName": "",
+                              "persistentVolumeReclaimPolicy": "Retain", "hostPath": {"path": str(path),
+                                                                                      "type": "Directory"},
+                              "claimRef": {"namespace": ns, "name": f"data-{statefulset}-{i}"}}})
+    bed.apply(*objs)
+
+
+def cluster(image: str, replicas: int, **extra) -> dict:
+    return {"apiVersion": GROUP_VERSION, "kind": "HarperCluster", "metadata": {"name": CLUSTER},
+            "spec": {"instances": {"replicas": replicas, "image": image,
+                                   "storage": {"size": "1Gi", "storageClassName": ""},
+                                   "env": [{"name": "THREADS_COUNT", "value": "1"}]},
+                     "tls": {"verify": False}, "reconcileIntervalSeconds": 10, **extra}}
+
+
+def ready(bed, ns: str, name: str, nodes: str):
+    obj = bed.get("harpercluster", name, ns)
+    status = (obj or {}).get("status") or {}
+    cond = next((c for c in status.get("conditions", []) if c["type"] == "Ready"), {})
+    return obj if (cond.get("status") == "True" and status.get("observedGeneration") == obj["metadata"]["generation"]
+                   and status.get("readyNodes") == nodes) else False
+
+
+def admin(bed, ns: str, secret: str) -> tuple[str, str]:
+    data = bed.get("secret", secret, ns)["data"]
+    return base64.b64decode(data["username"]).decode(), base64.b64decode(data["password"]).decode()
+
+
+def call(bed, ns: str, pod: str, auth: tuple[str, str], body: dict, timeout: float = 15):
+    return pod_call(bed, ns, pod, auth, body, timeout)
+
+
+def records(bed, ns: str, pod: str, auth) -> set[str]:
+    status, answer = call(bed, ns, pod, auth, {"operation": "search_by_value", "database": "data", "table": "t",
+                                                "search_attribute": "id", "search_value": "*",
+                                                "get_attributes": ["id"]})
+    return {r["id"] for r in answer} if status == 200 and isinstance(answer, list) else set()
+
+
+def peers(bed, ns: str, pod: str, auth) -> set[str]:
+    """Names in the pod's own system.hdb_nodes, itself excluded."""
+    status, answer = call(bed, ns, pod, auth, {"operation": "search_by_value", "database": "system",
+                                                "table": "hdb_nodes", "search_attribute": "name",
+                                                "search_value": "*", "get_attributes": ["name"]})
+    assert status == 200, answer
+    return {r["name"] for r in answer} - {harper_host(ns, pod)}
+
+
+def harper_host(ns: str, pod: str) -> str:
+    return f"{pod}.{CLUSTER}.{ns}.svc.cluster.local"
+
+
+def events(bed, ns: str, name: str = CLUSTER) -> list[dict]:
+    return bed.json("get", "events", "-n", ns, "--field-selector", f"involvedObject.name={name}")["items"]
+
+
+def write_count(bed, ns: str, reasons=WRITE_REASONS) -> int:
+    return sum(e.get("count", 1) for e in events(bed, ns) if e["reason"] in reasons)
+
+
+def everywhere(bed, ns: str, auth, replicas: int, keys: set[str]):
+    def check():
+        return all(keys <= records(bed, ns, f"{CLUSTER}-{i}", auth) for i in range(replicas))
+    return check
+
+
+def write(bed, ns: str, auth, pod: str, key: str) -> bool:
+    status, _ = call(bed, ns, pod, auth, {"operation": "upsert", "database": "data", "table": "t",
+                                          "records": [{"id": key}]})
+    return status == 200
+
+
+STATE: dict = {}
+
+
+def test_create_three_from_nothing(bed, prov):
+    ns = prov
+    volumes(bed, ns, CLUSTER, range(5))
+    started = time.monotonic()
+    bed.apply(cluster(bed.images["harper"], 3), namespace=ns)
+    wait_until("Ready 3/3", lambda: ready(bed, ns, CLUSTER, "3/3"), timeout=300, diagnose=bed.diagnose(ns))
+    STATE["create_s"] = round(time.monotonic() - started, 1)
+    hc = bed.get("harpercluster", CLUSTER, ns)
+    assert hc["status"]["replicas"] == 3 and "harperoperator.dev/cluster=hc" in hc["status"]["selector"]
+    # What it owns: the StatefulSet, both Services, the budget, the generated Secret, one HarperNode per pod.
+    uid = hc["metadata"]["uid"]
+    for kind, name in (("statefulset", CLUSTER), ("service", CLUSTER), ("service", f"{CLUSTER}-client"),
+                       ("poddisruptionbudget", CLUSTER), ("secret", f"{CLUSTER}-admin"),
+                       *(("harpernode", f"{CLUSTER}-{i}") for i in range(3))):
+        obj = bed.get(kind, name, ns)
+        assert obj and [r["uid"] for r in obj["metadata"]["ownerReferences"]] == [uid], (kind, name)
+    secret = bed.get("secret", f"{CLUSTER}-admin", ns)
+    assert secret["metadata"]["labels"]["harperoperator.dev/readable"] == "true"
+    node = bed.get("harpernode", f"{CLUSTER}-1", ns)["spec"]
+    assert node["hostname"] == harper_host(ns, f"{CLUSTER}-1")
+    assert node["operationsUrl"] == f"https://{harper_host(ns, f'{CLUSTER}-1')}:{harper.OPS_PORT}"
+    auth = admin(bed, ns, f"{CLUSTER}-admin")
+    STATE["auth"] = auth
+    assert call(bed, ns, f"{CLUSTER}-0", auth, {"operation": "create_table", "database": "data", "table": "t",
+                                                 "primary_key": "id"})[0] == 200
+    assert write(bed, ns, auth, f"{CLUSTER}-0", "created")
+    wait_until("the record on every pod", everywhere(bed, ns, auth, 3, {"created"}), timeout=60)
+    # The minimum: two add_node from one node (gossip does the rest); nothing else.
+    assert write_count(bed, ns, {"AddNode"}) == 2 and write_count(bed, ns) == 2, events(bed, ns)
+    # Quiet: a steady cluster is not written to (no Applied events after the first ones).
+    applied = sum(e.get("count", 1) for e in events(bed, ns) if e["reason"] == "Applied")
+    time.sleep(25)
+    assert sum(e.get("count", 1) for e in events(bed, ns) if e["reason"] == "Applied") == applied
+
+
+def test_scale_up_then_down(bed, prov):
+    ns, auth = prov, STATE["auth"]
+    before = write_count(bed, ns, {"AddNode"})
+    bed.kubectl("scale", "harpercluster", CLUSTER, "-n", ns, "--replicas=5")
+    wait_until("Ready 5/5", lambda: ready(bed, ns, CLUSTER, "5/5"), timeout=300, diagnose=bed.diagnose(ns))
+    assert write_count(bed, ns, {"AddNode"}) - before == 2  # one add_node each
+    assert write(bed, ns, auth, f"{CLUSTER}-4", "at-five")
+    wait_until("records on all 5", everywhere(bed, ns, auth, 5, {"created", "at-five"}), timeout=60)
+
+    bed.kubectl("scale", "harpercluster", CLUSTER, "-n", ns, "--replicas=3")
+    wait_until("Ready 3/3 with 3 pods", lambda: ready(bed, ns, CLUSTER, "3/3") and all_ready(
+        bed, ns, "harperoperator.dev/cluster=hc", 3) and not bed.get("pod", f"{CLUSTER}-4", ns)
+        and not bed.get("pod", f"{CLUSTER}-3", ns), timeout=300, diagnose=bed.diagnose(ns))
+    gone = {harper_host(ns, f"{CLUSTER}-3"), harper_host(ns, f"{CLUSTER}-4")}
+    for i in range(3):
+        assert not peers(bed, ns, f"{CLUSTER}-{i}", auth) & gone, f"{CLUSTER}-{i} still lists a removed pod"
+    assert not bed.get("harpernode", f"{CLUSTER}-3", ns) and not bed.get("harpernode", f"{CLUSTER}-4", ns)
+    # whenScaled: Delete (the cluster's deletionPolicy): the leaving pods' claims go with them.
+    wait_until("claims of 3 and 4 deleted", lambda: not bed.get("pvc", f"data-{CLUSTER}-3", ns)
+               and not bed.get("pvc", f"data-{CLUSTER}-4", ns), timeout=60)
+    # The operator ran remove_node BEFORE the pods went: the HarperNode deletions come before the Scaled event.
+    order = sorted(events(bed, ns), key=lambda e: e.get("firstTimestamp") or e.get("eventTime") or "")
+    reasons = [e["reason"] for e in order if e["reason"] in ("ScalingDown", "Scaled")]
+    assert reasons[-1] == "Scaled" and "ScalingDown" in reasons, reasons
+    assert write(bed, ns, auth, f"{CLUSTER}-2", "at-three")
+    wait_until("records on all 3", everywhere(bed, ns, auth, 3, {"created", "at-five", "at-three"}), timeout=60)
+
+
+def test_rolling_image_change_loses_nothing(bed, prov):
+    ns, auth = prov, STATE["auth"]
+    old = bed.images["harper"]
+    new = old.rsplit(":", 1)[0] + ":rolled"
+    bed.node.registry.crane("copy", old, new)
+    acked: list[str] = []
+    stop = threading.Event()
+
+    def writer():
+        n = 0
+        while not stop.is_set():
+            key = f"roll-{n}"
+            for i in range(3):  # whichever pod answers: one is always restarting
+                if write(bed, ns, auth, f"{CLUSTER}-{i}", key):
+                    acked.append(key)
+                    n += 1
+                    break
+            time.sleep(0.3)
+
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    try:
+        bed.kubectl("patch", "harpercluster", CLUSTER, "-n", ns, "--type=merge",
+                    "-p", json.dumps({"spec": {"instances": {"image": new}}}))
+
+        def rolled():
+            pods = bed.json("get", "pods", "-n", ns, "-l", "harperoperator.dev/cluster=hc")["items"]
+            return (len(pods) == 3 and all(p["spec"]["containers"][0]["image"] == new for p in pods)
+                    and ready(bed, ns, CLUSTER, "3/3"))
+        wait_until("every pod on the new image, Ready 3/3", rolled, timeout=600, diagnose=bed.diagnose(ns))
+    finally:
+        stop.set()
+        thread.join(30)
+    assert len(acked) > 10, acked
+    wait_until("every acknowledged record on every pod", everywhere(bed, ns, auth, 3, set(acked)), timeout=120)
+    # One at a time: RollingUpdate events name each pod once.
+    rolls = [e for e in events(bed, ns) if e["reason"] == "RollingUpdate"]
+    assert sum(e.get("count", 1) for e in rolls) == 3, rolls
+
+
+def test_a_deleted_pod_comes_back_with_no_writes(bed, prov):
+    ns, auth = prov, STATE["auth"]
+    before = write_count(bed, ns, {"AddNode", "RemoveNode", "UpdateNode"})
+    old_uid = bed.get("pod", f"{CLUSTER}-1", ns)["metadata"]["uid"]
+    bed.kubectl("delete", "pod", f"{CLUSTER}-1", "-n", ns, "--wait=false")
+    wait_until("a new pod Ready, the cluster Ready 3/3", lambda: (bed.get("pod", f"{CLUSTER}-1", ns) or {}).get(
+        "metadata", {}).get("uid") not in (None, old_uid) and ready(bed, ns, CLUSTER, "3/3"), timeout=300,
+        diagnose=bed.diagnose(ns))
+    assert write_count(bed, ns, {"AddNode", "RemoveNode", "UpdateNode"}) == before
+    assert "created" in records(bed, ns, f"{CLUSTER}-1", auth)  # its volume came back with it
+
+
+def test_delete_policy_removes_what_it_owns(bed, prov):
+    ns = prov
+    bed.kubectl("delete", "harpercluster", CLUSTER, "-n", ns, "--wait=true", "--timeout=120s")
+    wait_until("StatefulSet, pods, Services, HarperNodes and claims gone", lambda: not bed.get(
+        "statefulset", CLUSTER, ns) and not bed.json("get", "pods,harpernodes,pvc", "-n", ns)["items"]
+        and not bed.get("service", CLUSTER, ns), timeout=180, diagnose=bed.diagnose(ns))
+
+
+def test_adopt_a_plain_statefulset_then_retain_it(bed, prov):
+    ns = prov
+    secret = "plain-admin"
+    password = uuid.uuid4().hex
+    bed.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": secret, "labels": READABLE},
+               "stringData": {"username": "admin", "password": password}}, namespace=ns)
+    # Harper as a user runs it without the operator: e2e/pods/harper.py's StatefulSet "harper".
+    bed.apply(*harper.volumes(ns, 3, bed.node.dir / "volumes"))
+    bed.apply(*harper.statefulset(ns, bed.images["harper"], 3, secret), namespace=ns)
+    wait_until("plain Harper pods Ready", lambda: all_ready(bed, ns, "app.kubernetes.io/name=harper", 3),
+               timeout=300, diagnose=bed.diagnose(ns))
+    uids = {p["metadata"]["name"]: p["metadata"]["uid"]
+            for p in bed.json("get", "pods", "-n", ns, "-l", "app.kubernetes.io/name=harper")["items"]}
+    bed.apply({"apiVersion": GROUP_VERSION, "kind": "HarperCluster", "metadata": {"name": "adopted"},
+               "spec": {"credentials": {"secretRef": {"name": secret}}, "tls": {"verify": False},
+                        "deletionPolicy": "Retain", "reconcileIntervalSeconds": 10,
+                        "instances": {"replicas": 3, "adopt": {"matchLabels": {"app.kubernetes.io/name": "harper"}}}}},
+              namespace=ns)
+    wait_until("adopted Ready 3/3", lambda: ready(bed, ns, "adopted", "3/3"), timeout=240, diagnose=bed.diagnose(ns))
+    now = {p["metadata"]["name"]: p["metadata"]["uid"]
+           for p in bed.json("get", "pods", "-n", ns, "-l", "app.kubernetes.io/name=harper")["items"]}
+    assert now == uids, "adoption restarted a pod"
+    assert len(bed.json("get", "harpernodes", "-n", ns)["items"]) == 3
+
+    bed.kubectl("delete", "harpercluster", "adopted", "-n", ns, "--wait=true", "--timeout=120s")
+    wait_until("its HarperNodes collected", lambda: not bed.json("get", "harpernodes", "-n", ns)["items"], timeout=120)
+    time.sleep(5)
+    sts = bed.get("statefulset", harper.SERVICE, ns)
+    assert sts and not sts["metadata"].get("ownerReferences"), "Retain must release the StatefulSet"
+    now = {p["metadata"]["name"]: p["metadata"]["uid"]
+           for p in bed.json("get", "pods", "-n", ns, "-l", "app.kubernetes.io/name=harper")["items"]}
+    assert now == uids, "Retain must leave Harper running"
+    assert len(bed.json("get", "pvc", "-n", ns)["items"]) == 3

@@ -1,0 +1,262 @@
+"""The Kubernetes half of a provisioned HarperCluster (spec.instances): read pods and objects, write what
+provision.scale decided. The Harper half stays in loop.py; this hands it a PodView.
+
+Quiet by design: every object is applied once per process and then only when its rendering changes (or the
+StatefulSet's replicas must move), so a steady cluster costs reads, not writes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import secrets
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Mapping
+
+from pydantic import ValidationError
+
+from .. import kube
+from ..api import HarperClusterSpec
+from ..provision import render
+from ..provision.scale import Pod, Seen, steps
+from ..reconcile.problems import Problem
+
+log = logging.getLogger(__name__)
+
+EventSink = Callable[[Mapping[str, Any], str, str, str], None]
+
+
+@dataclass(frozen=True)
+class PodView:
+    """What the Harper reconcile needs from the Kubernetes side of a provisioned cluster."""
+
+    not_ready: frozenset[str] = frozenset()  # hostnames of members whose pod is not Ready (or absent)
+    restart: Mapping[str, Callable[[], Awaitable[None]]] = field(default_factory=dict)  # hostname -> delete its pod
+    problem: Problem | None = None  # why the cluster is not done on the Kubernetes side (progress or a stop)
+    replicas: int | None = None
+    selector: str | None = None
+
+
+def _digest(obj: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+
+
+def _owned_by(obj: Mapping[str, Any], uid: str) -> bool:
+    return any(ref.get("uid") == uid for ref in (obj.get("metadata", {}).get("ownerReferences") or []))
+
+
+def _ordinal(name: str, statefulset: str) -> int | None:
+    tail = name[len(statefulset) + 1:] if name.startswith(statefulset + "-") else ""
+    return int(tail) if tail.isdigit() else None
+
+
+def _pods(items: list[dict[str, Any]], statefulset: str) -> tuple[Pod, ...]:
+    out = []
+    for p in items:
+        meta = p.get("metadata") or {}
+        ordinal = _ordinal(meta.get("name", ""), statefulset)
+        if ordinal is None:
+            continue
+        ready = any(c.get("type") == "Ready" and c.get("status") == "True"
+                    for c in (p.get("status") or {}).get("conditions") or [])
+        out.append(Pod(ordinal, meta["name"], ready, (meta.get("labels") or {}).get("controller-revision-hash"),
+                       deleting=bool(meta.get("deletionTimestamp"))))
+    return tuple(out)
+
+
+class Provisioner:
+    """One cluster's provisioning; lives as long as the cluster's daemon."""
+
+    def __init__(self, namespace: str, name: str, *, events: EventSink, domain: str = "cluster.local",
+                 enabled: bool = True):
+        self.namespace, self.name, self.events, self.domain = namespace, name, events, domain
+        self.enabled = enabled
+        self._applied: dict[str, str] = {}  # object key -> digest of what this process last applied
+        self._secret_done = False
+
+    async def _apply(self, body: Mapping[str, Any], obj: dict[str, Any], *, force: bool = False) -> bool:
+        key = f"{obj['kind']}/{obj['metadata']['name']}"
+        digest = _digest(obj)
+        if not force and self._applied.get(key) == digest:
+            return False
+        created = key not in self._applied
+        await kube.apply(obj)
+        self._applied[key] = digest
+        self.events(body, "Normal", "Applied", f"{'applied' if created else 'updated'} {key}")
+        return True
+
+    async def ensure(self, body: Mapping[str, Any], nodes: list[Mapping[str, Any]], *, converged: bool,
+                     others: list[Mapping[str, Any]] = ()) -> PodView | None:
+        """One round of the Kubernetes side; None when the cluster is not provisioned (or its spec is invalid:
+        the Harper reconcile reports that). `nodes`: the HarperNodes naming this cluster; `others`: the
+        namespace's other HarperNodes (a name this cluster would give its pods may be taken there)."""
+        try:
+            spec = HarperClusterSpec.model_validate(body.get("spec") or {})
+        except ValidationError:
+            return None
+        if spec.instances is None:
+            return None
+        if not self.enabled:
+            return PodView(problem=Problem("ProvisioningDisabled", "spec.instances needs the operator's provisioning "
+                                                                   "rights, and this operator runs with "
+                                                                   "--no-provisioning: install the chart with "
+                                                                   "rbac.provisioning=true, or remove spec.instances"))
+        owner = render.Owner(self.namespace, self.name, body["metadata"].get("uid", ""), self.domain)
+        try:
+            return await self._ensure(body, spec, owner, nodes, list(others), converged)
+        except kube.ApiException as e:
+            reason = "KubernetesRefused" if 400 <= e.status < 500 and e.status not in (409, 429) else "KubernetesError"
+            detail = (e.body or e.reason or "")[:500] if isinstance(e.body or e.reason, str) else str(e.status)
+            return PodView(problem=Problem(reason, f"writing the cluster's Kubernetes objects failed: {e.status} "
+                                                   f"{detail}", permanent=reason == "KubernetesRefused"))
+
+    async def _ensure(self, body, spec: HarperClusterSpec, owner: render.Owner, nodes, others,
+                      converged: bool) -> PodView:
+        instances = spec.instances
+        if len(self.name) > render.MAX_NAME:
+            return PodView(problem=Problem("NameTooLong", f"a provisioned HarperCluster's name may have at most "
+                                                          f"{render.MAX_NAME} characters (its pods are NAME-<ordinal> "
+                                                          "and must stay DNS labels): recreate it with a shorter name"))
+        mine, deleting, taken = set(), set(), []
+        for n in [*nodes, *others]:
+            meta = n.get("metadata") or {}
+            ordinal = _ordinal(meta.get("name", ""), self.name)
+            if ordinal is None:
+                continue
+            if not _owned_by(n, owner.uid):
+                taken.append(meta["name"])
+            elif meta.get("deletionTimestamp"):
+                deleting.add(ordinal)
+            else:
+                mine.add(ordinal)
+        clash = [t for t in taken if (_ordinal(t, self.name) or 0) < instances.replicas]
+        if clash:
+            return PodView(problem=Problem("HarperNodeNameTaken", f"HarperNode(s) {', '.join(sorted(clash))} exist and "
+                                                                  "are not this cluster's: the operator names its "
+                                                                  "nodes NAME-<ordinal>; rename or delete them"))
+
+        if instances.adopt is not None:
+            found = await kube.list_statefulsets(self.namespace, render.selector_text(dict(instances.adopt.match_labels)))
+            if len(found) != 1:
+                what = "no StatefulSet" if not found else f"{len(found)} StatefulSets ({', '.join(sorted(s['metadata']['name'] for s in found))})"
+                return PodView(problem=Problem("AdoptionTargetNotFound" if not found else "AdoptionAmbiguous",
+                                               f"spec.instances.adopt.matchLabels selects {what} in namespace "
+                                               f"{self.namespace}: it must select exactly one"))
+            sts = found[0]
+            place = render.Place(sts["metadata"]["name"], sts["spec"].get("serviceName") or sts["metadata"]["name"])
+            selector = dict((sts["spec"].get("selector") or {}).get("matchLabels") or {})
+            refs = sts["metadata"].get("ownerReferences") or []
+            if not _owned_by(sts, owner.uid):
+                if any(r.get("controller") for r in refs):
+                    return PodView(problem=Problem("AdoptionRefused", f"StatefulSet {place.statefulset} already has a "
+                                                                      "controller: the operator adopts only a "
+                                                                      "StatefulSet nothing else owns"))
+                # Adopting changes only metadata: the pods keep running.
+                await kube.merge_patch("StatefulSet", self.namespace, place.statefulset,
+                                       {"metadata": {"ownerReferences": refs + [owner.reference()]}})
+                self.events(body, "Normal", "Adopted", f"adopted StatefulSet {place.statefulset} and its pods")
+        else:
+            place = render.Place(self.name, self.name)
+            selector = render.selector(owner)
+            sts = await kube.read_statefulset(self.namespace, self.name)
+            if sts is not None and not _owned_by(sts, owner.uid) and \
+                    (sts["metadata"].get("labels") or {}).get(render.CLUSTER_LABEL) != self.name:
+                return PodView(problem=Problem("StatefulSetNotOwned", f"a StatefulSet named {self.name} exists and is "
+                                                                      "not this cluster's: delete it, or adopt it "
+                                                                      "with spec.instances.adopt"))
+            if spec.credentials is None and not self._secret_done:
+                name = spec.secret_name(self.name)
+                if await kube.create_secret(render.admin_secret(owner, name, "admin", secrets.token_urlsafe(24))):
+                    self.events(body, "Normal", "SecretCreated", f"generated the admin Secret {name}")
+                self._secret_done = True
+
+        pods = _pods(await kube.list_pods(self.namespace, render.selector_text(selector)), place.statefulset)
+        current = None if sts is None else (sts.get("spec") or {}).get("replicas")
+        plan = steps(Seen(desired=instances.replicas, statefulset_replicas=current,
+                          update_revision=((sts or {}).get("status") or {}).get("updateRevision"),
+                          node_ordinals=frozenset(mine), deleting_ordinals=frozenset(deleting), pods=pods,
+                          converged=converged))
+
+        if instances.adopt is not None:
+            if current != plan.replicas:
+                await kube.merge_patch("StatefulSet", self.namespace, place.statefulset,
+                                       {"spec": {"replicas": plan.replicas}})
+                self.events(body, "Normal", "Scaled", f"StatefulSet {place.statefulset}: replicas {current} -> "
+                                                      f"{plan.replicas}")
+        else:
+            for obj in (render.headless_service(owner), render.client_service(owner), render.disruption_budget(owner)):
+                await self._apply(body, obj)
+            rendered = render.statefulset(owner, spec, plan.replicas)
+            if await self._apply(body, rendered, force=sts is None or current != plan.replicas):
+                if current is not None and current != plan.replicas:
+                    self.events(body, "Normal", "Scaled", f"StatefulSet {self.name}: replicas {current} -> "
+                                                          f"{plan.replicas}")
+        for ordinal in range(instances.replicas):
+            await self._apply(body, render.harper_node(owner, instances, place, ordinal), force=ordinal in plan.create_nodes)
+        for ordinal in plan.delete_nodes:
+            if await kube.delete("HarperNode", self.namespace, f"{self.name}-{ordinal}"):
+                self.events(body, "Normal", "ScalingDown", f"deleted HarperNode {self.name}-{ordinal}: its finalizer "
+                                                           "removes it from Harper before its pod goes")
+        if plan.delete_pod:
+            pod = next(p for p in pods if p.name == plan.delete_pod)
+            if await kube.delete("Pod", self.namespace, pod.name):
+                self.events(body, "Normal", "RollingUpdate", f"deleted pod {pod.name} (revision {pod.revision}): "
+                                                             "it comes back on the new revision")
+
+        hosts = {o: place.host(o, owner) for o in range(max(instances.replicas, current or 0))}
+
+        def restart(pod_name: str) -> Callable[[], Awaitable[None]]:
+            async def go() -> None:
+                await kube.delete("Pod", self.namespace, pod_name)
+                self.events(body, "Normal", "PodRestarted", f"deleted pod {pod_name}: Harper applies routes and "
+                                                            "subscriptions at start-up")
+            return go
+
+        return PodView(
+            not_ready=frozenset(h for o, h in hosts.items() if o not in plan.ready_pods),
+            restart={h: restart(place.pod(o)) for o, h in hosts.items()},
+            problem=Problem(_progress_reason(plan.progress), plan.progress, permanent=False) if plan.progress else None,
+            replicas=sum(1 for p in pods if not p.deleting), selector=render.selector_text(selector))
+
+
+def _progress_reason(progress: str) -> str:
+    if progress.startswith("scaling down"):
+        return "ScalingDown"
+    if progress.startswith("rolling out"):
+        return "RollingUpdate"
+    if progress.startswith("scaling"):
+        return "Scaling"
+    return "PodsNotReady"
+
+
+async def orphan(body: Mapping[str, Any]) -> list[str]:
+    """deletionPolicy Retain: take the cluster's ownership off its StatefulSet, Services, budget and Secret, so
+    Kubernetes' garbage collector leaves Harper running with its volumes. Returns what was released."""
+    meta = body["metadata"]
+    namespace, name, uid = meta["namespace"], meta["name"], meta.get("uid", "")
+    try:
+        spec = HarperClusterSpec.model_validate(body.get("spec") or {})
+    except ValidationError:
+        return []
+    if spec.instances is None:
+        return []
+    released = []
+    if spec.instances.adopt is not None:
+        found = await kube.list_statefulsets(namespace, render.selector_text(dict(spec.instances.adopt.match_labels)))
+        for sts in found:
+            if _owned_by(sts, uid):
+                # A merge patch replaces the whole list: keep the owners the StatefulSet had before us.
+                refs = [r for r in sts["metadata"].get("ownerReferences") or [] if r.get("uid") != uid]
+                if await kube.merge_patch("StatefulSet", namespace, sts["metadata"]["name"],
+                                          {"metadata": {"ownerReferences": refs or None}}):
+                    released.append(f"StatefulSet {sts['metadata']['name']}")
+        return released
+    # Objects the operator created: its reference is their only owner.
+    owned = [("StatefulSet", name), ("Service", name), ("Service", f"{name}-client"), ("PodDisruptionBudget", name)]
+    if spec.credentials is None:
+        owned.append(("Secret", spec.secret_name(name)))
+    for kind, obj_name in owned:
+        if await kube.merge_patch(kind, namespace, obj_name, {"metadata": {"ownerReferences": None}}):
+            released.append(f"{kind} {obj_name}")
+    return released

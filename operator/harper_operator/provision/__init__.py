@@ -1,0 +1,1 @@
+"""A provisioned HarperCluster (spec.instances): its Kubernetes objects and scaling decisions, pure."""

@@ -1,0 +1,191 @@
+"""The Kubernetes objects a provisioned HarperCluster owns, rendered from its spec: pure, no I/O.
+
+Every object is written whole by server-side apply, so rendering the same spec twice gives the same bytes and an
+unchanged spec writes nothing. Names: the StatefulSet and its headless Service are NAME, the client Service
+NAME-client, the PodDisruptionBudget NAME, the admin Secret NAME-admin and the HarperNodes NAME-<ordinal>.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..api import API_VERSION, GROUP, HarperClusterSpec
+from ..api.instances import Instances
+
+CLUSTER_LABEL = f"{GROUP}/cluster"
+ORDINAL_LABEL = f"{GROUP}/ordinal"
+POD_ANNOTATION = f"{GROUP}/pod"  # on a provisioned HarperNode: the pod it describes (restarts delete it)
+FIELD_MANAGER = "harper-operator"
+
+OPS_PORT, HTTP_PORT, REPLICATION_PORT = 9925, 9926, 9933
+DEFAULT_UID = 65532
+# Pod names NAME-<ordinal> and the StatefulSet's revision label NAME-<10 characters> must stay DNS labels (63).
+MAX_NAME = 47
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The HarperCluster whose objects these are."""
+
+    namespace: str
+    name: str
+    uid: str
+    domain: str = "cluster.local"  # the Kubernetes cluster's DNS domain
+
+    def reference(self) -> dict[str, Any]:
+        return {"apiVersion": API_VERSION, "kind": "HarperCluster", "name": self.name, "uid": self.uid,
+                "controller": True, "blockOwnerDeletion": True}
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where the pods of a StatefulSet are found: its name and its governing (headless) Service."""
+
+    statefulset: str
+    service: str
+
+    def pod(self, ordinal: int) -> str:
+        return f"{self.statefulset}-{ordinal}"
+
+    def host(self, ordinal: int, owner: Owner) -> str:
+        """The pod's stable DNS name: Harper's node name, in its certificate, and what peers dial."""
+        return f"{self.pod(ordinal)}.{self.service}.{owner.namespace}.svc.{owner.domain}"
+
+
+def selector(owner: Owner) -> dict[str, str]:
+    return {"app.kubernetes.io/name": "harper", CLUSTER_LABEL: owner.name}
+
+
+def selector_text(labels: dict[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+
+def labels(owner: Owner) -> dict[str, str]:
+    return {**selector(owner), "app.kubernetes.io/instance": owner.name, "app.kubernetes.io/managed-by": "harper-operator"}
+
+
+def _meta(owner: Owner, name: str, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "namespace": owner.namespace, "labels": labels(owner),
+            "ownerReferences": [owner.reference()], **extra}
+
+
+def _ports() -> list[dict[str, Any]]:
+    return [{"name": "operations", "port": OPS_PORT, "targetPort": "operations"},
+            {"name": "http", "port": HTTP_PORT, "targetPort": "http"},
+            {"name": "replication", "port": REPLICATION_PORT, "targetPort": "replication"}]
+
+
+def headless_service(owner: Owner) -> dict[str, Any]:
+    # Peers must find each other before they are Ready: a pod becomes Ready only once Harper answers.
+    return {"apiVersion": "v1", "kind": "Service", "metadata": _meta(owner, owner.name),
+            "spec": {"clusterIP": "None", "publishNotReadyAddresses": True, "selector": selector(owner),
+                     "ports": _ports()}}
+
+
+def client_service(owner: Owner) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Service", "metadata": _meta(owner, f"{owner.name}-client"),
+            "spec": {"type": "ClusterIP", "selector": selector(owner), "ports": _ports()[:2]}}
+
+
+def disruption_budget(owner: Owner) -> dict[str, Any]:
+    """One voluntary disruption at a time (a drain waits for the previous pod to be back)."""
+    return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": _meta(owner, owner.name),
+            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector(owner)}}}
+
+
+def admin_secret(owner: Owner, secret_name: str, username: str, password: str) -> dict[str, Any]:
+    """Written once (create, never apply): a later render never replaces a password Harper already uses."""
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {**_meta(owner, secret_name), "labels": {**labels(owner), f"{GROUP}/readable": "true"}},
+            "stringData": {"username": username, "password": password}}
+
+
+def _env(instances: Instances, secret_name: str, owner: Owner) -> list[dict[str, Any]]:
+    def from_secret(key: str) -> dict[str, Any]:
+        return {"secretKeyRef": {"name": secret_name, "key": key}}
+
+    ours = [
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": "TC_AGREEMENT", "value": "yes"},
+        {"name": "HDB_ADMIN_USERNAME", "valueFrom": from_secret("username")},
+        {"name": "HDB_ADMIN_PASSWORD", "valueFrom": from_secret("password")},
+        {"name": "REPLICATION_HOSTNAME", "value": f"$(POD_NAME).{owner.name}.$(POD_NAMESPACE).svc.{owner.domain}"},
+        {"name": "REPLICATION_SECUREPORT", "value": str(REPLICATION_PORT)},
+    ]
+    taken = {e["name"] for e in ours}
+    return ours + [{"name": e.name, "value": e.value} for e in instances.env if e.name not in taken]
+
+
+def _pod_spec(instances: Instances, secret_name: str, owner: Owner) -> dict[str, Any]:
+    t = instances.pod_template
+    probe = {"httpGet": {"path": "/health", "port": "operations", "scheme": "HTTPS"}, "periodSeconds": 3,
+             "timeoutSeconds": 3, "failureThreshold": 3}
+    container: dict[str, Any] = {
+        "name": "harper", "image": instances.image, "env": _env(instances, secret_name, owner),
+        "ports": [{"name": "operations", "containerPort": OPS_PORT}, {"name": "http", "containerPort": HTTP_PORT},
+                  {"name": "replication", "containerPort": REPLICATION_PORT}],
+        "readinessProbe": probe,
+        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+        "volumeMounts": [{"name": "data", "mountPath": instances.storage.mount_path}]}
+    if instances.image_pull_policy:
+        container["imagePullPolicy"] = instances.image_pull_policy
+    if instances.resources:
+        container["resources"] = dict(instances.resources)
+    spec: dict[str, Any] = {
+        "securityContext": dict(t.security_context) if t.security_context is not None else {
+            "runAsNonRoot": True, "fsGroup": DEFAULT_UID, "seccompProfile": {"type": "RuntimeDefault"}},
+        # Harper flushes to disk on SIGTERM; a restart the operator makes waits for it.
+        "terminationGracePeriodSeconds": 30,
+        "enableServiceLinks": False,
+        "containers": [container]}
+    for key, value in (("nodeSelector", dict(t.node_selector)), ("affinity", t.affinity),
+                       ("tolerations", [dict(x) for x in t.tolerations]),
+                       ("priorityClassName", t.priority_class_name), ("serviceAccountName", t.service_account_name)):
+        if value:
+            spec[key] = value
+    return spec
+
+
+def statefulset(owner: Owner, spec: HarperClusterSpec, replicas: int) -> dict[str, Any]:
+    """The StatefulSet; `replicas` comes from the scale plan (it lags spec.instances.replicas on the way down).
+
+    OnDelete: the operator rolls pods itself, one at a time, each only after the previous one is back in the mesh.
+    Parallel: pods start together; the operator, not the pod order, decides who joins whom."""
+    instances = spec.instances
+    keep = "Retain" if spec.deletion_policy == "Retain" else "Delete"
+    t = instances.pod_template
+    claim: dict[str, Any] = {"accessModes": ["ReadWriteOnce"],
+                             "resources": {"requests": {"storage": instances.storage.size}}}
+    if instances.storage.storage_class_name is not None:
+        claim["storageClassName"] = instances.storage.storage_class_name
+    return {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": _meta(owner, owner.name),
+            "spec": {
+                "replicas": replicas, "serviceName": owner.name, "podManagementPolicy": "Parallel",
+                "updateStrategy": {"type": "OnDelete"},
+                "persistentVolumeClaimRetentionPolicy": {"whenDeleted": keep, "whenScaled": keep},
+                "selector": {"matchLabels": selector(owner)},
+                "template": {"metadata": {"labels": {**dict(t.labels), **labels(owner)},
+                                          **({"annotations": dict(t.annotations)} if t.annotations else {})},
+                             "spec": _pod_spec(instances, spec.secret_name(owner.name), owner)},
+                "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": claim}]}}
+
+
+def harper_node(owner: Owner, instances: Instances, place: Place, ordinal: int) -> dict[str, Any]:
+    """The HarperNode of one pod. Its URLs are the pod's own DNS name, so no user-written URL can point elsewhere;
+    deletionPolicy Delete: a node leaves only by scaling down, and then Harper must forget it."""
+    host = place.host(ordinal, owner)
+    spec: dict[str, Any] = {"clusterRef": {"name": owner.name}, "hostname": host,
+                            "url": f"wss://{host}:{REPLICATION_PORT}", "operationsUrl": f"https://{host}:{OPS_PORT}",
+                            "deletionPolicy": "Delete"}
+    override = instances.override(ordinal)
+    if override is not None and override.shard is not None:
+        spec["shard"] = override.shard
+    if override is not None and override.subscriptions is not None:
+        spec["subscriptions"] = [s.model_dump(by_alias=True, exclude_none=True) for s in override.subscriptions]
+    return {"apiVersion": API_VERSION, "kind": "HarperNode",
+            "metadata": {**_meta(owner, f"{owner.name}-{ordinal}"),
+                         "labels": {**labels(owner), ORDINAL_LABEL: str(ordinal)},
+                         "annotations": {POD_ANNOTATION: place.pod(ordinal)}},
+            "spec": spec}

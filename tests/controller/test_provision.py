@@ -1,0 +1,254 @@
+"""Provisioner.ensure(), orphan() and _pods() on FAKE Kubernetes objects (fake_fleet.FakeKubeObjects).
+
+No API server: the kube module's object calls are replaced by a store that records every write, so these tests
+pin what the provisioning shell writes (and, in a steady state, that it writes nothing).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from fake_fleet import FakeKubeObjects
+
+from harper_operator import kube
+from harper_operator.controller.provision import Provisioner, _pods, orphan
+
+CLUSTER_LABEL = "harperoperator.dev/cluster"
+SELECTOR = {"app.kubernetes.io/name": "harper", CLUSTER_LABEL: "hc"}
+OBJECTS = [("Service", "hc"), ("Service", "hc-client"), ("PodDisruptionBudget", "hc"), ("StatefulSet", "hc")]
+
+
+@pytest.fixture
+def k8s(monkeypatch) -> FakeKubeObjects:
+    fake = FakeKubeObjects()
+    for call in ("apply", "merge_patch", "create_secret", "delete", "read_statefulset", "list_statefulsets",
+                 "list_pods"):
+        monkeypatch.setattr(kube, call, getattr(fake, call))
+    return fake
+
+
+@pytest.fixture
+def events() -> list[tuple[str, str, str]]:
+    return []
+
+
+@pytest.fixture
+def provisioner(events) -> Provisioner:
+    return Provisioner("db", "hc", events=lambda body, kind, reason, message: events.append((kind, reason, message)))
+
+
+def cluster(replicas: int = 3, image: str = "reg/harper:1", **spec) -> dict:
+    return {"metadata": {"name": "hc", "namespace": "db", "uid": "u1", "generation": 1},
+            "spec": {"instances": {"image": image, "replicas": replicas}, **spec}}
+
+
+def adopting(replicas: int = 3) -> dict:
+    return {"metadata": {"name": "hc", "namespace": "db", "uid": "u1", "generation": 1},
+            "spec": {"credentials": {"secretRef": {"name": "admin"}},
+                     "instances": {"adopt": {"matchLabels": {"app": "harper"}}, "replicas": replicas}}}
+
+
+def pod(i: int, *, ready: bool = True, revision: str = "r1", prefix: str = "hc", labels=None,
+        deleting: bool = False) -> dict:
+    meta = {"name": f"{prefix}-{i}", "labels": {**(labels or SELECTOR), "controller-revision-hash": revision}}
+    if deleting:
+        meta["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    return {"kind": "Pod", "metadata": meta,
+            "status": {"conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}
+
+
+def external_statefulset(name: str = "harper", **labels) -> dict:
+    return {"kind": "StatefulSet", "metadata": {"name": name, "labels": labels or {"app": "harper"}},
+            "spec": {"replicas": 3, "serviceName": name, "selector": {"matchLabels": {"app": "harper"}},
+                     "template": {"spec": {"containers": [{"name": "harper", "image": "theirs:1"}]}}}}
+
+
+def applied(k8s: FakeKubeObjects) -> list[tuple[str, str]]:
+    return [(kind, name) for _, kind, name, _ in k8s.calls("apply")]
+
+
+def harper_nodes(k8s: FakeKubeObjects, count: int) -> list[dict]:
+    return [k8s.get("HarperNode", f"hc-{i}") for i in range(count)]
+
+
+def host(i: int, pod_prefix: str = "hc") -> str:
+    return f"{pod_prefix}-{i}.{pod_prefix}.db.svc.cluster.local"
+
+
+async def test_a_new_cluster_gets_its_objects_an_admin_secret_and_one_harper_node_per_pod(k8s, provisioner, events):
+    view = await provisioner.ensure(cluster(), [], converged=False)
+    assert applied(k8s) == OBJECTS + [("HarperNode", f"hc-{i}") for i in range(3)]
+    assert k8s.get("StatefulSet", "hc")["spec"]["replicas"] == 3
+    assert [(kind, name) for _, kind, name, _ in k8s.calls("create_secret")] == [("Secret", "hc-admin")]
+    secret = k8s.get("Secret", "hc-admin")
+    assert secret["metadata"]["labels"]["harperoperator.dev/readable"] == "true"
+    password = secret["stringData"]["password"]
+    assert password and not any(password in message for _, _, message in events)
+    assert view.problem is not None and not view.problem.permanent and view.problem.reason == "Scaling"
+    assert view.replicas == 0 and f"{CLUSTER_LABEL}=hc" in view.selector
+    assert view.not_ready == {host(i) for i in range(3)}
+    assert [r for _, r, _ in events].count("Applied") == len(k8s.calls("apply"))
+    assert [r for _, r, _ in events].count("SecretCreated") == 1
+
+    k8s.objects.clear()  # another cluster's first round (or this one recreated): a new password
+    await Provisioner("db", "hc", events=lambda *a: None).ensure(cluster(), [], converged=False)
+    assert k8s.get("Secret", "hc-admin")["stringData"]["password"] != password
+
+
+async def test_an_unchanged_cluster_writes_nothing_and_a_new_image_rewrites_only_the_statefulset(k8s, provisioner):
+    await provisioner.ensure(cluster(), [], converged=False)
+    nodes = harper_nodes(k8s, 3)
+    k8s.writes.clear()
+    await provisioner.ensure(cluster(), nodes, converged=False)
+    assert k8s.writes == []
+
+    await provisioner.ensure(cluster(image="reg/harper:2"), nodes, converged=False)
+    assert applied(k8s) == [("StatefulSet", "hc")] and len(k8s.writes) == 1
+    container = k8s.get("StatefulSet", "hc")["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "reg/harper:2"
+
+
+async def test_a_second_provisioner_leaves_the_existing_admin_secret_alone(k8s, provisioner, events):
+    await provisioner.ensure(cluster(), [], converged=False)
+    before = k8s.get("Secret", "hc-admin")["stringData"]["password"]
+    later: list = []
+    restarted = Provisioner("db", "hc", events=lambda *a: later.append(a))
+    await restarted.ensure(cluster(), harper_nodes(k8s, 3), converged=False)
+    assert len(k8s.calls("create_secret")) == 2  # it tried once, and was told the Secret exists
+    assert k8s.get("Secret", "hc-admin")["stringData"]["password"] == before
+    assert not any(a[2] == "SecretCreated" for a in later)
+
+
+async def test_scaling_down_deletes_the_leaving_harper_nodes_before_lowering_the_statefulset(k8s, provisioner,
+                                                                                             events):
+    await Provisioner("db", "hc", events=lambda *a: None).ensure(cluster(replicas=5), [], converged=False)
+    nodes = harper_nodes(k8s, 5)
+    assert all(n["metadata"]["ownerReferences"][0]["uid"] == "u1" for n in nodes)
+    k8s.writes.clear()
+
+    view = await provisioner.ensure(cluster(replicas=3), nodes, converged=False)
+    assert [(kind, name) for _, kind, name, _ in k8s.calls("delete")] == [("HarperNode", "hc-3"),
+                                                                          ("HarperNode", "hc-4")]
+    assert k8s.get("StatefulSet", "hc")["spec"]["replicas"] == 5
+    assert view.problem.reason == "ScalingDown" and not view.problem.permanent
+
+    k8s.writes.clear()
+    await provisioner.ensure(cluster(replicas=3), nodes[:3], converged=False)
+    assert [obj["spec"]["replicas"] for _, kind, _, obj in k8s.calls("apply") if kind == "StatefulSet"] == [3]
+    assert k8s.calls("delete") == []
+    assert ("Normal", "Scaled", "StatefulSet hc: replicas 5 -> 3") in events
+
+
+@pytest.mark.parametrize("converged, deleted", [(True, [("Pod", "hc-2")]), (False, [])])
+async def test_a_rollout_deletes_one_outdated_pod_and_only_once_the_cluster_converged(k8s, provisioner, converged,
+                                                                                     deleted):
+    await Provisioner("db", "hc", events=lambda *a: None).ensure(cluster(), [], converged=False)
+    k8s.objects[("StatefulSet", "hc")]["status"] = {"updateRevision": "r2"}
+    for i in range(3):
+        k8s.put(pod(i, revision="r1"))
+    k8s.writes.clear()
+    view = await provisioner.ensure(cluster(), harper_nodes(k8s, 3), converged=converged)
+    assert [(kind, name) for _, kind, name, _ in k8s.calls("delete")] == deleted
+    assert view.problem.reason == "RollingUpdate" and view.replicas == 3
+
+
+async def test_pods_not_ready_are_named_by_hostname_and_restart_deletes_the_pod(k8s, provisioner, events):
+    await provisioner.ensure(cluster(), [], converged=False)
+    k8s.put(pod(0))
+    k8s.put(pod(1, ready=False))
+    view = await provisioner.ensure(cluster(), harper_nodes(k8s, 3), converged=False)
+    assert view.not_ready == {host(1), host(2)}
+    assert view.problem.reason == "PodsNotReady" and view.replicas == 2
+    k8s.writes.clear()
+    await view.restart[host(1)]()
+    assert k8s.writes == [("delete", "Pod", "hc-1", None)] and k8s.get("Pod", "hc-1") is None
+    assert events[-1][1] == "PodRestarted"
+
+
+async def test_a_statefulset_of_that_name_that_is_not_ours_stops_the_cluster_without_a_write(k8s, provisioner):
+    k8s.put(external_statefulset("hc", app="other"))
+    view = await provisioner.ensure(cluster(), [], converged=False)
+    assert view.problem.reason == "StatefulSetNotOwned" and view.problem.permanent
+    assert k8s.writes == []
+
+
+async def test_a_harper_node_of_that_name_that_is_not_ours_stops_the_cluster_without_a_write(k8s, provisioner):
+    intruder = {"kind": "HarperNode", "metadata": {"name": "hc-1", "ownerReferences": [{"uid": "someone"}]},
+                "spec": {"clusterRef": {"name": "hc"}, "hostname": "elsewhere"}}
+    body = cluster(credentials={"secretRef": {"name": "admin"}})
+    view = await provisioner.ensure(body, [intruder], converged=False)
+    assert view.problem.reason == "HarperNodeNameTaken" and view.problem.permanent
+    assert "hc-1" in view.problem.message
+    assert k8s.writes == []
+
+
+async def test_adopting_a_statefulset_adds_only_the_owner_reference_and_names_its_pods(k8s, provisioner, events):
+    original = k8s.put(external_statefulset())
+    view = await provisioner.ensure(adopting(), [], converged=False)
+    [(_, kind, name, patch)] = k8s.calls("merge_patch")
+    assert (kind, name) == ("StatefulSet", "harper") and list(patch) == ["metadata"]
+    assert [r["uid"] for r in patch["metadata"]["ownerReferences"]] == ["u1"]
+    assert k8s.get("StatefulSet", "harper")["spec"] == original["spec"]
+    assert applied(k8s) == [("HarperNode", f"hc-{i}") for i in range(3)]
+    assert [k8s.get("HarperNode", f"hc-{i}")["spec"]["hostname"] for i in range(3)] == \
+        [host(i, "harper") for i in range(3)]
+    assert view.not_ready == {host(i, "harper") for i in range(3)} and view.selector == "app=harper"
+    assert any(reason == "Adopted" for _, reason, _ in events)
+
+    k8s.writes.clear()  # adopted once: the next round leaves its metadata alone
+    await provisioner.ensure(adopting(), harper_nodes(k8s, 3), converged=False)
+    assert k8s.calls("merge_patch") == []
+
+
+@pytest.mark.parametrize("found, reason", [(0, "AdoptionTargetNotFound"), (2, "AdoptionAmbiguous")])
+async def test_adoption_needs_exactly_one_statefulset(k8s, provisioner, found, reason):
+    for name in ("harper", "harper-b")[:found]:
+        k8s.put(external_statefulset(name))
+    view = await provisioner.ensure(adopting(), [], converged=False)
+    assert view.problem.reason == reason and view.problem.permanent
+    assert k8s.writes == []
+
+
+async def test_orphan_releases_every_object_the_operator_created(k8s, provisioner):
+    body = cluster(deletionPolicy="Retain")
+    await provisioner.ensure(body, [], converged=False)
+    k8s.writes.clear()
+    released = await orphan(body)
+    expected = OBJECTS[3:] + OBJECTS[:3] + [("Secret", "hc-admin")]
+    assert [(kind, name) for _, kind, name, _ in k8s.writes] == expected
+    assert all(w[0] == "merge_patch" and w[3] == {"metadata": {"ownerReferences": None}} for w in k8s.writes)
+    assert released == [f"{kind} {name}" for kind, name in expected]
+    assert all("ownerReferences" not in k8s.get(kind, name)["metadata"] for kind, name in expected)
+
+
+async def test_an_external_cluster_is_neither_provisioned_nor_orphaned(k8s, provisioner):
+    body = {"metadata": {"name": "hc", "namespace": "db", "uid": "u1"},
+            "spec": {"credentials": {"secretRef": {"name": "admin"}}, "deletionPolicy": "Retain"}}
+    assert await provisioner.ensure(body, [], converged=True) is None
+    assert await orphan(body) == []
+    assert k8s.writes == []
+
+
+async def test_a_write_kubernetes_refuses_is_a_permanent_problem(k8s, provisioner):
+    k8s.fail_apply = kube.ApiException(status=422)
+    view = await provisioner.ensure(cluster(), [], converged=False)
+    assert view.problem.reason == "KubernetesRefused" and view.problem.permanent
+    assert "422" in view.problem.message
+
+
+def test_pods_reads_ordinal_readiness_revision_and_deletion_of_the_statefulsets_pods_only():
+    items = [pod(0), pod(1, ready=False, revision="r2", deleting=True), pod(0, prefix="hc-client"),
+             {"metadata": {"name": "hc-x"}}]
+    assert [(p.ordinal, p.name, p.ready, p.revision, p.deleting) for p in _pods(items, "hc")] == [
+        (0, "hc-0", True, "r1", False), (1, "hc-1", False, "r2", True)]
+
+
+async def test_an_operator_without_provisioning_rights_says_so_and_writes_nothing(k8s):
+    """--no-provisioning (the chart's rbac.provisioning=false): a cluster with spec.instances is Stalled."""
+    posted = []
+    p = Provisioner("db", "hc", events=lambda *a: posted.append(a), enabled=False)
+    body = {"metadata": {"name": "hc", "namespace": "db", "uid": "u1", "generation": 1},
+            "spec": {"instances": {"image": "reg/harper:1", "replicas": 3}}}
+    view = await p.ensure(body, [], converged=False)
+    assert view.problem.reason == "ProvisioningDisabled" and view.problem.permanent
+    assert not k8s.writes and not posted
