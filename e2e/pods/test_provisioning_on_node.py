@@ -219,7 +219,7 @@ def test_rolling_image_change_loses_nothing(bed, prov):
             pods = bed.json("get", "pods", "-n", ns, "-l", "harperoperator.dev/cluster=hc")["items"]
             return (len(pods) == 3 and all(p["spec"]["containers"][0]["image"] == new for p in pods)
                     and ready(bed, ns, CLUSTER, "3/3"))
-        wait_until("every pod on the new image, Ready 3/3", rolled, timeout=600, diagnose=bed.diagnose(ns))
+        wait_until("every pod on the new image, Ready 3/3", rolled, timeout=900, diagnose=bed.diagnose(ns))
     finally:
         stop.set()
         thread.join(30)
@@ -240,6 +240,29 @@ def test_a_deleted_pod_comes_back_with_no_writes(bed, prov):
         diagnose=bed.diagnose(ns))
     assert write_count(bed, ns, {"AddNode", "RemoveNode", "UpdateNode"}) == before
     assert "created" in records(bed, ns, f"{CLUSTER}-1", auth)  # its volume came back with it
+
+
+def test_a_pod_that_lost_its_volume_joins_as_a_fresh_node(bed, prov):
+    """A lost PVC: the pod comes back empty, a fresh Harper with a new CA under its old name; the operator removes
+    its old record, restarts the others so they forget the old CA, and joins it (docs/harper-semantics.md, 9)."""
+    ns, auth = prov, STATE["auth"]
+    pod = f"{CLUSTER}-2"
+    old_uid = bed.get("pod", pod, ns)["metadata"]["uid"]
+    removed, restarted = write_count(bed, ns, {"RemoveNode"}), write_count(bed, ns, {"Restart"})
+    bed.kubectl("delete", "pvc", f"data-{pod}", "-n", ns, "--wait=false")
+    wait_until("the claim gone", lambda: not bed.get("pvc", f"data-{pod}", ns), timeout=60)
+    volumes(bed, ns, CLUSTER, [2])  # an empty volume for the claim the StatefulSet makes again
+    bed.kubectl("delete", "pod", pod, "-n", ns, "--wait=false")
+    wait_until("the wiped pod back and the cluster Ready 3/3", lambda: (bed.get("pod", pod, ns) or {}).get(
+        "metadata", {}).get("uid") not in (None, old_uid) and ready(bed, ns, CLUSTER, "3/3"), timeout=400,
+        diagnose=bed.diagnose(ns))
+    # The old record went, and the others were restarted to forget the old CA.
+    assert write_count(bed, ns, {"RemoveNode"}) > removed and write_count(bed, ns, {"Restart"}) >= restarted + 2
+    assert call(bed, ns, pod, auth, {"operation": "create_table", "database": "data", "table": "t",
+                                     "primary_key": "id"})[0] in (200, 400)  # 400: replication made it already
+    assert write(bed, ns, auth, f"{CLUSTER}-0", "after-wipe")
+    wait_until("a new record reaches the fresh node", lambda: "after-wipe" in records(bed, ns, pod, auth),
+               timeout=90)
 
 
 def test_delete_policy_removes_what_it_owns(bed, prov):

@@ -22,6 +22,13 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
+class _QuietPodEvents(logging.Filter):
+    """Kopf logs every event handler's success; pod events come several times a second during a roll."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno == logging.INFO and "'pod_changed'" in record.getMessage())
+
+
 def _logging(settings: OperatorSettings) -> None:
     handler = logging.StreamHandler()
     if settings.log_format == "json":
@@ -30,6 +37,7 @@ def _logging(settings: OperatorSettings) -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=settings.log_level, handlers=[handler], force=True)
     logging.getLogger("aiohttp").setLevel(logging.WARNING)
+    logging.getLogger("kopf.objects").addFilter(_QuietPodEvents())
 
 
 def run(settings: OperatorSettings) -> int:

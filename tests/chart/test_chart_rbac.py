@@ -46,6 +46,7 @@ PEERINGS = {"apiGroups": ["kopf.dev"], "resources": ["kopfpeerings"], "verbs": [
 # rbac.provisioning (on by default): what a HarperCluster with spec.instances writes.
 PROVISION = [
     {"apiGroups": ["harperoperator.dev"], "resources": ["harpernodes"], "verbs": ["create", "delete"]},
+    {"apiGroups": ["harperoperator.dev"], "resources": ["harperclusters/finalizers"], "verbs": ["update"]},
     {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create", "patch"]},
     {"apiGroups": ["apps"], "resources": ["statefulsets"], "verbs": ["get", "list", "watch", "create", "patch"]},
     {"apiGroups": [""], "resources": ["services"], "verbs": ["get", "create", "patch"]},
@@ -178,7 +179,8 @@ def test_provisioning_rights_stay_narrow(helm, values):
         for rule in role["rules"]:
             for key in ("apiGroups", "resources", "verbs"):
                 assert "*" not in rule[key], (role["metadata"]["name"], rule)
-            assert not {"update", "deletecollection", "escalate", "bind", "impersonate"} & set(rule["verbs"]), rule
+            assert not {"update", "deletecollection", "escalate", "bind", "impersonate"} & set(rule["verbs"]) \
+                or rule["resources"] == ["harperclusters/finalizers"], rule
     for verb in ("list", "watch", "update", "delete"):
         assert not grants(docs, "secrets", verb), verb
     for resource in ("deployments", "configmaps", "persistentvolumeclaims", "persistentvolumes"):

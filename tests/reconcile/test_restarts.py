@@ -121,6 +121,19 @@ def test_wanted_for_another_reason_within_the_cooldown_waits_without_a_loop():
     assert admitted == [settle("a")] and problems == []
 
 
+def test_a_member_pod_replaced_since_a_restart_makes_a_new_need_no_loop():
+    """A rolling update replaces a peer's pod (a new address) after a survivor's reconnect restart: the survivor
+    needs to reconnect again, and that is a new need, admitted at once, not a RestartLoop."""
+    _, _, ledger = admit(EMPTY, [settle("a")], 0.0, grace=0.0)
+    admitted, problems, _ = admit(ledger, [settle("a")], 60.0, grace=0.0)
+    assert admitted == [] and [p.reason for p in problems] == ["RestartLoop"]
+    admitted, problems, ledger = admit(ledger, [settle("a")], 60.0, grace=0.0, changed_at=30.0)
+    assert admitted == [settle("a")] and problems == [] and ledger.done == {"a": ("reconnect to its peers", 60.0)}
+    # A pod replaced BEFORE the restart explains nothing: the loop is still a loop.
+    _, problems, _ = admit(ledger, [settle("a")], 100.0, grace=0.0, changed_at=50.0)
+    assert [p.reason for p in problems] == ["RestartLoop"]
+
+
 def test_no_problem_when_the_restart_worked():
     _, _, ledger = admit(EMPTY, [Restart("a", ROUTES)], 0.0)
     admitted, problems, ledger = admit(ledger, [], 30.0)

@@ -87,6 +87,10 @@ rolling changes and restarts. Kubernetes' garbage collector deletes the rest thr
 - apiGroups: ["harperoperator.dev"]
   resources: ["harpernodes"]
   verbs: ["create", "delete"]
+{{- /* Owner references with blockOwnerDeletion, where OwnerReferencesPermissionEnforcement is on (OpenShift). */}}
+- apiGroups: ["harperoperator.dev"]
+  resources: ["harperclusters/finalizers"]
+  verbs: ["update"]
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["create", "patch"]

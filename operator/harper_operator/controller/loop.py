@@ -67,6 +67,7 @@ class Result:
 
     writes: int = 0
     converged: bool = False
+    meshed: bool = False  # Harper alone: every member connected to every peer, nothing left to write (a roll's gate)
     permanent: bool = False
     ready_nodes: int = 0
     max_lag_ms: float | None = None
@@ -229,7 +230,7 @@ class ClusterReconciler:
         self._last_reasons[key] = reason
 
     def _restarts(self, body: Mapping[str, Any], spec: HarperClusterSpec, m: Membership, sights: Mapping[str, Sight],
-                  now_intent: Intent, paused: bool) -> Restarts:
+                  now_intent: Intent, paused: bool, pods: PodView | None = None) -> Restarts:
         """Every restart goes through one budget: one member at a time, a cooldown, RestartLoop when it repeats."""
         managed = {x.hostname for x in m.members if x.managed}
         before = ledger_from_status(body.get("status"), self._wanted_since).only(managed)
@@ -239,7 +240,8 @@ class ClusterReconciler:
         wanted += restarts_for_pending(now_intent.pending_restart)
         unreachable = {n for n, s in sights.items() if s.status is None or s.problem is not None}
         admitted, problems, ledger = admit(before, wanted, self.clock(), unreachable=unreachable,
-                                           grace=self.restart_grace, cooldown=self.restart_cooldown)
+                                           grace=self.restart_grace, cooldown=self.restart_cooldown,
+                                           changed_at=pods.replaced_at if pods else None)
         self._wanted_since = dict(ledger.wanted_since)
         return Restarts(admitted, problems, before, ledger)
 
@@ -264,7 +266,7 @@ class ClusterReconciler:
         paused = is_paused(body)
         sights = await look_all(m, self.pool)
         now_intent = intent(m, sights, body, spec, neighbours)
-        restarts = self._restarts(body, spec, m, sights, now_intent, paused)
+        restarts = self._restarts(body, spec, m, sights, now_intent, paused, pods)
         result = Result()
         failure = None
         ops, self._ghost_since = hold_ghost_removals(
@@ -304,6 +306,8 @@ class ClusterReconciler:
                 log.warning("status of HarperNode %s/%s not written", self.namespace, member.resource, exc_info=True)
         written = await self._write_cluster(body, rnd, generation, stamp, restarts, pods)
         result.ready_nodes = sum(1 for r in written.get("members", []) if r.get("ready"))
+        result.meshed = (bool(m.members) and result.ready_nodes == len(m.members) and not now_intent.operations
+                         and failure is None and not now_intent.pending_restart)
         lags = [r["maxLagMs"] for r in written.get("members", []) if r.get("maxLagMs") is not None]
         result.max_lag_ms = max(lags) if lags else None
         ready = next((c for c in written.get("conditions", []) if c["type"] == "Ready"), {})

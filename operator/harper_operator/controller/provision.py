@@ -12,6 +12,7 @@ import json
 import logging
 import secrets
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Awaitable, Callable, Mapping
 
 from pydantic import ValidationError
@@ -36,6 +37,7 @@ class PodView:
     problem: Problem | None = None  # why the cluster is not done on the Kubernetes side (progress or a stop)
     replicas: int | None = None
     selector: str | None = None
+    replaced_at: float | None = None  # when the newest of the cluster's pods was created (epoch seconds)
 
 
 def _digest(obj: Mapping[str, Any]) -> str:
@@ -171,7 +173,8 @@ class Provisioner:
                     self.events(body, "Normal", "SecretCreated", f"generated the admin Secret {name}")
                 self._secret_done = True
 
-        pods = _pods(await kube.list_pods(self.namespace, render.selector_text(selector)), place.statefulset)
+        listed = await kube.list_pods(self.namespace, render.selector_text(selector))
+        pods = _pods(listed, place.statefulset)
         current = None if sts is None else (sts.get("spec") or {}).get("replicas")
         plan = steps(Seen(desired=instances.replicas, statefulset_replicas=current,
                           update_revision=((sts or {}).get("status") or {}).get("updateRevision"),
@@ -217,7 +220,19 @@ class Provisioner:
             not_ready=frozenset(h for o, h in hosts.items() if o not in plan.ready_pods),
             restart={h: restart(place.pod(o)) for o, h in hosts.items()},
             problem=Problem(_progress_reason(plan.progress), plan.progress, permanent=False) if plan.progress else None,
-            replicas=sum(1 for p in pods if not p.deleting), selector=render.selector_text(selector))
+            replicas=sum(1 for p in pods if not p.deleting), selector=render.selector_text(selector),
+            replaced_at=_newest(listed))
+
+
+def _newest(pods: list[dict[str, Any]]) -> float | None:
+    stamps = []
+    for p in pods:
+        created = (p.get("metadata") or {}).get("creationTimestamp")
+        try:
+            stamps.append(datetime.fromisoformat(str(created).replace("Z", "+00:00")).timestamp())
+        except ValueError:
+            continue
+    return max(stamps) if stamps else None
 
 
 def _progress_reason(progress: str) -> str:

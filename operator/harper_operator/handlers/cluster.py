@@ -67,7 +67,8 @@ async def run_cluster(namespace, name, body, stopped, members: kopf.Index, **_):
                     others = neighbours(members, namespace, name)
                     pods = await provisioner.ensure(body, nodes, converged=converged, others=others)
                     result = await reconciler.reconcile(body, nodes, neighbours=others, stopped=stopping, pods=pods)
-                    converged = result.converged
+                    # The roll's gate is Harper's own picture: the cluster is not Ready while it rolls.
+                    converged = result.meshed
                 metrics.RECONCILES.labels("converged" if result.converged else
                                           "stalled" if result.permanent else "progressing").inc()
                 metrics.READY_NODES.labels(namespace, name).set(result.ready_nodes)

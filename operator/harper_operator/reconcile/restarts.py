@@ -113,11 +113,16 @@ def _merge(node: str, wishes: Sequence[Restart]) -> Restart:
 
 
 def admit(ledger: RestartLedger, wanted: Sequence[Restart], now: float, *, unreachable: Collection[str] = (),
-          grace: float = 10.0, cooldown: float = 120.0) -> tuple[list[Restart], list[Problem], RestartLedger]:
+          grace: float = 10.0, cooldown: float = 120.0,
+          changed_at: float | None = None) -> tuple[list[Restart], list[Problem], RestartLedger]:
     """The restarts to run now (at most one), the problems to report, and the ledger for the next call.
 
     wanted: every restart wanted this round (plan()'s and restarts_for_pending()'s); owed ones are added.
     unreachable: the members that did not answer this round.
+    changed_at: when a member last came back as a new pod (a new address): restarts made before it are no
+    evidence of a loop, since the need they met is gone and a new one may follow (seen: a rolling update
+    replaced a pod 59 s after a survivor's reconnect restart, and the survivor's next reconnect was called a
+    RestartLoop, Stalled).
     """
     down = set(unreachable)
     wishes: dict[str, list[Restart]] = {}
@@ -129,7 +134,8 @@ def admit(ledger: RestartLedger, wanted: Sequence[Restart], now: float, *, unrea
 
     # Restarts within the cooldown. One stamped further ahead than a whole cooldown comes from another clock
     # (the ledger was written elsewhere): trusting it could hold a node back for ever.
-    recent = {n: (r, t) for n, (r, t) in ledger.done.items() if t <= now + cooldown and now - t < cooldown}
+    recent = {n: (r, t) for n, (r, t) in ledger.done.items() if t <= now + cooldown and now - t < cooldown
+              and (changed_at is None or t >= changed_at)}
     since = {n: min(ledger.wanted_since.get(n, now), now) for n in merged}
 
     problems = []
