@@ -66,6 +66,24 @@ async def test_three_nodes_converge_and_every_status_is_written(fleet, fake_kube
         assert condition(fake_kube.last("harpernodes", m["metadata"]["name"]), "Ready")["status"] == "True"
 
 
+async def test_a_provisioned_cluster_rolling_is_meshed_but_not_ready_and_a_pod_down_is_not_ready(fleet, fake_kube):
+    """PodView (FAKE): the roll's progress keeps Ready False while Harper's mesh is whole (the roll's gate is
+    Result.meshed), and a member whose pod Kubernetes does not call Ready is not counted in readyNodes."""
+    from harper_operator.controller.provision import PodView
+    from harper_operator.reconcile.problems import Problem
+    r, _ = reconciler(fleet)
+    body, members = cluster_body(), nodes(A, B, C)
+    await converge(r, body, members, fake_kube)
+    rolling = PodView(problem=Problem("RollingUpdate", "rolling out revision r2", permanent=False), replicas=3,
+                      selector="app=harper")
+    result = await r.reconcile(body, members, pods=rolling)
+    status = fake_kube.last("harperclusters", "c")
+    assert result.meshed and not result.converged
+    assert condition(status, "Ready")["reason"] == "RollingUpdate" and status["replicas"] == 3
+    result = await r.reconcile(body, members, pods=PodView(not_ready=frozenset({C}), replicas=3, selector="x"))
+    assert not result.meshed and fake_kube.last("harperclusters", "c")["readyNodes"] == "2/3"
+
+
 # --- Guarantee 2: never remove a healthy node ------------------------------------------------------------------
 
 
