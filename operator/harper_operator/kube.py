@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
-from typing import Any
+from typing import Any, Callable
 
 import kubernetes
 from kubernetes.client.exceptions import ApiException
@@ -78,17 +78,19 @@ async def read_secret(namespace: str, name: str) -> tuple[bool, dict[str, str | 
     return await asyncio.to_thread(call)
 
 
-async def get_object(plural: str, namespace: str, name: str) -> dict[str, Any] | None:
-    def call():
-        try:
-            return kubernetes.client.CustomObjectsApi(_client()).get_namespaced_custom_object(
-                GROUP, VERSION, namespace, plural, name, _request_timeout=TIMEOUT)
-        except ApiException as e:
-            if e.status == 404:
-                return None
-            raise
+def _unless_missing(call: Callable[[], Any]) -> Any:
+    """call(), or None when the API server answers 404 (the object does not exist)."""
+    try:
+        return call()
+    except ApiException as e:
+        if e.status == 404:
+            return None
+        raise
 
-    return await asyncio.to_thread(call)
+
+async def get_object(plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+    return await asyncio.to_thread(_unless_missing, lambda: kubernetes.client.CustomObjectsApi(
+        _client()).get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name, _request_timeout=TIMEOUT))
 
 
 async def list_objects(plural: str, namespace: str) -> list[dict[str, Any]]:
@@ -224,31 +226,18 @@ async def delete(kind: str, namespace: str, name: str, *, uid: str | None = None
 
 
 async def read_statefulset(namespace: str, name: str) -> dict[str, Any] | None:
-    def call():
-        try:
-            return _plain(kubernetes.client.AppsV1Api(_client()).read_namespaced_stateful_set(
-                name, namespace, _request_timeout=TIMEOUT))
-        except ApiException as e:
-            if e.status == 404:
-                return None
-            raise
-
-    return await asyncio.to_thread(call)
+    found = await asyncio.to_thread(_unless_missing, lambda: kubernetes.client.AppsV1Api(
+        _client()).read_namespaced_stateful_set(name, namespace, _request_timeout=TIMEOUT))
+    return None if found is None else _plain(found)
 
 
 async def list_statefulsets(namespace: str, selector: str) -> list[dict[str, Any]]:
-    def call():
-        found = kubernetes.client.AppsV1Api(_client()).list_namespaced_stateful_set(
-            namespace, label_selector=selector, _request_timeout=TIMEOUT)
-        return [_plain(x) for x in found.items]
-
-    return await asyncio.to_thread(call)
+    found = await asyncio.to_thread(kubernetes.client.AppsV1Api(_client()).list_namespaced_stateful_set,
+                                    namespace, label_selector=selector, _request_timeout=TIMEOUT)
+    return [_plain(x) for x in found.items]
 
 
 async def list_pods(namespace: str, selector: str) -> list[dict[str, Any]]:
-    def call():
-        found = kubernetes.client.CoreV1Api(_client()).list_namespaced_pod(
-            namespace, label_selector=selector, _request_timeout=TIMEOUT)
-        return [_plain(x) for x in found.items]
-
-    return await asyncio.to_thread(call)
+    found = await asyncio.to_thread(kubernetes.client.CoreV1Api(_client()).list_namespaced_pod,
+                                    namespace, label_selector=selector, _request_timeout=TIMEOUT)
+    return [_plain(x) for x in found.items]
