@@ -108,6 +108,11 @@ def events(bed, ns: str, name: str = CLUSTER) -> list[dict]:
     return bed.json("get", "events", "-n", ns, "--field-selector", f"involvedObject.name={name}")["items"]
 
 
+def writes(bed, ns: str) -> list[str]:
+    return [f"{e['reason']} x{e.get('count', 1)}: {e['message'][:120]}" for e in events(bed, ns)
+            if e["reason"] in WRITE_REASONS]
+
+
 def write_count(bed, ns: str, reasons=WRITE_REASONS) -> int:
     return sum(e.get("count", 1) for e in events(bed, ns) if e["reason"] in reasons)
 
@@ -154,8 +159,10 @@ def test_create_three_from_nothing(bed, prov):
                                                  "primary_key": "id"})[0] == 200
     assert write(bed, ns, auth, f"{CLUSTER}-0", "created")
     wait_until("the record on every pod", everywhere(bed, ns, auth, 3, {"created"}), timeout=60)
-    # The minimum: two add_node from one node (gossip does the rest); nothing else.
-    assert write_count(bed, ns, {"AddNode"}) == 2 and write_count(bed, ns) == 2, events(bed, ns)
+    # The minimum: two add_node from one node (gossip does the rest). Harper on pods sometimes leaves the caller's
+    # sockets to a new peer down until it restarts (seen: 0 or 1 reconnect restart); nothing else is written.
+    assert write_count(bed, ns, {"AddNode"}) == 2, events(bed, ns)
+    assert write_count(bed, ns, {"Restart"}) <= 1 and write_count(bed, ns) <= 3, writes(bed, ns)
     # Quiet: a steady cluster is not written to (no Applied events after the first ones).
     applied = sum(e.get("count", 1) for e in events(bed, ns) if e["reason"] == "Applied")
     time.sleep(25)
@@ -167,7 +174,7 @@ def test_scale_up_then_down(bed, prov):
     before = write_count(bed, ns, {"AddNode"})
     bed.kubectl("scale", "harpercluster", CLUSTER, "-n", ns, "--replicas=5")
     wait_until("Ready 5/5", lambda: ready(bed, ns, CLUSTER, "5/5"), timeout=300, diagnose=bed.diagnose(ns))
-    assert write_count(bed, ns, {"AddNode"}) - before == 2  # one add_node each
+    assert write_count(bed, ns, {"AddNode"}) - before == 2, writes(bed, ns)  # one add_node each
     assert write(bed, ns, auth, f"{CLUSTER}-4", "at-five")
     wait_until("records on all 5", everywhere(bed, ns, auth, 5, {"created", "at-five"}), timeout=60)
 
@@ -249,10 +256,21 @@ def test_a_pod_that_lost_its_volume_joins_as_a_fresh_node(bed, prov):
     pod = f"{CLUSTER}-2"
     old_uid = bed.get("pod", pod, ns)["metadata"]["uid"]
     removed, restarted = write_count(bed, ns, {"RemoveNode"}), write_count(bed, ns, {"Restart"})
-    bed.kubectl("delete", "pvc", f"data-{pod}", "-n", ns, "--wait=false")
-    wait_until("the claim gone", lambda: not bed.get("pvc", f"data-{pod}", ns), timeout=60)
     volumes(bed, ns, CLUSTER, [2])  # an empty volume for the claim the StatefulSet makes again
+    bed.kubectl("delete", "pvc", f"data-{pod}", "-n", ns, "--wait=false")  # held by pvc-protection meanwhile
     bed.kubectl("delete", "pod", pod, "-n", ns, "--wait=false")
+
+    def new_claim():
+        claim = bed.get("pvc", f"data-{pod}", ns)
+        if claim and claim["metadata"].get("deletionTimestamp"):
+            # A pod the StatefulSet made again before the old claim went waits on it for ever: delete it once more
+            # (what a person does too).
+            again = bed.get("pod", pod, ns)
+            if again and again["metadata"]["uid"] != old_uid and not again["metadata"].get("deletionTimestamp"):
+                bed.kubectl("delete", "pod", pod, "-n", ns, "--wait=false", check=False)
+            return False
+        return claim is not None
+    wait_until("a new claim for the pod", new_claim, timeout=180, diagnose=bed.diagnose(ns))
     wait_until("the wiped pod back and the cluster Ready 3/3", lambda: (bed.get("pod", pod, ns) or {}).get(
         "metadata", {}).get("uid") not in (None, old_uid) and ready(bed, ns, CLUSTER, "3/3"), timeout=400,
         diagnose=bed.diagnose(ns))

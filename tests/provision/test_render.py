@@ -94,3 +94,12 @@ def test_services_budget_and_secret():
     secret = render.admin_secret(OWNER, "hc-admin", "admin", "pw")
     assert secret["metadata"]["labels"]["harperoperator.dev/readable"] == "true"
     assert secret["stringData"] == {"username": "admin", "password": "pw"}
+
+
+def test_adoption_selects_by_the_statefulsets_labels_or_its_pods():
+    sts = {"metadata": {"name": "harper", "labels": {"team": "a"}},
+           "spec": {"template": {"metadata": {"labels": {"app.kubernetes.io/name": "harper"}}}}}
+    assert render.adopts({"app.kubernetes.io/name": "harper"}, sts)  # Harper's own chart labels only the pods
+    assert render.adopts({"team": "a"}, sts)
+    assert not render.adopts({"team": "a", "app.kubernetes.io/name": "harper"}, sts)  # one set must hold them all
+    assert not render.adopts({"app.kubernetes.io/name": "other"}, sts)

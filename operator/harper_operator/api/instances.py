@@ -79,7 +79,8 @@ class Adopt(Model):
     """An existing StatefulSet of Harper to take over without restarting its pods."""
 
     match_labels: Annotated[dict[str, str], Field(
-        description="Labels of exactly one StatefulSet in the cluster's namespace. Its pods must use "
+        description="Labels of exactly one StatefulSet in the cluster's namespace (its own labels, or its pod "
+                    "template's). Its pods must use "
                     "<pod>.<serviceName>.<namespace>.svc.<clusterDomain> as their replication hostname.",
         min_length=1, max_length=16)]
 

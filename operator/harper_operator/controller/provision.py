@@ -139,7 +139,8 @@ class Provisioner:
                                                                   "nodes NAME-<ordinal>; rename or delete them"))
 
         if instances.adopt is not None:
-            found = await kube.list_statefulsets(self.namespace, render.selector_text(dict(instances.adopt.match_labels)))
+            found = [s for s in await kube.list_statefulsets(self.namespace, "")
+                     if render.adopts(dict(instances.adopt.match_labels), s)]
             if len(found) != 1:
                 what = "no StatefulSet" if not found else f"{len(found)} StatefulSets ({', '.join(sorted(s['metadata']['name'] for s in found))})"
                 return PodView(problem=Problem("AdoptionTargetNotFound" if not found else "AdoptionAmbiguous",
@@ -258,8 +259,8 @@ async def orphan(body: Mapping[str, Any]) -> list[str]:
         return []
     released = []
     if spec.instances.adopt is not None:
-        found = await kube.list_statefulsets(namespace, render.selector_text(dict(spec.instances.adopt.match_labels)))
-        for sts in found:
+        found = await kube.list_statefulsets(namespace, "")
+        for sts in (s for s in found if render.adopts(dict(spec.instances.adopt.match_labels), s)):
             if _owned_by(sts, uid):
                 # A merge patch replaces the whole list: keep the owners the StatefulSet had before us.
                 refs = [r for r in sts["metadata"].get("ownerReferences") or [] if r.get("uid") != uid]

@@ -61,6 +61,14 @@ def selector_text(labels: dict[str, str]) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
 
 
+def adopts(match_labels: dict[str, str], statefulset: dict[str, Any]) -> bool:
+    """spec.instances.adopt.matchLabels selects a StatefulSet by its own labels or by its pods' labels (Harper's
+    chart, like most, labels only the pods)."""
+    own = (statefulset.get("metadata") or {}).get("labels") or {}
+    pods = (((statefulset.get("spec") or {}).get("template") or {}).get("metadata") or {}).get("labels") or {}
+    return any(all(found.get(k) == v for k, v in match_labels.items()) for found in (own, pods))
+
+
 def labels(owner: Owner) -> dict[str, str]:
     return {**selector(owner), "app.kubernetes.io/instance": owner.name, "app.kubernetes.io/managed-by": "harper-operator"}
 
