@@ -252,3 +252,17 @@ async def test_an_operator_without_provisioning_rights_says_so_and_writes_nothin
     view = await p.ensure(body, [], converged=False)
     assert view.problem.reason == "ProvisioningDisabled" and view.problem.permanent
     assert not k8s.writes and not posted
+
+
+async def test_an_edited_generated_harper_node_is_put_back(k8s, provisioner):
+    """Its URLs decide where the credentials go: an edit by hand is undone in the next round (FAKE objects)."""
+    body = cluster()
+    await provisioner.ensure(body, [], converged=False)
+    nodes = [dict(k8s.objects[("HarperNode", f"hc-{i}")]) for i in range(3)]
+    k8s.writes.clear()
+    await provisioner.ensure(body, nodes, converged=False)
+    assert not [w for w in k8s.writes if w[0] == "apply"], "nothing changed: nothing applied"
+    edited = {**nodes[1], "spec": {**nodes[1]["spec"], "operationsUrl": "https://evil.db.svc:9925"}}
+    await provisioner.ensure(body, [nodes[0], edited, nodes[2]], converged=False)
+    applied = [w for w in k8s.writes if w[0] == "apply"]
+    assert len(applied) == 1 and "hc-1" in str(applied[0])

@@ -196,8 +196,13 @@ class Provisioner:
                 if current is not None and current != plan.replicas:
                     self.events(body, "Normal", "Scaled", f"StatefulSet {self.name}: replicas {current} -> "
                                                           f"{plan.replicas}")
+        live = {(n.get("metadata") or {}).get("name"): n.get("spec") or {} for n in nodes}
         for ordinal in range(instances.replicas):
-            await self._apply(body, render.harper_node(owner, instances, place, ordinal), force=ordinal in plan.create_nodes)
+            rendered = render.harper_node(owner, instances, place, ordinal)
+            # A generated HarperNode someone edited (its URLs decide where credentials go) is put back at once.
+            edited = any(live.get(rendered["metadata"]["name"], {}).get(k) != v for k, v in rendered["spec"].items()) \
+                and rendered["metadata"]["name"] in live
+            await self._apply(body, rendered, force=ordinal in plan.create_nodes or edited)
         for ordinal in plan.delete_nodes:
             if await kube.delete("HarperNode", self.namespace, f"{self.name}-{ordinal}"):
                 self.events(body, "Normal", "ScalingDown", f"deleted HarperNode {self.name}-{ordinal}: its finalizer "
