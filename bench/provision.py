@@ -1,7 +1,8 @@
 """Time from `kubectl apply` of a provisioned HarperCluster (spec.instances) to Ready, for 3 and 5 nodes, on the
 real one-node Kubernetes (root), split into pod start (kubelet, image, Harper's first start) and join (the
 operator), next to the floor on the same kind of pods: a plain StatefulSet joined by hand (n-1 add_node from
-pod 0, until every pod shows every peer connected).
+pod 0, until every pod shows every peer connected; a floor run that is not meshed after 120 s counts as "never
+meshed", since the plain script never restarts anything).
 
 Numbers, not pass/fail. The measurement itself is e2e/pods/provision_bench.py (it needs the node, the registry,
 the images and the chart, which the e2e fixtures provide); this prints the table and writes
@@ -32,14 +33,23 @@ def table(rows: list[dict]) -> str:
     for n in sorted({r["nodes"] for r in rows}):
         mine = [r for r in rows if r["nodes"] == n]
 
-        def med(side: str, key: str) -> float:
-            return round(statistics.median(r[side][key] for r in mine), 1)
+        def med(side: str, key: str) -> float | None:
+            values = [r[side][key] for r in mine if r[side][key] is not None]
+            return round(statistics.median(values), 1) if values else None
 
-        lines.append(f"| {n} | {len(mine)} | {med('floor', 'pods_s')} s | {med('floor', 'join_s')} s | "
-                     f"{med('floor', 'total_s')} s | {med('operator', 'pods_s')} s | {med('operator', 'join_s')} s | "
-                     f"{med('operator', 'total_s')} s | "
-                     f"{med('operator', 'join_s') / max(med('floor', 'join_s'), 0.1):.2f}x | "
-                     f"{med('operator', 'total_s') / max(med('floor', 'total_s'), 0.1):.2f}x |")
+        def text(value: float | None) -> str:
+            return "-" if value is None else f"{value} s"
+
+        def ratio(a: float | None, b: float | None) -> str:
+            return "-" if a is None or b is None else f"{a / max(b, 0.1):.2f}x"
+
+        stuck = sum(1 for r in mine if r["floor"]["join_s"] is None)
+        note = f" ({stuck} never meshed)" if stuck else ""
+        lines.append(f"| {n} | {len(mine)} | {text(med('floor', 'pods_s'))} | {text(med('floor', 'join_s'))}{note} | "
+                     f"{text(med('floor', 'total_s'))} | {text(med('operator', 'pods_s'))} | "
+                     f"{text(med('operator', 'join_s'))} | {text(med('operator', 'total_s'))} | "
+                     f"{ratio(med('operator', 'join_s'), med('floor', 'join_s'))} | "
+                     f"{ratio(med('operator', 'total_s'), med('floor', 'total_s'))} |")
     return "\n".join(lines)
 
 

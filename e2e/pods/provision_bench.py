@@ -20,6 +20,7 @@ from .conftest import CHART, GROUP_VERSION, READABLE, all_ready, pod_call
 from .test_provisioning_on_node import volumes
 
 OPERATOR_NS = "harper-bench"
+FLOOR_PATIENCE = 120  # seconds the hand-driven mesh gets before the run counts as "never meshed"
 RELEASE = "harper-operator-bench"
 
 
@@ -63,11 +64,17 @@ def floor(bed, n: int) -> dict:
             "verify_tls": False, "authorization": {"username": "admin", "password": password}}, timeout=30)
         assert status == 200, answer
     pods = [f"{harper.SERVICE}-{i}" for i in range(n)]
-    wait_until("hand-driven mesh", lambda: _meshed(bed, ns, pods, hosts, auth), timeout=300, interval=0.25)
+    try:
+        wait_until("hand-driven mesh", lambda: _meshed(bed, ns, pods, hosts, auth), timeout=FLOOR_PATIENCE,
+                   interval=0.25)
+    except AssertionError:
+        # Seen: on pods, a pair sometimes stays down until one side restarts, which the plain script never does.
+        bed.kubectl("delete", "namespace", ns, "--wait=false")
+        return {"pods_s": round(pods_at - started, 2), "join_s": None, "total_s": None, "meshed": False}
     joined_at = time.monotonic()
     bed.kubectl("delete", "namespace", ns, "--wait=false")
     return {"pods_s": round(pods_at - started, 2), "join_s": round(joined_at - pods_at, 2),
-            "total_s": round(joined_at - started, 2)}
+            "total_s": round(joined_at - started, 2), "meshed": True}
 
 
 def _ready(bed, ns: str, n: int) -> bool:
