@@ -432,3 +432,13 @@ async def test_a_restart_still_to_come_keeps_the_cluster_from_ready(fleet, fake_
     assert cluster["pendingRestart"], cluster
     assert condition(cluster, "Ready")["status"] == "False" and condition(cluster, "Ready")["reason"] == "RestartPending"
     assert condition(cluster, "Reconciling")["status"] == "True"
+
+
+def test_fresh_work_is_a_write_the_round_did_not_plan():
+    """The verify loop stops waiting when a new write becomes possible (a pod that began to answer)."""
+    from harper_operator.controller.loop import _fresh
+    from harper_operator.reconcile.plan import RemoveNode, Restart
+    done = [RemoveNode(A, "ghost")]
+    assert not _fresh([RemoveNode(A, "ghost")], done)  # still showing: waiting may help
+    assert not _fresh([Restart(B, "reconnect to its peers", settle=True)], done)  # the budget decides restarts
+    assert _fresh([RemoveNode(A, "ghost"), RemoveNode(A, "other")], done)

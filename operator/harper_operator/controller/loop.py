@@ -68,6 +68,7 @@ class Result:
     writes: int = 0
     converged: bool = False
     meshed: bool = False  # Harper alone: every member connected to every peer, nothing left to write (a roll's gate)
+    again: bool = False  # new work appeared while this round verified its writes: run the next round at once
     permanent: bool = False
     ready_nodes: int = 0
     max_lag_ms: float | None = None
@@ -283,7 +284,9 @@ class ClusterReconciler:
                 owed = [r for reasons in restarts.ledger.owed.values() for r in reasons]
                 owed += [r.reason for r in restarts.admitted]
                 sights, now_intent = await self._verify(body, spec, m, neighbours, stopped, patient=failure is None,
-                                                        waiting=waiting_for_restarts(owed))
+                                                        waiting=waiting_for_restarts(owed), done=ops)
+                # Work that appeared meanwhile (a pod that began to answer) is done by the next round, at once.
+                result.again = _fresh(now_intent.operations, ops)
         else:
             restarts.ledger = settle_restarts(restarts.before, restarts.ledger, restarts.admitted, ran=set())
         diagnosed = dict(now_intent.diagnosed)
@@ -354,7 +357,7 @@ class ClusterReconciler:
         return report
 
     async def _verify(self, body, spec: HarperClusterSpec, m: Membership, neighbours, stopped, patient: bool = True,
-                      waiting: set[str] = frozenset()):
+                      waiting: set[str] = frozenset(), done: list[Operation] = ()):
         """A 200 from Harper is not proof: re-read until cluster_status shows the plan done, or time runs out
         (not patient: read once). `waiting`: wiped nodes that join only after their peers' restarts."""
         deadline = time.monotonic() + (self.verify_timeout if patient else 0)
@@ -371,10 +374,18 @@ class ClusterReconciler:
                 not missing_peers(x, sights.get(x.hostname), m, others | waiting)
                 or x.hostname in now_intent.pending_restart or x.hostname in waiting
                 for x in m.members if x.managed)
-            if settled or stopped() or time.monotonic() >= deadline:
+            # New work (a member that began to answer can now be joined) will not be done by waiting here: seen on
+            # pods, the verify of two add_node held back two more pods that became Ready meanwhile for 30 s.
+            if settled or stopped() or time.monotonic() >= deadline or _fresh(remaining, done):
                 return sights, now_intent
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
+
+
+def _fresh(planned: Iterable[Operation], done: Iterable[Operation]) -> bool:
+    """Writes planned now that were not part of the round's plan (restarts come and go with the budget)."""
+    before = {op.describe() for op in done}
+    return any(op.describe() not in before for op in planned if not isinstance(op, Restart))
 
 
 def _failure(op: Operation, error: HarperError, count: int = 1) -> Problem:

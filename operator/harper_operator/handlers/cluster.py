@@ -49,7 +49,7 @@ async def run_cluster(namespace, name, body, stopped, members: kopf.Index, **_):
                                    observer=metrics.observe_call)
     provisioner = Provisioner(namespace, name, events=events.post, domain=config.current.cluster_domain,
                               enabled=config.current.provisioning)
-    converged = False
+    converged, hurried = False, False
     wake = registry.register(namespace, name)
     uid = body.get("metadata", {}).get("uid", "")
     backoff = 2.0
@@ -85,6 +85,9 @@ async def run_cluster(namespace, name, body, stopped, members: kopf.Index, **_):
                     # cluster with the default 60 s take 3 minutes to Ready (bench/provision.py), so it stops at
                     # PROGRESS_BACKOFF.
                     wait, backoff = min(wait, backoff), min(backoff * 2, wait, PROGRESS_BACKOFF)
+                    if result.again and not hurried:  # once in a row: a plan that keeps changing gets the back-off
+                        wait = 0.0
+                hurried = result.again and wait == 0.0
             except Exception as e:  # the daemon must outlive any one round
                 metrics.RECONCILES.labels("error").inc()
                 log.exception("reconcile of %s/%s failed", namespace, name)
