@@ -239,6 +239,7 @@ def test_notes_say_what_to_apply_next(helm, tmp_path):
     assert "kubectl -n team-a create secret generic harper-admin" in text
     assert "kind: HarperCluster" in text and "kind: HarperNode" in text
     assert "kubectl -n team-a get hc,hn" in text
+    assert "kubectl -n team-a scale hc/harper --replicas=5" in text and "instances: {replicas: 3" in text
     assert "Secrets there and nowhere else" in text
     text = one(helm.render({}, chart=chart), "ConfigMap", "notes")["data"]["notes"]
     assert "every namespace" in text and "kubectl -n default get hc,hn" in text and "/healthz" in text
