@@ -70,6 +70,17 @@ def test_connected_everywhere_is_ready_and_keeps_transition_time():
     assert cond(later, "Ready")["lastTransitionTime"] == cond(status, "Ready")["lastTransitionTime"]
 
 
+def test_a_provisioned_member_whose_pod_is_not_ready_is_not_ready_itself():
+    """Connected in Harper, but Kubernetes does not call its pod Ready (a failing probe, a restart): both the
+    HarperNode and the cluster's row say so."""
+    m = members("127.0.0.31", "127.0.0.32", "127.0.0.33")
+    first = m.members[0]
+    sights = {"127.0.0.31": Sight(first, status=recorded("cluster_status_2_peers_connected"), probe=up())}
+    status = node_status(first, Round(m, sights, pod_not_ready=frozenset({"127.0.0.31"})), None, NOW)
+    assert cond(status, "Ready")["status"] == "False" and cond(status, "Ready")["reason"] == "PodNotReady"
+    assert cond(status, "Reconciling")["status"] == "True" and status["connectedPeers"] == "2/2"
+
+
 def test_permanent_problem_stalls_cluster_and_names_the_node():
     m = membership(CLUSTER, [body("n1", "127.0.0.31")], {"admin": None})
     status = cluster_status(Round(m, {}), 7, None, NOW)

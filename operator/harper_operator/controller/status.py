@@ -105,6 +105,9 @@ def node_status(member: Member, rnd: Round, previous: Mapping[str, Any] | None, 
     sight, problem, expected, missing = _standing(member, rnd)
     if problem is None and missing:
         problem = Problem("PeersNotConnected", f"not connected to {', '.join(missing)} yet", permanent=False)
+    if problem is None and member.hostname in rnd.pod_not_ready:
+        problem = Problem("PodNotReady", "its pod is not Ready in Kubernetes (starting, restarting, or failing its "
+                                         "readiness probe): see kubectl describe pod", permanent=False)
     cert = None
     if sight and sight.probe and sight.probe.reachable:
         cert = Certificate(subject=sight.probe.subject, sans=list(sight.probe.sans),
