@@ -104,17 +104,10 @@ async def list_objects(plural: str, namespace: str) -> list[dict[str, Any]]:
 async def patch_status(plural: str, namespace: str, name: str, status: dict[str, Any]) -> bool:
     """Merge-patch `.status`; False when the object is gone (deleted while we reconciled)."""
 
-    def call() -> bool:
-        try:
-            kubernetes.client.CustomObjectsApi(_client()).patch_namespaced_custom_object_status(
-                GROUP, VERSION, namespace, plural, name, {"status": status}, _request_timeout=TIMEOUT)
-            return True
-        except ApiException as e:
-            if e.status == 404:
-                return False
-            raise
-
-    return await asyncio.to_thread(call)
+    found = await asyncio.to_thread(_unless_missing, lambda: kubernetes.client.CustomObjectsApi(
+        _client()).patch_namespaced_custom_object_status(GROUP, VERSION, namespace, plural, name, {"status": status},
+                                                         _request_timeout=TIMEOUT) or True)
+    return found is not None
 
 
 async def patch_metadata(plural: str, namespace: str, name: str, metadata: dict[str, Any]) -> None:
@@ -179,17 +172,9 @@ async def apply(obj: dict[str, Any]) -> dict[str, Any]:
 async def merge_patch(kind: str, namespace: str, name: str, patch_body: dict[str, Any]) -> bool:
     """JSON merge patch; False when the object is gone."""
     patch = _patcher(kind)
-
-    def call() -> bool:
-        try:
-            patch(name, namespace, patch_body, _content_type=MERGE, _request_timeout=TIMEOUT)
-            return True
-        except ApiException as e:
-            if e.status == 404:
-                return False
-            raise
-
-    return await asyncio.to_thread(call)
+    found = await asyncio.to_thread(_unless_missing, lambda: patch(
+        name, namespace, patch_body, _content_type=MERGE, _request_timeout=TIMEOUT) or True)
+    return found is not None
 
 
 async def create_secret(obj: dict[str, Any]) -> bool:
