@@ -583,3 +583,36 @@ def test_an_explicit_node_whose_own_sockets_stay_down_while_its_peer_shows_it_co
     n2 = o.nodes["n2"]
     peer_down = replace(n2, peers={p: replace(r, connected=False) if p == "n3" else r for p, r in n2.peers.items()})
     assert "n3" not in pending_restart(d, ObservedCluster(nodes={**o.nodes, "n2": peer_down}))
+
+
+def _cut(o: ObservedCluster, a: str, b: str) -> ObservedCluster:
+    """Both sides of the pair a-b shown disconnected, records kept."""
+    def down(n, p):
+        return replace(o.nodes[n], peers={q: replace(r, connected=False) if q == p else r
+                                          for q, r in o.nodes[n].peers.items()})
+    return ObservedCluster(nodes={**o.nodes, a: down(a, b), b: down(b, a)})
+
+
+def test_two_members_that_never_connect_to_each_other_get_one_restart():
+    """Seen on 4.7.29: two nodes added 0.1 s apart through one seed held each other's record and stayed apart for
+    six minutes, each connected to every other peer. The later one restarts; the first rule covers the rest."""
+    d = full("n1", "n2", "n3", "n4", "n5")
+    m = converged(["n1", "n2", "n3", "n4", "n5"])
+    assert pending_restart(d, m.observe()) == {}
+    assert pending_restart(d, _cut(m.observe(), "n3", "n4")) == {"n4": "reconnect"}
+    # After n4's restart its side is up and n3's is not: the first rule names n3.
+    o = _cut(m.observe(), "n3", "n4")
+    n4 = o.nodes["n4"]
+    mended = replace(n4, peers={q: replace(r, connected=True) for q, r in n4.peers.items()})
+    assert pending_restart(d, ObservedCluster(nodes={**o.nodes, "n4": mended})) == {"n3": "reconnect"}
+
+
+def test_a_member_cut_off_from_everyone_is_not_restarted():
+    """A replication port cut (or a node still starting) shows every pair with it down: a restart mends nothing."""
+    d = full("n1", "n2", "n3")
+    o = converged(["n1", "n2", "n3"]).observe()
+    cut = _cut(_cut(o, "n1", "n3"), "n2", "n3")
+    assert pending_restart(d, cut) == {}
+    # Two members only: nobody is connected to anyone else, so no restart either.
+    two = _cut(converged(["n1", "n2"]).observe(), "n1", "n2")
+    assert pending_restart(full("n1", "n2"), two) == {}

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, replace
-from typing import Iterable
+from typing import Iterable, Mapping
 from urllib.parse import urlsplit
 
 from .problems import Problem
@@ -526,7 +526,12 @@ def pending_restart(desired: DesiredCluster, observed: ObservedCluster) -> dict[
     * routes: the config file holds the declared routes, the running process does not use them yet;
     * shard: the spec clears the shard; update_node cannot, a restart resets the node's own record to its config;
     * reconnect: peers list it connected but its own sockets to them stay down (a node removed and added back
-      keeps them down until it restarts, seen on 4.7.29; for an explicit node, per pair it holds).
+      keeps them down until it restarts, seen on 4.7.29; for an explicit node, per pair it holds). Or a pair of
+      members, each connected to some other peer, hold each other's record and neither connects (seen on 4.7.29:
+      two nodes added 0.1 s apart through the same seed stayed apart for six minutes); the one with fewer
+      connections restarts (the later name on a tie), and the first rule covers the other side afterwards. A
+      member connected to nobody is not restarted for it: it is cut off, or still starting, and a restart
+      does not mend a network.
     A changed explicit subscription list also needs a restart of that node, but nothing observable shows it:
     see AddNode.restart_required.
     """
@@ -537,6 +542,7 @@ def pending_restart(desired: DesiredCluster, observed: ObservedCluster) -> dict[
         return out
     blocked = {p.node for p in problems if p.blocking and p.node}
     nodes = {n.name: n for n in desired.nodes}
+    apart = _apart(nodes, observed, blocked)
     for name in sorted(nodes):
         o = observed.nodes.get(name)
         if not (o and o.reachable) or name in blocked:
@@ -565,6 +571,29 @@ def pending_restart(desired: DesiredCluster, observed: ObservedCluster) -> dict[
                     and (not n.full or (mine.replicates and theirs.replicates))):
                 reasons.append("reconnect")
                 break
+        else:
+            if name in apart:
+                reasons.append("reconnect")
         if reasons:
             out[name] = ", ".join(reasons)
+    return out
+
+
+def _apart(nodes: Mapping[str, DesiredNode], observed: ObservedCluster, blocked: set[str]) -> set[str]:
+    """Of each pair of reachable members of one kind (both full, or both explicit) that hold each other's record,
+    neither connected, while both are connected to some other peer: the one to restart (fewer connections; on a
+    tie the later name)."""
+    connected = {n: sum(1 for r in observed.nodes[n].peers.values() if r.connected)
+                 for n in nodes if n not in blocked and observed.reachable(n)}
+    out = set()
+    for a in sorted(connected):
+        for b in sorted(connected):
+            if b <= a or nodes[a].full != nodes[b].full or not (connected[a] and connected[b]):
+                continue
+            mine, theirs = observed.nodes[a].peers.get(b), observed.nodes[b].peers.get(a)
+            if mine is None or theirs is None or mine.connected or theirs.connected:
+                continue
+            if nodes[a].full and not (mine.replicates and theirs.replicates):
+                continue
+            out.add(a if connected[a] < connected[b] else b)
     return out
