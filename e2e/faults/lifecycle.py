@@ -60,6 +60,14 @@ class World:
     def resources(self) -> list[str]:
         return [self.resource_of(k) for k in sorted(self.spec)]
 
+    def reconciled_since(self, since: float) -> bool:
+        """Did the operator end a round of the cluster after `since` (epoch seconds)? Its status is written only
+        when it changes, so the round's end is read from its metric harper_operator_cluster_last_reconcile_..."""
+        try:
+            return _last_reconcile(self.operator_metrics(), self.namespace, self.cluster) >= since
+        except (OSError, ValueError):  # the operator is down or restarting: no round yet
+            return False
+
     def statuses(self) -> tuple[dict | None, dict[str, dict | None]]:
         return self.get("harpercluster", self.cluster), {r: self.get("harpernode", r) for r in self.resources()}
 
@@ -117,6 +125,14 @@ class World:
             self.fresh(k)
 
 
+def _last_reconcile(text: str, namespace: str, cluster: str) -> float:
+    """The latest round's end in Prometheus text (of one or more operator replicas); 0 when none is there."""
+    name = "harper_operator_cluster_last_reconcile_timestamp_seconds{"
+    return max((float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                if line.startswith(name) and f'namespace="{namespace}"' in line and f'cluster="{cluster}"' in line),
+               default=0.0)
+
+
 class LoopbackWorld(World):
     """The loopback test bed: real kube-apiserver, Harper processes a-e, the operator as a process."""
 
@@ -146,6 +162,13 @@ class LoopbackWorld(World):
 
     def calls(self, names: list[str] | None = None) -> dict[str, truth.Call]:
         return {n: self.harper(n).operation for n in (self.member_names() if names is None else names)}
+
+    @property
+    def namespace(self) -> str:
+        return self.kube.namespace
+
+    def operator_metrics(self) -> str:
+        return self.operator.metrics()
 
     def write_secret(self, password: str) -> None:
         self.kube.apply(kit.secret("harper-admin", self.fleet.username, password))

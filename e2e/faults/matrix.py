@@ -83,11 +83,7 @@ def _ready(world, since: datetime.datetime) -> bool:
     if not (truth.ready_at_generation(cluster) and cluster["status"].get("readyNodes") == f"{size}/{size}"
             and all(truth.ready_at_generation(n) for n in nodes.values())):
         return False
-    stamp = cluster["status"].get("lastReconcileTime") or ""
-    try:
-        return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")) >= since
-    except ValueError:
-        return False
+    return world.reconciled_since(since.timestamp())
 
 
 def _settle(world, row: Row) -> None:
@@ -161,7 +157,7 @@ def run_step(world, step, fault, index: int, rng: random.Random) -> Row:
     row.wrong_statuses += [d for d in world.during if d]
     world.during.clear()
     over = time.monotonic()
-    over_wall = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)  # the status has whole seconds
+    over_wall = datetime.datetime.now(datetime.timezone.utc)
     if step.deletes_cluster:
         try:
             wait_until("the cluster gone", world.cluster_gone, timeout=READY_TIMEOUT, interval=0.5)

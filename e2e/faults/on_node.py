@@ -64,6 +64,13 @@ class NodeWorld(World):
         return [f"{e['reason']}: {e['message'][:120]}" for e in self.events(self.cluster)
                 if e["reason"] in WRITE_REASONS and e["metadata"]["uid"] not in mark]
 
+    def operator_metrics(self) -> str:
+        """The operator pods' metrics through the API server's pod proxy (the chart's default metrics port)."""
+        pods = self.bed.json("get", "pods", "-n", self.operator_namespace, "-l", OPERATOR_SELECTOR)["items"]
+        out = [self.bed.kubectl("get", "--raw", f"/api/v1/namespaces/{self.operator_namespace}/pods/"
+                                f"{p['metadata']['name']}:8080/proxy/metrics", check=False).stdout for p in pods]
+        return "\n".join(out)  # with two replicas only the leader reconciles; the latest time wins
+
     def log_since(self, mark, limit: int = 6000) -> str:
         pods = self.bed.json("get", "pods", "-n", self.operator_namespace, "-l", OPERATOR_SELECTOR)["items"]
         return "\n".join(self.bed.kubectl("logs", p["metadata"]["name"], "-n", self.operator_namespace,

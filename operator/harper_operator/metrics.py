@@ -15,6 +15,9 @@ HARPER_WRITES = Counter("harper_operator_harper_writes_total", "Harper calls tha
                         ["operation"])
 READY_NODES = Gauge("harper_operator_cluster_ready_nodes", "Members replicating as declared",
                     ["namespace", "cluster"])
+LAST_RECONCILE = Gauge("harper_operator_cluster_last_reconcile_timestamp_seconds",
+                       "When the cluster's last reconcile round ended (the status is written only when it changes)",
+                       ["namespace", "cluster"])
 MAX_LAG = Gauge("harper_operator_cluster_max_lag_milliseconds", "Largest replication lag between members",
                 ["namespace", "cluster"])
 

@@ -66,6 +66,48 @@ async def test_three_nodes_converge_and_every_status_is_written(fleet, fake_kube
         assert condition(fake_kube.last("harpernodes", m["metadata"]["name"]), "Ready")["status"] == "True"
 
 
+async def test_a_steady_cluster_writes_no_status_and_a_change_writes_it_again(fleet, fake_kube):
+    """Quiet at steady state: once the statuses the watch shows are what a round computes, the round patches
+    nothing; a status the watch has not caught up with yet is written again rather than trusted; a change is."""
+    r, _ = reconciler(fleet)
+    body, members = cluster_body(), nodes(A, B, C)
+    await converge(r, body, members, fake_kube)
+    body["status"] = fake_kube.last("harperclusters", "c")  # what the watch delivers after our writes
+    for m in members:
+        m["status"] = fake_kube.last("harpernodes", m["metadata"]["name"])
+    before = len(fake_kube.patches)
+    for _ in range(3):
+        await r.reconcile(body, members)
+    assert len(fake_kube.patches) == before, "a steady round wrote a status"
+    fleet.model.stop(C)
+    await r.reconcile(body, members)
+    written = {name for _, name, _ in fake_kube.patches[before:]}
+    assert {"c", members[2]["metadata"]["name"]} <= written
+    before = len(fake_kube.patches)
+    await r.reconcile(body, members)  # the watch still shows the old statuses: they are written again
+    assert len(fake_kube.patches) > before
+
+
+async def test_a_steady_round_reads_cluster_status_once_per_member_and_nothing_else(fleet, fake_kube):
+    """At steady state one Harper read per member a round: the probe of a healthy member and routes that were never
+    declared nor seen are not read again. Declared routes, or a peer down, bring those reads back."""
+    r, _ = reconciler(fleet)
+    body, members = cluster_body(), nodes(A, B, C)
+    await converge(r, body, members, fake_kube)
+    before = len(fleet.calls)
+    await r.reconcile(body, members)
+    assert sorted((c.node, c.operation) for c in fleet.calls[before:]) == [(h, "cluster_status") for h in (A, B, C)]
+    fleet.model.stop(C)
+    await r.reconcile(body, members)  # A and B now show C down: their endpoints are probed again
+    fleet.model.start(C)
+    before = len(fleet.calls)
+    await r.reconcile(body, members)
+    assert {c.node for c in fleet.calls[before:] if c.operation == "probe"} >= {A, B}
+    before = len(fleet.calls)
+    await r.reconcile(cluster_body(routes=[{"hostname": "r.example", "port": 9933}]), members)
+    assert {c.node for c in fleet.calls[before:] if c.operation == "routes"} == {A, B, C}
+
+
 async def test_a_provisioned_cluster_rolling_is_meshed_but_not_ready_and_a_pod_down_is_not_ready(fleet, fake_kube):
     """PodView (FAKE): the roll's progress keeps Ready False while Harper's mesh is whole (the roll's gate is
     Result.meshed), and a member whose pod Kubernetes does not call Ready is not counted in readyNodes."""

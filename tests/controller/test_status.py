@@ -9,7 +9,7 @@ from harper_operator.controller.members import SecretData
 from harper_operator.controller.members import membership as _membership
 from harper_operator.reconcile.problems import Problem
 from harper_operator.controller.observe import Sight, observed
-from harper_operator.controller.status import Round, cluster_status, node_status
+from harper_operator.controller.status import Round, cluster_status, node_status, unchanged
 from harper_operator.harper.models import ClusterStatus
 from harper_operator.harper.probe import ProbeResult
 
@@ -57,7 +57,8 @@ def test_one_stopped_peer_is_reported_not_ready():
     assert cond(status, "Reconciling")["status"] == "True"
     sockets = {p["name"]: p["sockets"] for p in status["peers"]}
     assert all(s["connected"] for s in sockets["127.0.0.32"])
-    assert sockets["127.0.0.32"][0]["lastReceivedRemoteTime"].endswith("Z")
+    # Only what a person acts on: figures that change on every look are metrics, not a status write per round.
+    assert set(sockets["127.0.0.32"][0]) == {"database", "connected"}
 
 
 def test_connected_everywhere_is_ready_and_keeps_transition_time():
@@ -107,3 +108,22 @@ def test_observed_cluster_from_recorded_answers():
     node = seen.nodes["127.0.0.31"]
     assert node.reachable and node.peers["127.0.0.32"].connected and not node.peers["127.0.0.33"].connected
     assert node.peers["127.0.0.32"].replicates and node.peers["127.0.0.32"].subscriptions is None
+
+
+def test_a_round_that_sees_nothing_new_computes_the_status_there_is():
+    """The loop writes a status only when it changes: the same picture a minute later must compute the same dict
+    (no timestamps, no volatile figures), and a change of one peer must not."""
+    m = members("127.0.0.31", "127.0.0.32", "127.0.0.33")
+    first = m.members[0]
+    sights = {"127.0.0.31": Sight(first, status=recorded("cluster_status_2_peers_connected"), probe=up())}
+    status = node_status(first, Round(m, sights), None, NOW)
+    stored = {k: v for k, v in status.items() if v is not None}  # what the API server keeps of a merge patch
+    later = datetime(2026, 11, 26, 0, 1, tzinfo=timezone.utc)
+    assert unchanged(node_status(first, Round(m, sights), stored, later), stored)
+    whole = cluster_status(Round(m, sights), 3, None, NOW)
+    kept = {k: v for k, v in whole.items() if v is not None}
+    assert unchanged(cluster_status(Round(m, sights), 3, kept, later), kept)
+    assert not unchanged(cluster_status(Round(m, sights), 4, kept, later), kept)  # a new generation is news
+    stopped = {"127.0.0.31": Sight(first, status=recorded("cluster_status_2_peers_one_stopped"), probe=up())}
+    assert not unchanged(node_status(first, Round(m, stopped), stored, later), stored)
+    assert not unchanged(status, None)

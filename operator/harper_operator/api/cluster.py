@@ -130,7 +130,6 @@ class MemberStatus(Model):
     connected_peers: Annotated[int, Field(description="Peers connected on every database.")] = 0
     expected_peers: Annotated[int, Field(description="Peers the spec asks for.")] = 0
     shard: Annotated[int | None, Field(description="Shard as cluster_status reports it.")] = None
-    max_lag_ms: Annotated[float | None, Field(description="Largest replication lag to a peer, milliseconds.")] = None
     message: Annotated[str, Field(description="Why the member is not ready.")] = ""
 
 
@@ -146,7 +145,6 @@ class HarperClusterStatus(Model):
         description="Restarts the operator owes: recorded before the writes that need them, so an interrupted "
                     "round does not forget them.")] = []
     last_restarts: Annotated[list[RestartRecord], Field(description="The last restart of each member.")] = []
-    last_reconcile_time: Annotated[str | None, Field(description="When the last reconcile finished (RFC 3339).")] = None
     replicas: Annotated[int | None, Field(description="Harper pods of spec.instances that exist (scale subresource).")] = None
     selector: Annotated[str | None, Field(description="Label selector of those pods (scale subresource).")] = None
 

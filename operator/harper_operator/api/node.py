@@ -77,16 +77,12 @@ class HarperNodeSpec(Model):
 
 
 class SocketStatus(Model):
-    """One database socket to a peer, as cluster_status reports it."""
+    """One database socket to a peer, as cluster_status reports it. Only what a person acts on: latency, lag and
+    last-received times change on every look and live in metrics and `harper-operator status` (a status that changed
+    every round was a write per node per interval and an event for every watcher)."""
 
     database: Annotated[str, Field(description="Database this socket replicates.")]
     connected: Annotated[bool, Field(description="The socket is open.")] = False
-    latency_ms: Annotated[float | None, Field(description="Round trip time, milliseconds.")] = None
-    lag_ms: Annotated[float | None, Field(description="lastReceivedLocalTime - lastReceivedRemoteTime, ms.")] = None
-    back_pressure_percent: Annotated[float | None, Field(description="Send buffer back-pressure.")] = None
-    last_received_remote_time: Annotated[str | None, Field(description="Peer time of the last change received.")] = None
-    last_received_local_time: Annotated[str | None, Field(description="Local time the last change arrived.")] = None
-    last_received_status: Annotated[str | None, Field(description="Waiting or Receiving.")] = None
 
 
 class PeerStatus(Model):

@@ -29,7 +29,7 @@ from .execute import execute
 from .members import Membership, SecretData, membership, secret_names
 from .observe import Sight, look_all, observed
 from .provision import PodView
-from .status import Round, cluster_status, member_problem, missing_peers, node_status, stuck
+from .status import Round, cluster_status, member_problem, missing_peers, node_status, stuck, unchanged
 
 log = logging.getLogger(__name__)
 
@@ -219,9 +219,16 @@ class ClusterReconciler:
         self._ghost_since: dict[str, float] = {}  # ghost record -> since when (memory: a new process waits again)
         self._last_reasons: dict[str, str] = {}
         self._wanted_since: dict[str, float] = {}  # node -> when a restart first looked needed (kept in memory)
+        self._sights: dict[str, Sight] = {}  # the last look at each member, for what need not be read again
+        self._written: dict[tuple[str, str], dict[str, Any]] = {}  # the last status this process wrote, per object
 
     async def close(self) -> None:
         await self.pool.close()
+
+    async def _look_all(self, m: Membership) -> dict[str, Sight]:
+        """Every member's sight; what a look cannot change is reused from the last one (see observe)."""
+        self._sights = await look_all(m, self.pool, self._sights)
+        return self._sights
 
     def _warn_once(self, body: Mapping[str, Any], key: str, problem: Problem | None) -> None:
         """An Event per new problem, not per round: a stuck node must not flood the namespace."""
@@ -265,7 +272,7 @@ class ClusterReconciler:
         neighbours = list(neighbours)
         m = await read_membership(body, spec, nodes)
         paused = is_paused(body)
-        sights = await look_all(m, self.pool)
+        sights = await self._look_all(m)
         now_intent = intent(m, sights, body, spec, neighbours)
         restarts = self._restarts(body, spec, m, sights, now_intent, paused, pods)
         result = Result()
@@ -303,15 +310,15 @@ class ClusterReconciler:
         for member in m.members:
             self._warn_once(member.body, member.resource, member_problem(member, rnd))
             try:
-                await kube.patch_status("harpernodes", self.namespace, member.resource,
-                                        node_status(member, rnd, member.body.get("status"), stamp))
+                await self._write_status("harpernodes", member.resource, member.body.get("status"),
+                                         node_status(member, rnd, member.body.get("status"), stamp))
             except Exception:  # noqa: BLE001 - one status that cannot be written must not keep the others
                 log.warning("status of HarperNode %s/%s not written", self.namespace, member.resource, exc_info=True)
         written = await self._write_cluster(body, rnd, generation, stamp, restarts, pods)
         result.ready_nodes = sum(1 for r in written.get("members", []) if r.get("ready"))
         result.meshed = (bool(m.members) and result.ready_nodes == len(m.members) and not now_intent.operations
                          and failure is None and not now_intent.pending_restart)
-        lags = [r["maxLagMs"] for r in written.get("members", []) if r.get("maxLagMs") is not None]
+        lags = [s.status.max_lag_ms for s in sights.values() if s.status and s.status.max_lag_ms is not None]
         result.max_lag_ms = max(lags) if lags else None
         ready = next((c for c in written.get("conditions", []) if c["type"] == "Ready"), {})
         stalled = next((c for c in written.get("conditions", []) if c["type"] == "Stalled"), {})
@@ -343,8 +350,19 @@ class ClusterReconciler:
             status.update(replicas=pods.replicas, selector=pods.selector)
         problem = next((c for c in status["conditions"] if c["type"] == "Stalled" and c["status"] == "True"), None)
         self._warn_once(body, "", Problem(problem["reason"], problem["message"]) if problem else None)
-        await kube.patch_status("harperclusters", self.namespace, self.name, status)
+        await self._write_status("harperclusters", self.name, body.get("status"), status)
         return status
+
+    async def _write_status(self, plural: str, name: str, known: Mapping[str, Any] | None,
+                            status: dict[str, Any]) -> None:
+        """Patch a status unless it already says exactly that. `known` comes from the watch and may lag behind our
+        own last write: it is trusted only when it shows that write too (else the write is made again)."""
+        key = (plural, name)
+        mine = self._written.get(key)
+        if unchanged(status, known) and (mine is None or unchanged(mine, known)):
+            return
+        await kube.patch_status(plural, self.namespace, name, status)
+        self._written[key] = status
 
     def _reporter(self, body):
         async def report(op: Operation, error: HarperError | None) -> None:
@@ -363,7 +381,7 @@ class ClusterReconciler:
         deadline = time.monotonic() + (self.verify_timeout if patient else 0)
         delay = 0.25
         while True:
-            sights = await look_all(m, self.pool)
+            sights = await self._look_all(m)
             now_intent = intent(m, sights, body, spec, neighbours)
             # A node that waits for a restart will not connect by waiting: stop verifying it.
             others = stuck(m, sights)

@@ -3,13 +3,22 @@
 This is the one wire -> core translation of what Harper shows (peer records, subscriptions, routes), and the
 place where anything that goes wrong with one member becomes that member's Problem: one bad Secret, URL or
 answer never stops the round for the others.
+
+At steady state a member costs one Harper read a round (cluster_status). The rest is read only when it can tell
+something new (`previous` is the member's last sight in this process):
+* the replication probe: when the last one did not find Harper there, its URL or TLS settings changed, a peer
+  is not connected, or it is older than PROBE_MAX_AGE (the certificate in the status is refreshed that often);
+* the routes (loaded and on disk): on a member's first look, and while routes are declared or were seen;
+* its certificates: only for a member without records in a cluster of more than one (is it wiped?).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, replace
+from typing import Mapping
 
 from ..harper import models as wire
 from ..harper.errors import (AuthenticationError, AuthorizationError, HarperError, InvalidTargetError,
@@ -21,6 +30,8 @@ from .clients import ClientPool
 from .members import Member, Membership
 
 log = logging.getLogger(__name__)
+
+PROBE_MAX_AGE = 300.0  # seconds a healthy member's probe is reused
 
 
 @dataclass(frozen=True)
@@ -34,6 +45,19 @@ class Sight:
     routes_on_disk: tuple[Route, ...] | None = None
     ca_serial: str | None = None
     problem: Problem | None = None
+    probed_at: float = 0.0  # time.monotonic() of the probe
+
+    def probe_still_holds(self, member: Member, now: float) -> bool:
+        """This sight's probe answers for `member` now: it found Harper at the same URL with the same TLS settings,
+        every peer was connected (a socket down is when the endpoint matters), and it is recent."""
+        s = self.status
+        return (self.probe is not None and self.probe.reachable and self.problem is None and s is not None
+                and self.member.spec.url == member.spec.url and self.member.access == member.access
+                and all(c.connected for c in s.connections) and now - self.probed_at < PROBE_MAX_AGE)
+
+    def saw_no_routes(self) -> bool:
+        """Routes were read here and there were none, loaded or on disk."""
+        return self.problem is None and self.status is not None and not self.routes and self.routes_on_disk == ()
 
     @property
     def reported_name(self) -> str | None:
@@ -68,12 +92,18 @@ def _routes(raw: list[wire.Route]) -> tuple[Route, ...]:
     return tuple(sorted({route_from_wire(r) for r in raw}))
 
 
-async def _look(member: Member, pool: ClientPool) -> Sight:
+async def _look(member: Member, pool: ClientPool, previous: Sight | None, routes_declared: bool,
+                alone: bool) -> Sight:
     client = pool.client(member.access)
-    status, probe = await asyncio.gather(
-        client.cluster_status(),
-        probe_replication(member.spec.url, verify_tls=member.access.verify_tls, ca_pem=member.access.ca_pem))
-    sight = Sight(member, status=status, probe=probe)
+    now = time.monotonic()
+    if previous is not None and previous.probe_still_holds(member, now):
+        status, probe, probed_at = await client.cluster_status(), previous.probe, previous.probed_at
+    else:
+        status, probe = await asyncio.gather(
+            client.cluster_status(),
+            probe_replication(member.spec.url, verify_tls=member.access.verify_tls, ca_pem=member.access.ca_pem))
+        probed_at = now
+    sight = Sight(member, status=status, probe=probe, probed_at=probed_at)
     if status.node_name and status.node_name != member.hostname:
         return replace(sight, problem=Problem(
             "HostnameMismatch", f"Harper at {member.spec.operations_url} calls itself {status.node_name!r}, "
@@ -90,10 +120,13 @@ async def _look(member: Member, pool: ClientPool) -> Sight:
             "ReplicationUnreachable", f"Harper's replication protocol does not answer at {member.spec.url} "
                                       f"({probe.error}): fix spec.url or the node's replication port",
             permanent=False))
-    # 4.7 connects the routes it loaded at start-up; the file (what the next start uses) may differ.
-    loaded, on_disk = await asyncio.gather(client.loaded_routes(), client.cluster_get_routes())
-    sight = replace(sight, routes=_routes(loaded), routes_on_disk=_routes(on_disk))
-    if not status.connections and status.node_name:
+    if routes_declared or previous is None or not previous.saw_no_routes():
+        # 4.7 connects the routes it loaded at start-up; the file (what the next start uses) may differ.
+        loaded, on_disk = await asyncio.gather(client.loaded_routes(), client.cluster_get_routes())
+        sight = replace(sight, routes=_routes(loaded), routes_on_disk=_routes(on_disk))
+    else:
+        sight = replace(sight, routes=(), routes_on_disk=())
+    if not status.connections and status.node_name and not alone:
         # No records: new, or wiped. Its own CA tells which, against the one its peers' records show.
         try:
             own = wire.own_authority(await client.list_certificates(), status.node_name)
@@ -103,9 +136,10 @@ async def _look(member: Member, pool: ClientPool) -> Sight:
     return sight
 
 
-async def look(member: Member, pool: ClientPool) -> Sight:
+async def look(member: Member, pool: ClientPool, previous: Sight | None = None, *, routes_declared: bool = True,
+               alone: bool = False) -> Sight:
     try:
-        return await _look(member, pool)
+        return await _look(member, pool, previous, routes_declared, alone)
     except HarperError as e:
         return Sight(member, problem=_problem(e, member))
     except Exception as e:  # noqa: BLE001 - whatever one member does, the round goes on for the others
@@ -115,10 +149,15 @@ async def look(member: Member, pool: ClientPool) -> Sight:
                            "the operator retries on the next round", permanent=False))
 
 
-async def look_all(membership: Membership, pool: ClientPool) -> dict[str, Sight]:
-    """hostname -> Sight for every member that has access; held members are not asked."""
+async def look_all(membership: Membership, pool: ClientPool,
+                   previous: Mapping[str, Sight] | None = None) -> dict[str, Sight]:
+    """hostname -> Sight for every member that has access; held members are not asked. `previous`: the last
+    look_all() of this cluster in this process (None reads everything)."""
     members = [m for m in membership.members if m.managed]
-    sights = await asyncio.gather(*(look(m, pool) for m in members))
+    routes_declared = bool(membership.desired.routes)
+    alone = len(membership.members) < 2
+    sights = await asyncio.gather(*(look(m, pool, (previous or {}).get(m.hostname), routes_declared=routes_declared,
+                                         alone=alone) for m in members))
     return {s.member.hostname: s for s in sights}
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Mapping
 
 from ..api import HarperClusterStatus, HarperNodeStatus
@@ -33,6 +33,17 @@ def _full(model) -> dict[str, Any]:
     return {**{f.alias or name: None for name, f in type(model).model_fields.items()}, **dumped}
 
 
+def unchanged(status: Mapping[str, Any], previous: Mapping[str, Any] | None) -> bool:
+    """True when writing `status` (a _full() dict: absent fields as null) would leave `previous` as it is.
+
+    A round that finds nothing new writes nothing: every status write is an event for every watcher (Argo CD, Flux,
+    kubectl get -w), and at 1,000 nodes one per node per interval. Conditions keep their lastTransitionTime when
+    nothing moved, so a steady cluster computes exactly the status it has."""
+    if previous is None:
+        return False
+    return all(previous.get(k) == v for k, v in status.items())
+
+
 @dataclass(frozen=True)
 class Round:
     """Everything one reconcile learned; the input of every status."""
@@ -48,24 +59,13 @@ class Round:
     pod_not_ready: frozenset[str] = frozenset()  # provisioned members whose pod Kubernetes does not call Ready
 
 
-def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
-
-
 def _peers(sight: Sight) -> list[PeerStatus]:
     if sight.status is None:
         return []
-    rows = []
-    for c in sorted(sight.status.connections, key=lambda c: c.name or ""):
-        rows.append(PeerStatus(
-            name=c.name or "?", url=c.url, shard=c.shard, connected=c.connected,
-            sockets=[SocketStatus(
-                database=s.database or "?", connected=bool(s.connected), latency_ms=s.latency, lag_ms=s.lag_ms,
-                back_pressure_percent=s.back_pressure_percent,
-                last_received_remote_time=_iso(s.last_received_remote_time),
-                last_received_local_time=_iso(s.last_received_local_time),
-                last_received_status=s.last_received_status) for s in c.database_sockets]))
-    return rows
+    return [PeerStatus(name=c.name or "?", url=c.url, shard=c.shard, connected=c.connected,
+                       sockets=[SocketStatus(database=s.database or "?", connected=bool(s.connected))
+                                for s in c.database_sockets])
+            for c in sorted(sight.status.connections, key=lambda c: c.name or "")]
 
 
 def stuck(membership: Membership, sights: Mapping[str, Sight]) -> frozenset[str]:
@@ -129,7 +129,6 @@ def node_status(member: Member, rnd: Round, previous: Mapping[str, Any] | None, 
 
 def _member_row(member: Member, rnd: Round) -> MemberStatus:
     sight, problem, expected, missing = _standing(member, rnd)
-    lags = [c.lag_ms for c in sight.status.connections if c.lag_ms is not None] if sight and sight.status else []
     message = problem.message if problem else (f"not connected to {', '.join(missing)}" if missing else "")
     pod_down = member.hostname in rnd.pod_not_ready
     if pod_down and not message:
@@ -140,7 +139,7 @@ def _member_row(member: Member, rnd: Round) -> MemberStatus:
         name=member.resource, hostname=member.hostname,
         ready=problem is None and not missing and not member.deleting and not pod_down,
         connected_peers=len(expected) - len(missing), expected_peers=len(expected),
-        shard=sight.status.shard if sight and sight.status else None, max_lag_ms=max(lags) if lags else None,
+        shard=sight.status.shard if sight and sight.status else None,
         message=clip(message))
 
 
@@ -200,6 +199,5 @@ def cluster_status(rnd: Round, generation: int | None, previous: Mapping[str, An
             previous=(previous or {}).get("conditions", []), now=now),
         ready_nodes=f"{ready}/{len(rows)}",
         members=rows,
-        pending_restart=list(rnd.pending_restart),
-        last_reconcile_time=now.isoformat().replace("+00:00", "Z"))
+        pending_restart=list(rnd.pending_restart))
     return _full(status)

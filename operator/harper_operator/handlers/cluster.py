@@ -75,6 +75,7 @@ async def run_cluster(namespace, name, body, stopped, members: kopf.Index, **_):
                 metrics.RECONCILES.labels("converged" if result.converged else
                                           "stalled" if result.permanent else "progressing").inc()
                 metrics.READY_NODES.labels(namespace, name).set(result.ready_nodes)
+                metrics.LAST_RECONCILE.labels(namespace, name).set_to_current_time()
                 if result.max_lag_ms is not None:
                     metrics.MAX_LAG.labels(namespace, name).set(result.max_lag_ms)
                 if result.converged or result.permanent:
