@@ -1,7 +1,7 @@
 """A FAKE Harper fleet and a FAKE Kubernetes for unit tests of the controller shell (loop, execute, dissolve).
 
 Not Harper: each fake node answers the operations the controller uses from the reconcile test MODEL
-(tests/reconcile/harper_model.py), translated into the client's wire types, so the shell's own logic (isolation,
+(e2e/simulator/harper_model.py), translated into the client's wire types, so the shell's own logic (isolation,
 ordering, budgets, status) is tested without a network. The real client and real Harper are tested elsewhere
 (tests/harper against an HTTP fake, e2e/ against real Harper nodes).
 """
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "reconcile"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "e2e" / "simulator"))
 
 from harper_model import HarperModel, ModelError  # noqa: E402
 

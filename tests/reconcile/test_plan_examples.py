@@ -1,4 +1,4 @@
-"""Example-based tests of plan()/diagnose()/pending_restart() against the Harper MODEL (tests/reconcile/harper_model.py).
+"""Example-based tests of plan()/diagnose()/pending_restart() against the Harper MODEL (e2e/simulator/harper_model.py).
 
 The model is a fake of Harper 4.7 built from experiments on real nodes (docs/harper-semantics.md); these tests check
 the planner against it, not against Harper itself.
@@ -6,10 +6,13 @@ the planner against it, not against Harper itself.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import replace
+from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "e2e" / "simulator"))
 
-from harper_model import HarperModel, ModelNode, run_operator, verify
+from harper_model import HarperModel, ModelNode, run_operator, verify  # noqa: E402
 from harper_operator.reconcile import (AddNode, DeleteRoutes, DesiredCluster, DesiredNode, ObservedCluster,
                                        ObservedNode, RemoveNode, Restart, Route, SetRoutes, Subscription,
                                        UpdateNode, diagnose, pending_restart, plan)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import replace
+from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harper_model import HarperModel, run_operator, verify
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "e2e" / "simulator"))
+
+from harper_model import HarperModel, run_operator, verify  # noqa: E402
 from harper_operator.reconcile import (DesiredCluster, DesiredNode, Problem, Restart, RestartLedger, Route,
                                        Subscription, admit, pending_restart, plan, restarts_for_pending)
 

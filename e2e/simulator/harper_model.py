@@ -1,5 +1,8 @@
 """A MODEL of Harper 4.7 replication topology: a fake, in memory, for testing the pure planner.
 
+It lives next to the scale-benchmark SIMULATOR (server.py), which answers Harper's wire from it; the planner's
+tests (tests/reconcile) and the controller's fake fleet (tests/controller/fake_fleet.py) import it from here.
+
 This is not Harper. It reproduces the behaviour seen on real harperdb 4.7.29 nodes (docs/harper-semantics.md) and
 read in its source (server/replication/setNode.ts, subscriptionManager.ts, knownNodes.ts), at the level the planner
 sees: records in system.hdb_nodes, how they gossip, and what cluster_status shows. It does not model data rows,
