@@ -86,7 +86,7 @@ def describe(bed: Testbed) -> str:
              f"export KUBECONFIG={cp.kubeconfig}", ""]
     rows = [("NAME", "OPERATIONS URL", "REPLICATION URL", "USERNAME", "PASSWORD FILE")]
     rows += [(n.name, n.operations_url, n.replication_url, n.username, str(n.password_file))
-             for n in bed.fleet.nodes]
+             for n in (bed.fleet.nodes if bed.fleet else [])]  # --nodes 0: the control plane alone
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     return "\n".join(lines)

@@ -22,6 +22,7 @@ def fake_kube(monkeypatch, fleet) -> FakeKube:
     k = FakeKube(secrets={"admin": admin_secret()})
     monkeypatch.setattr(kube, "read_secret", k.read_secret)
     monkeypatch.setattr(kube, "patch_status", k.patch_status)
+    monkeypatch.setattr(kube, "list_objects", k.list_objects)
     monkeypatch.setattr(observe, "probe_replication", fleet.probe)
     monkeypatch.setattr(dissolve, "ClientPool", lambda *a, **kw: FakePool(fleet))
     return k

@@ -202,6 +202,8 @@ class FakeKube:
     secrets: dict[str, tuple[bool, dict[str, str | None]]] = field(default_factory=dict)
     patches: list[tuple[str, str, dict]] = field(default_factory=list)
     fail_secret: dict[str, Exception] = field(default_factory=dict)
+    listed: dict[str, list[dict]] = field(default_factory=dict)
+    lists: list[str] = field(default_factory=list)
 
     async def read_secret(self, namespace: str, name: str):
         if name in self.fail_secret:
@@ -211,6 +213,11 @@ class FakeKube:
     async def patch_status(self, plural: str, namespace: str, name: str, status: dict) -> bool:
         self.patches.append((plural, name, status))
         return True
+
+    async def list_objects(self, plural: str, namespace: str) -> list[dict]:
+        """What the API server lists (set `listed`): the authority a ghost removal checks, ahead of the index."""
+        self.lists.append(plural)
+        return list(self.listed.get(plural, []))
 
     def last(self, plural: str, name: str) -> dict:
         merged: dict = {}

@@ -169,6 +169,28 @@ async def test_nodes_not_yet_seen_are_not_taken_for_ghosts_at_once(fleet, fake_k
     assert [c.detail for c in fleet.calls if c.operation == "remove_node"] == [C]
 
 
+async def test_a_ghost_in_a_settled_cluster_goes_in_the_round_that_finds_it_once_the_api_server_agrees(
+        fleet, fake_kube):
+    """Past GHOST_YOUTH (process, cluster and newest member older than it) the ghost grace no longer applies: the
+    round that finds a ghost removes it, unless the API server lists a HarperNode declaring it (a HarperNode
+    created a moment ago that the index does not hold yet)."""
+    from datetime import datetime
+    clock = Clock()
+    clock.now = datetime.fromisoformat("2026-01-01T01:00:00+00:00").timestamp()  # members created at 00:00
+    r, _ = reconciler(fleet, clock, ghost_grace=20)
+    body, members = cluster_body(), nodes(A, B)
+    await converge(r, body, members, fake_kube)
+    clock.now += 120  # the process is older than GHOST_YOUTH now
+    fleet.model.inject(A, "new-node", "wss://127.0.0.98:9933")
+    fake_kube.listed["harpernodes"] = [node_body("x", "new-node", host="127.0.0.98")]
+    await r.reconcile(body, members)
+    assert not [c for c in fleet.calls if c.operation == "remove_node"]  # declared: the index is behind
+    fleet.model.inject(A, "ghost", "wss://127.0.0.97:9933")
+    await r.reconcile(body, members)
+    assert [c.detail for c in fleet.calls if c.operation == "remove_node"] == ["ghost"]
+    assert fake_kube.lists == ["harpernodes", "harpernodes"]  # listed only when a ghost was there
+
+
 async def test_records_of_another_clusters_nodes_sharing_a_harper_are_kept(fleet, fake_kube):
     r, _ = reconciler(fleet)
     body, members = cluster_body(), nodes(A, B)

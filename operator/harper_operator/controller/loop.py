@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from .. import kube
 from ..api import PAUSE_ANNOTATION, RETAINED_ANNOTATION, HarperClusterSpec, OwedRestart, RestartRecord
 from ..harper.errors import FalseSuccessError, HarperError, PermanentHarperError
-from ..reconcile.plan import Operation, Restart, diagnose, pending_restart, plan, waiting_for_restarts
+from ..reconcile.plan import Operation, RemoveNode, Restart, diagnose, pending_restart, plan, waiting_for_restarts
 from ..reconcile.ghosts import hold_ghost_removals
 from ..reconcile.problems import Problem
 from ..reconcile.restarts import RestartLedger, admit, restarts_for_pending
@@ -32,6 +32,10 @@ from .provision import PodView
 from .status import Round, cluster_status, member_problem, missing_peers, node_status, stuck, unchanged
 
 log = logging.getLogger(__name__)
+
+# Seconds after the operator's start, the cluster's creation or its newest member's during which a ghost record
+# waits out the ghost grace (see ClusterReconciler._hold_ghosts).
+GHOST_YOUTH = 60.0
 
 LEGACY_RETAINED_PREFIX = "retained.harperoperator.dev/"  # written by 0.1.0; still honoured
 
@@ -217,6 +221,8 @@ class ClusterReconciler:
         self.restart_grace, self.restart_cooldown = restart_grace, restart_cooldown
         self.ghost_grace = ghost_grace
         self._ghost_since: dict[str, float] = {}  # ghost record -> since when (memory: a new process waits again)
+        self._born = clock()  # a new process (or a new cluster's daemon) waits out the ghost grace again
+        self._grace_now = ghost_grace
         self._last_reasons: dict[str, str] = {}
         self._wanted_since: dict[str, float] = {}  # node -> when a restart first looked needed (kept in memory)
         self._sights: dict[str, Sight] = {}  # the last look at each member, for what need not be read again
@@ -224,6 +230,24 @@ class ClusterReconciler:
 
     async def close(self) -> None:
         await self.pool.close()
+
+    async def _hold_ghosts(self, ops: list[Operation], m: Membership, body: Mapping[str, Any],
+                           nodes: list[Mapping[str, Any]]) -> list[Operation]:
+        """Ghost removals that may run now. While the picture may be incomplete (this process, the cluster or its
+        newest member younger than GHOST_YOUTH: an apply or a GitOps sync still arriving, an index still filling)
+        a ghost waits out `ghost_grace`. Afterwards it goes in the round that finds it, once the API server's own
+        list (not the index, which may lag a HarperNode created a moment ago) confirms nobody declares it."""
+        now = self.clock()
+        born = max([self._born, _created(body), *(_created(n) for n in nodes)])
+        self._grace_now = self.ghost_grace if now - born < GHOST_YOUTH else 0.0
+        declared = m.desired.by_name()
+        ops, self._ghost_since = hold_ghost_removals(ops, declared, self._ghost_since, now, self._grace_now)
+        ghosts = {op.hostname for op in ops if isinstance(op, RemoveNode) and op.hostname not in declared}
+        if ghosts and not self._grace_now:
+            listed = {(n.get("spec") or {}).get("hostname") for n in await kube.list_objects("harpernodes",
+                                                                                            self.namespace)}
+            ops = [op for op in ops if not (isinstance(op, RemoveNode) and op.hostname in ghosts & listed)]
+        return ops
 
     async def _look_all(self, m: Membership) -> dict[str, Sight]:
         """Every member's sight; what a look cannot change is reused from the last one (see observe)."""
@@ -277,9 +301,8 @@ class ClusterReconciler:
         restarts = self._restarts(body, spec, m, sights, now_intent, paused, pods)
         result = Result()
         failure = None
-        ops, self._ghost_since = hold_ghost_removals(
-            [op for op in now_intent.operations if not isinstance(op, Restart)], m.desired.by_name(),
-            self._ghost_since, self.clock(), self.ghost_grace)
+        ops = await self._hold_ghosts([op for op in now_intent.operations if not isinstance(op, Restart)], m,
+                                      body, nodes)
         ops += restarts.admitted
         if ops and not paused and not stopped():
             result.writes, failure = await self._carry_out(body, m, ops, restarts, stopped,
@@ -387,7 +410,7 @@ class ClusterReconciler:
             others = stuck(m, sights)
             # A ghost still inside its grace will not be removed by waiting here.
             remaining, _ = hold_ghost_removals(now_intent.operations, m.desired.by_name(), self._ghost_since,
-                                               self.clock(), self.ghost_grace)
+                                               self.clock(), self._grace_now)
             settled = not remaining and all(
                 not missing_peers(x, sights.get(x.hostname), m, others | waiting)
                 or x.hostname in now_intent.pending_restart or x.hostname in waiting
@@ -398,6 +421,15 @@ class ClusterReconciler:
                 return sights, now_intent
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
+
+
+def _created(obj: Mapping[str, Any]) -> float:
+    """metadata.creationTimestamp in epoch seconds; 0 when absent or unreadable."""
+    stamp = (obj.get("metadata") or {}).get("creationTimestamp")
+    try:
+        return datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp() if stamp else 0.0
+    except ValueError:
+        return 0.0
 
 
 def _fresh(planned: Iterable[Operation], done: Iterable[Operation]) -> bool:
