@@ -37,8 +37,8 @@ def _openssl(*args: str) -> None:
 def make_certs(d: Path) -> None:
     """A CA, an apiserver serving cert signed by it, and the service-account signing key.
 
-    The openssl CLI rather than a Python package: `cryptography` is not among the project's
-    dependencies. EC P-256 keys because they are instant to generate.
+    The openssl CLI, as a person setting up a control plane by hand would. EC P-256 keys because they are
+    instant to generate.
     """
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
     _openssl("req", "-x509", *ec, "-keyout", str(d / "ca.key"), "-out", str(d / "ca.crt"),

@@ -124,6 +124,27 @@ def test_last_transition_time_is_kept_while_status_is_unchanged():
     assert flipped["Stalled"]["lastTransitionTime"] == "2026-01-02T03:04:05Z"  # still False
 
 
+
+METAV1_FIELDS = {"type", "status", "lastTransitionTime", "reason", "message"}  # observedGeneration is optional
+
+
+@given(problem=st.sampled_from([None, Problem("BadCredentials", "fix the Secret"),
+                                Problem("Unreachable", "", permanent=False)]),
+       busy=st.booleans(), paused=st.booleans(), generation=st.one_of(st.none(), st.integers(0, 10**6)),
+       previous=st.booleans(), now=st.sampled_from([NOW, datetime(2026, 1, 2, 3, 4, 5), "2026-01-02T03:04:05Z"]))
+def test_every_condition_carries_the_five_metav1_fields(problem, busy, paused, generation, previous, now):
+    before = conditions(generation=1, now=NOW) if previous else ()
+    out = conditions(problem=problem, busy=busy, paused=paused, generation=generation, previous=before, now=now)
+    assert sorted(c["type"] for c in out) == ["Ready", "Reconciling", "Stalled"]
+    for c in out:
+        assert METAV1_FIELDS <= c.keys(), c
+        assert c["status"] in ("True", "False") and isinstance(c["reason"], str) and c["reason"]
+        assert isinstance(c["message"], str)
+        stamp = datetime.fromisoformat(c["lastTransitionTime"].replace("Z", "+00:00"))
+        assert stamp.utcoffset().total_seconds() == 0 and c["lastTransitionTime"].endswith("Z")
+        assert ("observedGeneration" in c) == (generation is not None)
+        assert c.get("observedGeneration") == generation
+
 # --- one spelling per host and URL ---------------------------------------------------------------------------------
 
 hosts = st.one_of(st.text(max_size=12), st.sampled_from(["Harper-1.Example.", "[FD00::0001]", " h ", "10.0.0.1", "::1",

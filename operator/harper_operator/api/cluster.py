@@ -8,7 +8,7 @@ from pydantic import Field, model_validator
 
 from . import hosts
 from .instances import Instances
-from .common import (DELETION_POLICY_DOC, GROUP, Condition, Credentials, DeletionPolicy, Model, TLS, rules)
+from .common import (DELETION_POLICY_DOC, GROUP, Conditions, Credentials, DeletionPolicy, Model, TLS, rules)
 
 PAUSE_ANNOTATION = f"{GROUP}/paused"
 # Hostnames of nodes deleted with deletionPolicy Retain, as a JSON list: an annotation *value* fits any hostname
@@ -137,7 +137,7 @@ class HarperClusterStatus(Model):
     """What the operator last saw of the cluster."""
 
     observed_generation: Annotated[int | None, Field(description="The generation last reconciled (on every attempt).")] = None
-    conditions: Annotated[list[Condition], Field(description="Ready, Reconciling, Stalled.")] = []
+    conditions: Conditions = []
     ready_nodes: Annotated[str | None, Field(description="Ready members / declared members, e.g. 3/3.")] = None
     members: Annotated[list[MemberStatus], Field(description="One row per member, from cluster_status.")] = []
     pending_restart: Annotated[list[str], Field(description="Members whose routes apply after a restart.")] = []

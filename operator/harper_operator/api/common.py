@@ -84,11 +84,22 @@ DELETION_POLICY_DOC = (
 
 
 class Condition(Model):
-    """A Kubernetes-style status condition."""
+    """A status condition, shaped like Kubernetes' metav1.Condition."""
 
+    # Like metav1.Condition every field but observedGeneration is required: each writer sets all five.
     type: Annotated[str, Field(description="Ready, Reconciling or Stalled.")]
     status: Annotated[Literal["True", "False", "Unknown"], Field(description="True, False or Unknown.")]
-    reason: Annotated[str, Field(description="A stable CamelCase reason.")] = ""
-    message: Annotated[str, Field(description="What happened and, when something is wrong, how to fix it.")] = ""
-    last_transition_time: Annotated[str | None, Field(description="When status last changed (RFC 3339).")] = None
-    observed_generation: Annotated[int | None, Field(description="The generation this condition was computed for.")] = None
+    reason: Annotated[str, Field(description="A stable CamelCase reason.")]
+    message: Annotated[str, Field(description="What happened and, when something is wrong, how to fix it.")]
+    last_transition_time: Annotated[str, Field(
+        description="When status last changed (RFC 3339).", json_schema_extra={"format": "date-time"})]
+    observed_generation: Annotated[int | None, Field(
+        description="The generation this condition was computed for.", ge=0)] = None
+
+
+# metav1 conditions are a map keyed by type: at most one condition of each type, and the API server
+# (and server-side apply) merges them by type.
+CONDITIONS_LIST = {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]}
+
+Conditions = Annotated[list[Condition], Field(description="Ready, Reconciling, Stalled.",
+                                              json_schema_extra=CONDITIONS_LIST)]

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from .common import (DELETION_POLICY_DOC, Condition, Credentials, DeletionPolicy, LocalObjectReference, Model,
+from .common import (DELETION_POLICY_DOC, Conditions, Credentials, DeletionPolicy, LocalObjectReference, Model,
                      TLS, rules, url_pattern)
 
 # Harper's node name: a host name or an IP address (v4, or v6 without brackets).
@@ -107,7 +107,7 @@ class HarperNodeStatus(Model):
     """What the operator last saw of this node."""
 
     observed_generation: Annotated[int | None, Field(description="The generation last reconciled (on every attempt).")] = None
-    conditions: Annotated[list[Condition], Field(description="Ready, Reconciling, Stalled.")] = []
+    conditions: Conditions = []
     node_name: Annotated[str | None, Field(description="Node name as Harper reports it.")] = None
     shard: Annotated[int | None, Field(description="Shard as Harper reports it.")] = None
     connected_peers: Annotated[str | None, Field(description="Connected peers / expected peers, e.g. 2/2.")] = None

@@ -1,7 +1,8 @@
-"""Kubernetes Events for writes and failures, posted through Kopf's queue."""
+"""Kubernetes Events for writes and failures, posted through Kopf's queue, signed `harper-operator`."""
 
 from __future__ import annotations
 
+import socket
 from typing import Any, Mapping
 
 import kopf
@@ -10,6 +11,20 @@ from ..controller.dissolve import Removal
 
 # The API server refuses Event messages over 1 KiB; Harper's errors can be far longer.
 EVENT_MESSAGE_LIMIT = 1000
+
+# Who the Events say posted them: core/v1 source.component (the "From" column of `kubectl describe`) and
+# reportingComponent, which the newer Events API shows as reportingController. Kopf would say `kopf`.
+REPORTING_COMPONENT = "harper-operator"
+_INSTANCE_LIMIT = 128  # the API server's limit for reportingInstance
+
+
+@kopf.on.startup()
+def reporting(settings: kopf.OperatorSettings, **_) -> None:
+    """Kopf posts every Event (ours and its own) with these settings: name the operator, not the framework.
+    The instance is the pod (its hostname), so two replicas' Events can be told apart."""
+    settings.posting.reporting_component = REPORTING_COMPONENT
+    settings.posting.reporting_instance = (socket.gethostname() or REPORTING_COMPONENT)[:_INSTANCE_LIMIT]
+    settings.posting.event_name_prefix = f"{REPORTING_COMPONENT}-"
 
 
 def post(body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:

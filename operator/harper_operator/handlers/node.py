@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import datetime, timezone
 
 import kopf
 from kubernetes.client.exceptions import ApiException
@@ -13,23 +14,28 @@ from .. import kube, metrics
 from ..api import GROUP, RETAINED_ANNOTATION, VERSION, HarperClusterSpec
 from ..controller.dissolve import remove_member
 from ..controller.loop import retained
+from ..reconcile.conditions import READY, RECONCILING, STALLED, condition
 from . import events, registry
 
 log = logging.getLogger(__name__)
 
 
-async def _orphan(namespace: str, name: str, generation, cluster: str) -> None:
-    """No daemon will write this node's status, so say here why nothing happens."""
+async def _orphan(namespace: str, name: str, generation, cluster: str, previous=()) -> None:
+    """No daemon will write this node's status, so say here why nothing happens. `previous`: the node's
+    current conditions, whose lastTransitionTime is kept while a condition's status does not change."""
+    now = datetime.now(timezone.utc)
+
+    def c(type_: str, status: bool, message: str) -> dict:
+        return condition(type_, status, "ClusterNotFound", message, generation=generation, previous=previous or (),
+                         now=now)
+
     await kube.patch_status("harpernodes", namespace, name, {
         "observedGeneration": generation,
         "conditions": [
-            {"type": "Ready", "status": "False", "reason": "ClusterNotFound", "observedGeneration": generation,
-             "message": f"HarperCluster {cluster!r} does not exist in namespace {namespace}: create it or fix "
-                        "spec.clusterRef.name"},
-            {"type": "Stalled", "status": "True", "reason": "ClusterNotFound", "observedGeneration": generation,
-             "message": f"waiting for HarperCluster {cluster!r}"},
-            {"type": "Reconciling", "status": "False", "reason": "ClusterNotFound",
-             "observedGeneration": generation, "message": ""}]})
+            c(READY, False, f"HarperCluster {cluster!r} does not exist in namespace {namespace}: create it or fix "
+                            "spec.clusterRef.name"),
+            c(STALLED, True, f"waiting for HarperCluster {cluster!r}"),
+            c(RECONCILING, False, "")]})
 
 
 @kopf.on.create(GROUP, VERSION, "harpernodes")
@@ -40,7 +46,8 @@ async def changed(namespace, name, spec, meta, body, **_):
     if registry.poke(namespace, cluster):
         return
     if await kube.get_object("harperclusters", namespace, cluster) is None:
-        await _orphan(namespace, name, meta.get("generation"), cluster)
+        await _orphan(namespace, name, meta.get("generation"), cluster,
+                      previous=(body.get("status") or {}).get("conditions"))
         events.post(body, "Warning", "ClusterNotFound", f"HarperCluster {cluster!r} does not exist")
 
 

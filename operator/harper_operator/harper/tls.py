@@ -3,20 +3,19 @@
 Verification is on by default. A CA bundle (PEM text) replaces the system trust store when
 given, because Harper nodes usually present certificates from their own private CA.
 
-Certificates are decoded with the standard library only (the `cryptography` package is not
-installed): the DER bytes go through a temporary PEM file into `ssl._ssl._test_decode_cert`,
-which is what `ssl.SSLSocket.getpeercert()` uses internally. That function is private to
-CPython; if it ever disappears the probe still works, it just reports no certificate details.
+Certificates are decoded with the `cryptography` package. The results keep the shape that
+`ssl.SSLSocket.getpeercert()` gives (OpenSSL's attribute names, its IP address and serial
+number formats), so what the status shows does not depend on the decoder.
 """
 
 from __future__ import annotations
 
-import os
+import ipaddress
 import ssl
-import tempfile
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any
+from datetime import datetime
+
+from cryptography import x509
 
 from .errors import InvalidTargetError
 
@@ -63,52 +62,81 @@ class CertificateInfo:
     serial_number: str | None = None
 
 
-def _rdn_text(rdns: Any) -> str | None:
-    if not rdns:
-        return None
+# OpenSSL's names for the attributes of a distinguished name (what getpeercert() reports), by OID; the
+# usual six are shortened. Any other attribute is named by its dotted OID.
+_ATTRIBUTE_NAMES = {
+    "2.5.4.3": "CN", "2.5.4.6": "C", "2.5.4.8": "ST", "2.5.4.7": "L", "2.5.4.10": "O", "2.5.4.11": "OU",
+    "2.5.4.4": "surname", "2.5.4.5": "serialNumber", "2.5.4.9": "streetAddress", "2.5.4.12": "title",
+    "2.5.4.15": "businessCategory", "2.5.4.16": "postalAddress", "2.5.4.17": "postalCode",
+    "2.5.4.42": "givenName", "2.5.4.43": "initials", "2.5.4.44": "generationQualifier",
+    "2.5.4.45": "x500UniqueIdentifier", "2.5.4.46": "dnQualifier", "2.5.4.65": "pseudonym",
+    "2.5.4.97": "organizationIdentifier",
+    "1.2.840.113549.1.9.1": "emailAddress", "1.2.840.113549.1.9.2": "unstructuredName",
+    "0.9.2342.19200300.100.1.1": "userId", "0.9.2342.19200300.100.1.25": "domainComponent",
+    "1.3.6.1.4.1.311.60.2.1.1": "jurisdictionLocalityName",
+    "1.3.6.1.4.1.311.60.2.1.2": "jurisdictionStateOrProvinceName",
+    "1.3.6.1.4.1.311.60.2.1.3": "jurisdictionCountryName",
+    "1.2.643.3.131.1.1": "INN", "1.2.643.100.1": "OGRN", "1.2.643.100.3": "SNILS",
+}
+
+
+def _rdn_text(name: x509.Name) -> str | None:
+    """`CN=x,O=y` in the certificate's own order (not RFC 4514's reversed one), unescaped."""
     parts = []
-    short = {"commonName": "CN", "countryName": "C", "stateOrProvinceName": "ST", "localityName": "L",
-             "organizationName": "O", "organizationalUnitName": "OU"}
-    for rdn in rdns:
-        for key, value in rdn:
-            parts.append(f"{short.get(key, key)}={value}")
-    return ",".join(parts)
+    for rdn in name.rdns:
+        for attribute in rdn:
+            value = attribute.value
+            text = value.hex() if isinstance(value, bytes) else value
+            oid = attribute.oid.dotted_string
+            parts.append(f"{_ATTRIBUTE_NAMES.get(oid, oid)}={text}")
+    return ",".join(parts) or None
 
 
-def _cert_time(text: str | None) -> datetime | None:
-    if not text:
-        return None
+def _san_text(name: x509.GeneralName) -> str:
+    if isinstance(name, x509.IPAddress):
+        address = name.value
+        if isinstance(address, ipaddress.IPv6Address):  # OpenSSL writes all eight groups, uppercase
+            packed = address.packed
+            return ":".join(f"{int.from_bytes(packed[i:i + 2], 'big'):X}" for i in range(0, 16, 2))
+        return str(address)
+    if isinstance(name, x509.DirectoryName):
+        return _rdn_text(name.value) or ""
+    if isinstance(name, x509.RegisteredID):
+        return name.value.dotted_string
+    if isinstance(name, x509.OtherName):
+        return "<unsupported>"
+    return str(name.value)  # DNS name, e-mail address, URI
+
+
+def _sans(cert: x509.Certificate) -> list[str]:
+    """Subject alternative names in certificate order; none when the extension is absent or unreadable."""
     try:
-        return datetime.fromtimestamp(ssl.cert_time_to_seconds(text), tz=timezone.utc)
-    except (ValueError, OverflowError):
-        return None
+        extension = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except (x509.ExtensionNotFound, x509.UnsupportedGeneralNameType, ValueError):
+        return []
+    return [_san_text(name) for name in extension.value]
+
+
+def _serial_text(serial: int) -> str:
+    """OpenSSL's form: uppercase hex in whole bytes, `-` before a negative one (e.g. `00`, `0F`, `-05`)."""
+    digits = f"{abs(serial):X}"
+    digits = digits.zfill(len(digits) + len(digits) % 2)
+    return ("-" if serial < 0 else "") + digits
 
 
 def decode_der_certificate(der: bytes | None) -> CertificateInfo | None:
     """Subject, issuer, SANs and validity of a DER certificate, or None if it cannot be read."""
     if not der:
         return None
-    decode = getattr(getattr(ssl, "_ssl", None), "_test_decode_cert", None)
-    if decode is None:
-        return None
-    fd, path = tempfile.mkstemp(suffix=".pem")
     try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(ssl.DER_cert_to_PEM_cert(der))
-        raw = decode(path)
-    except (ssl.SSLError, ValueError, OSError):
+        cert = x509.load_der_x509_certificate(bytes(der))
+        return CertificateInfo(
+            subject=_rdn_text(cert.subject),
+            issuer=_rdn_text(cert.issuer),
+            sans=_sans(cert),
+            not_before=cert.not_valid_before_utc,
+            not_after=cert.not_valid_after_utc,
+            serial_number=_serial_text(cert.serial_number),
+        )
+    except (ValueError, TypeError):
         return None
-    finally:
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
-    sans = [value for _kind, value in raw.get("subjectAltName", ())]
-    return CertificateInfo(
-        subject=_rdn_text(raw.get("subject")),
-        issuer=_rdn_text(raw.get("issuer")),
-        sans=sans,
-        not_before=_cert_time(raw.get("notBefore")),
-        not_after=_cert_time(raw.get("notAfter")),
-        serial_number=raw.get("serialNumber"),
-    )
