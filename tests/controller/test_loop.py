@@ -88,9 +88,10 @@ async def test_a_steady_cluster_writes_no_status_and_a_change_writes_it_again(fl
     assert len(fake_kube.patches) > before
 
 
-async def test_a_steady_round_reads_cluster_status_once_per_member_and_nothing_else(fleet, fake_kube):
+async def test_a_steady_round_reads_cluster_status_once_per_member_and_nothing_else(fleet, fake_kube, monkeypatch):
     """At steady state one Harper read per member a round: the probe of a healthy member and routes that were never
-    declared nor seen are not read again. Declared routes, or a peer down, bring those reads back."""
+    declared nor seen are not read again. Declared routes, or a peer down (past PROBE_FRESH), bring them back."""
+    monkeypatch.setattr(observe, "PROBE_FRESH", 0.0)
     r, _ = reconciler(fleet)
     body, members = cluster_body(), nodes(A, B, C)
     await converge(r, body, members, fake_kube)

@@ -6,8 +6,9 @@ answer never stops the round for the others.
 
 At steady state a member costs one Harper read a round (cluster_status). The rest is read only when it can tell
 something new (`previous` is the member's last sight in this process):
-* the replication probe: when the last one did not find Harper there, its URL or TLS settings changed, a peer
-  is not connected, or it is older than PROBE_MAX_AGE (the certificate in the status is refreshed that often);
+* the replication probe: when the last one did not find Harper there, its URL or TLS settings changed, it is
+  older than PROBE_FRESH and a peer is not connected, or it is older than PROBE_MAX_AGE (the certificate in the
+  status is refreshed that often);
 * the routes (loaded and on disk): on a member's first look, and while routes are declared or were seen;
 * its certificates: only for a member without records in a cluster of more than one (is it wiped?).
 """
@@ -32,6 +33,7 @@ from .members import Member, Membership
 log = logging.getLogger(__name__)
 
 PROBE_MAX_AGE = 300.0  # seconds a healthy member's probe is reused
+PROBE_FRESH = 10.0  # seconds any probe that found Harper is reused (a verify loop looks every fraction of a second)
 
 
 @dataclass(frozen=True)
@@ -50,10 +52,10 @@ class Sight:
     def probe_still_holds(self, member: Member, now: float) -> bool:
         """This sight's probe answers for `member` now: it found Harper at the same URL with the same TLS settings,
         every peer was connected (a socket down is when the endpoint matters), and it is recent."""
-        s = self.status
+        s, age = self.status, now - self.probed_at
         return (self.probe is not None and self.probe.reachable and self.problem is None and s is not None
                 and self.member.spec.url == member.spec.url and self.member.access == member.access
-                and all(c.connected for c in s.connections) and now - self.probed_at < PROBE_MAX_AGE)
+                and (age < PROBE_FRESH or all(c.connected for c in s.connections) and age < PROBE_MAX_AGE))
 
     def saw_no_routes(self) -> bool:
         """Routes were read here and there were none, loaded or on disk."""
