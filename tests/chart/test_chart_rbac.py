@@ -59,8 +59,14 @@ STRICT = {"provisioning": False}  # external Harper only: the operator touches n
 SA = {"kind": "ServiceAccount", "name": "hop-harper-operator", "namespace": "hop-system"}
 
 
+def aggregated(role) -> bool:
+    """The ClusterRoles of rbac.aggregate: rights for people (through admin/edit/view), bound to nobody."""
+    return any(k.startswith("rbac.authorization.k8s.io/aggregate-to-") for k in role["metadata"].get("labels", {}))
+
+
 def roles(docs):
-    return find(docs, "ClusterRole") + find(docs, "Role")
+    """The operator's (Cluster)Roles: every one but the aggregated ones (test_chart_aggregate.py checks those)."""
+    return [r for r in find(docs, "ClusterRole") + find(docs, "Role") if not aggregated(r)]
 
 
 def grants(docs, resource: str, verb: str, namespace: str | None = None) -> list[str]:
@@ -117,7 +123,7 @@ def test_namespaced_mode_rules(helm):
         assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
                                       "name": "hop-harper-operator"}
     # The only cluster-wide grants: Kopf's CRD and namespace observers. Nothing namespaced is granted cluster-wide.
-    (cluster_role,) = find(docs, "ClusterRole")
+    (cluster_role,) = find(roles(docs), "ClusterRole")
     assert cluster_role["metadata"]["name"] == "hop-harper-operator-kopf"
     assert cluster_role["rules"] == [CRDS, NAMESPACES]
     assert not find(docs, "Role", namespace="hop-system"), "the release namespace is not watched"
@@ -127,7 +133,7 @@ def test_namespaced_mode_with_peering(helm):
     docs = helm.render({"watchNamespaces": ["team-a"], "peering": {"enabled": True}, "rbac": STRICT})
     check_bindings(docs)
     assert one(docs, "Role", "hop-harper-operator", "team-a")["rules"] == [OWN, STATUS, SECRETS, EVENTS, PEERINGS]
-    assert [r["rules"] for r in find(docs, "ClusterRole")] == [[CRDS, NAMESPACES]]
+    assert [r["rules"] for r in find(roles(docs), "ClusterRole")] == [[CRDS, NAMESPACES]]
 
 
 @pytest.mark.parametrize("values", [{}, {"watchNamespaces": ["team-a"]}, {"peering": {"enabled": True}},
@@ -162,11 +168,12 @@ def test_namespaced_mode_has_no_cluster_role_granting_secrets(helm):
 
 
 def test_without_cluster_scoped_reads(helm):
-    """A namespace admin who may not create ClusterRoles: only Roles (Kopf then degrades, with warnings)."""
-    docs = helm.render({"watchNamespaces": ["team-a"], "rbac": {"clusterScopedReads": False}})
+    """A namespace admin who may not create ClusterRoles: only Roles (Kopf then degrades, with warnings).
+    Such an admin turns rbac.aggregate off too: those ClusterRoles are for people, not for the operator."""
+    docs = helm.render({"watchNamespaces": ["team-a"], "rbac": {"clusterScopedReads": False, "aggregate": False}})
     assert not find(docs, "ClusterRole") and not find(docs, "ClusterRoleBinding")
     assert one(docs, "Role", "hop-harper-operator", "team-a")["rules"] == BASE + PROVISION
-    docs = helm.render({"rbac": {"clusterScopedReads": False}})
+    docs = helm.render({"rbac": {"clusterScopedReads": False, "aggregate": False}})
     assert [r["metadata"]["name"] for r in find(docs, "ClusterRole")] == ["hop-harper-operator"]
 
 

@@ -51,6 +51,36 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- end }}
 
+{{/*
+The security context of the operator's pod and of the chart's test pod. The uid/gid 65532 is the image's own
+USER (operator/Dockerfile); runAsArbitraryUser leaves the uid (and gid, and fsGroup) to the platform, e.g.
+OpenShift's restricted SCCs, which assign one from the namespace's range. The rest holds either way.
+*/}}
+{{- define "harper-operator.podSecurityContext" -}}
+runAsNonRoot: true
+{{- if not .Values.runAsArbitraryUser }}
+runAsUser: 65532
+runAsGroup: 65532
+{{- end }}
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{- define "harper-operator.containerSecurityContext" -}}
+runAsNonRoot: true
+{{- if not .Values.runAsArbitraryUser }}
+runAsUser: 65532
+runAsGroup: 65532
+{{- end }}
+readOnlyRootFilesystem: true
+allowPrivilegeEscalation: false
+privileged: false
+capabilities:
+  drop: ["ALL"]
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
 {{- define "harper-operator.peeringName" -}}
 {{- default (include "harper-operator.fullname" .) .Values.peering.name }}
 {{- end }}
