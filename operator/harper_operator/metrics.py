@@ -6,7 +6,11 @@ import logging
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
+# Prometheus conventions: base units (seconds), _total counters, per-cluster series removed with the cluster
+# (forget_cluster), and a lag gauge that is absent, not stale, while the lag is unknown.
 RECONCILES = Counter("harper_operator_reconciles_total", "Cluster reconciles by result", ["result"])
+RECONCILE_SECONDS = Histogram("harper_operator_reconcile_duration_seconds", "Time one reconcile round takes",
+                              buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120))
 HARPER_CALLS = Counter("harper_operator_harper_calls_total", "Harper operations API calls",
                        ["operation", "outcome"])
 HARPER_LATENCY = Histogram("harper_operator_harper_call_seconds", "Harper operations API call latency",
@@ -15,11 +19,17 @@ HARPER_WRITES = Counter("harper_operator_harper_writes_total", "Harper calls tha
                         ["operation"])
 READY_NODES = Gauge("harper_operator_cluster_ready_nodes", "Members replicating as declared",
                     ["namespace", "cluster"])
+DECLARED_NODES = Gauge("harper_operator_cluster_declared_nodes", "Members declared (HarperNodes naming the cluster)",
+                       ["namespace", "cluster"])
 LAST_RECONCILE = Gauge("harper_operator_cluster_last_reconcile_timestamp_seconds",
                        "When the cluster's last reconcile round ended (the status is written only when it changes)",
                        ["namespace", "cluster"])
-MAX_LAG = Gauge("harper_operator_cluster_max_lag_milliseconds", "Largest replication lag between members",
+MAX_LAG = Gauge("harper_operator_cluster_max_lag_seconds",
+                "Largest replication lag between members; absent while no member reports one",
                 ["namespace", "cluster"])
+BUILD_INFO = Gauge("harper_operator_build_info", "Always 1: the operator's version and what it runs on",
+                   ["version", "kopf", "python"])
+PER_CLUSTER = (READY_NODES, DECLARED_NODES, LAST_RECONCILE, MAX_LAG)
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +48,45 @@ def observe_call(operation: str, outcome: str, seconds: float) -> None:
         log.info("Harper write: %s (%s, %.3fs)", operation, outcome, seconds)
 
 
+def cluster_round(namespace: str, name: str, *, seconds: float, declared: int, ready: int,
+                  max_lag_ms: float | None) -> None:
+    """Per-cluster series after one round."""
+    RECONCILE_SECONDS.observe(seconds)
+    READY_NODES.labels(namespace, name).set(ready)
+    DECLARED_NODES.labels(namespace, name).set(declared)
+    LAST_RECONCILE.labels(namespace, name).set_to_current_time()
+    if max_lag_ms is None:
+        _forget(MAX_LAG, namespace, name)
+    else:
+        MAX_LAG.labels(namespace, name).set(max_lag_ms / 1000)
+
+
+def forget_cluster(namespace: str, name: str) -> None:
+    """A cluster that is gone (or no longer this replica's) leaves no series behind."""
+    for gauge in PER_CLUSTER:
+        _forget(gauge, namespace, name)
+
+
+def _forget(gauge: Gauge, *labels: str) -> None:
+    try:
+        gauge.remove(*labels)
+    except KeyError:  # never set
+        pass
+
+
+def build_info() -> None:
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    def of(package: str) -> str:
+        try:
+            return version(package)
+        except PackageNotFoundError:
+            return "unknown"
+    BUILD_INFO.labels(of("harper-operator"), of("kopf"), platform.python_version()).set(1)
+
+
 def serve(port: int) -> None:
     if port:
+        build_info()
         start_http_server(port)

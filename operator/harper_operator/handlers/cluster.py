@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import kopf
 from pydantic import ValidationError
@@ -66,6 +67,7 @@ async def run_cluster(namespace, name, body, stopped, members: kopf.Index, **_):
                 async with registry.exclusive(namespace, name, timeout=None):
                     if stopping():
                         return
+                    began = time.monotonic()
                     nodes = list(members.get((namespace, name), []))
                     others = neighbours(members, namespace, name)
                     pods = await provisioner.ensure(body, nodes, converged=converged, others=others)
@@ -74,10 +76,8 @@ async def run_cluster(namespace, name, body, stopped, members: kopf.Index, **_):
                     converged = result.meshed
                 metrics.RECONCILES.labels("converged" if result.converged else
                                           "stalled" if result.permanent else "progressing").inc()
-                metrics.READY_NODES.labels(namespace, name).set(result.ready_nodes)
-                metrics.LAST_RECONCILE.labels(namespace, name).set_to_current_time()
-                if result.max_lag_ms is not None:
-                    metrics.MAX_LAG.labels(namespace, name).set(result.max_lag_ms)
+                metrics.cluster_round(namespace, name, seconds=time.monotonic() - began, declared=len(nodes),
+                                      ready=result.ready_nodes, max_lag_ms=result.max_lag_ms)
                 if result.converged or result.permanent:
                     backoff = 2.0  # permanent problems wait for a change or the interval: no retry storm
                 else:
@@ -97,6 +97,7 @@ async def run_cluster(namespace, name, body, stopped, members: kopf.Index, **_):
             await registry.sleep(namespace, name, wait, stopped)
     finally:
         registry.unregister(namespace, name, wake)
+        metrics.forget_cluster(namespace, name)
         await reconciler.close()
 
 
