@@ -13,11 +13,15 @@ help:
 	@echo "make sandbox  start the test bed alone, for debugging"
 	@echo "make sandbox-node  (root) a real one-node Kubernetes + local registry, for debugging"
 	@echo "make crds     regenerate crds/ and the chart's copy from the pydantic models"
+	@echo "make crds-check  fail (with a diff) when crds/ or the chart's copy differ from the models (part of make test)"
+	@echo "make lint     ruff with the rules in pyproject.toml (part of make test)"
 	@echo "make bench    run the benchmarks in bench/ (numbers go to bench/results/)"
 	@echo "make image    build the operator and Harper images without Docker (root; PUSH=host:port to push)"
 
+# A venv that an interrupted run left without a runnable python or pip is made anew (.ci/venv-ok says why);
+# the stamp is touched only after an install that succeeded, so the next make installs again after a failure.
 $(STAMP): pyproject.toml constraints.txt
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@sh .ci/venv-ok $(VENV) || { echo "(re)creating $(VENV)"; rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
 	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
@@ -28,7 +32,7 @@ unit: $(STAMP)
 
 # e2e failures are retried once, and every retry is listed in the summary (R): real Harper nodes sometimes take
 # longer to reconnect than a scenario waits on this 2-core machine. A retry is a finding, not a pass: see issue 9.
-test: $(STAMP)
+test: $(STAMP) crds-check lint
 	$(PY) -m pytest tests e2e -q -p no:cacheprovider --durations=15 -rR --reruns 1 --reruns-delay 5 \
 		--only-rerun AssertionError
 
@@ -47,6 +51,23 @@ sandbox-node: $(STAMP)
 
 crds: $(STAMP)
 	$(VENV)/bin/harper-operator crds --out crds --out helm/harper-operator/crds
+
+# The committed CRDs must be what the models generate (a second or so): regenerated into a temporary folder and
+# compared, a diff shown for each copy that differs (an extra or missing file counts too).
+crds-check: $(STAMP)
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	$(VENV)/bin/harper-operator crds --out "$$tmp" || exit 1; \
+	stale=; for dir in crds helm/harper-operator/crds; do \
+		diff -ru "$$dir" "$$tmp" || stale="$$stale $$dir/"; \
+	done; \
+	if [ -n "$$stale" ]; then \
+		echo "crds-check: stale CRDs in$$stale (diff above: - committed, + generated); run 'make crds' and commit"; \
+		exit 1; \
+	fi; \
+	echo "crds-check: crds/ and helm/harper-operator/crds/ match the models"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
 
 bench: $(STAMP)
 	for b in bench/*.py; do $(PY) $$b || exit 1; done

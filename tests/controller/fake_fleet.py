@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "e2e" / "simulator"
 from harper_model import HarperModel, ModelError  # noqa: E402
 
 from harper_operator.harper import models as wire  # noqa: E402
-from harper_operator.harper.errors import (HarperError, PeerUnreachableError, RequestValidationError,  # noqa: E402
+from harper_operator.harper.errors import (PeerUnreachableError, RequestValidationError,  # noqa: E402
                                            TransientHarperError, UnknownNodeError)
 from harper_operator.harper.errors import PeerFailure  # noqa: E402
 from harper_operator.harper.probe import ProbeResult  # noqa: E402

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harper_operator.reconcile import (AddNode, DesiredCluster, DesiredNode, ObservedCluster, ObservedNode, PeerRecord,
+from harper_operator.reconcile import (DesiredCluster, DesiredNode, ObservedCluster, ObservedNode, PeerRecord,
                                        Problem, Route, Subscription, conditions, diagnose, normalize,
                                        pair_subscriptions, pending_restart, plan, reverse, url_key)
 
