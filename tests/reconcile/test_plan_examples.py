@@ -602,7 +602,7 @@ def test_two_members_that_never_connect_to_each_other_get_one_restart():
     d = full("n1", "n2", "n3", "n4", "n5")
     m = converged(["n1", "n2", "n3", "n4", "n5"])
     assert pending_restart(d, m.observe()) == {}
-    assert pending_restart(d, _cut(m.observe(), "n3", "n4")) == {"n4": "reconnect"}
+    assert pending_restart(d, _cut(m.observe(), "n3", "n4")) == {"n4": "apart"}
     # After n4's restart its side is up and n3's is not: the first rule names n3.
     o = _cut(m.observe(), "n3", "n4")
     n4 = o.nodes["n4"]

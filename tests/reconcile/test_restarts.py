@@ -313,3 +313,22 @@ def test_the_budget_keeps_its_promises(steps):
         ledger = RestartLedger.from_dict(json.loads(json.dumps(ledger.to_dict())))  # the shell persists it
         assert admit(ledger, wanted, now, unreachable=down)[0] == admit(ledger, list(reversed(wanted)), now,
                                                                         unreachable=down)[0]
+
+
+def test_a_pair_apart_waits_its_longer_grace_and_reconnect_the_default():
+    """`apart` (both sides of a pair down) is what a joining node shows for ~20 s: it waits APART_GRACE; with a
+    reason that needs no such patience the default grace holds."""
+    from harper_operator.reconcile.restarts import APART_GRACE
+    wanted = restarts_for_pending({"a": "apart"})
+    assert wanted == [Restart("a", "connect to a peer that it and the peer both show apart", settle=True,
+                              grace=APART_GRACE)]
+    admitted, _, ledger = admit(RestartLedger(), wanted, 0.0, grace=10)
+    admitted, _, ledger = admit(ledger, wanted, 30.0, grace=10)
+    assert admitted == []  # past the default grace, within its own
+    admitted, _, ledger = admit(ledger, wanted, APART_GRACE + 1, grace=10)
+    assert [r.on for r in admitted] == ["a"]
+    mixed = restarts_for_pending({"b": "reconnect, apart"})
+    assert mixed[0].grace is None
+    admitted, _, ledger = admit(RestartLedger(), mixed, 0.0, grace=10)
+    admitted, _, _ = admit(ledger, mixed, 11.0, grace=10)
+    assert [r.on for r in admitted] == ["b"]

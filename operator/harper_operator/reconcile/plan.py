@@ -123,6 +123,7 @@ class Restart:
     on: str
     reason: str = ""
     settle: bool = False
+    grace: float | None = None  # a settle restart's own grace period (seconds); None: the budget's default
 
     def describe(self) -> str:
         return f"restart {self.on}" + (f" ({self.reason})" if self.reason else "")
@@ -526,11 +527,12 @@ def pending_restart(desired: DesiredCluster, observed: ObservedCluster) -> dict[
     * routes: the config file holds the declared routes, the running process does not use them yet;
     * shard: the spec clears the shard; update_node cannot, a restart resets the node's own record to its config;
     * reconnect: peers list it connected but its own sockets to them stay down (a node removed and added back
-      keeps them down until it restarts, seen on 4.7.29; for an explicit node, per pair it holds). Or a pair of
-      members, each connected to some other peer, hold each other's record and neither connects (seen on 4.7.29:
-      two nodes added 0.1 s apart through the same seed stayed apart for six minutes); the one with fewer
-      connections restarts (the later name on a tie), and the first rule covers the other side afterwards. A
-      member connected to nobody is not restarted for it: it is cut off, or still starting, and a restart
+      keeps them down until it restarts, seen on 4.7.29; for an explicit node, per pair it holds).
+    * apart: it and a peer, each connected to some other peer, hold each other's record and neither connects
+      (seen on 4.7.29: two nodes added 0.1 s apart through the same seed stayed apart for six minutes, while a
+      node joining normally takes up to ~20 s to reach every peer, so this one waits longer: APART_GRACE). The
+      one with fewer connections restarts (the later name on a tie); `reconnect` covers the other side after.
+      A member connected to nobody is not restarted for it: it is cut off, or still starting, and a restart
       does not mend a network.
     A changed explicit subscription list also needs a restart of that node, but nothing observable shows it:
     see AddNode.restart_required.
@@ -573,7 +575,7 @@ def pending_restart(desired: DesiredCluster, observed: ObservedCluster) -> dict[
                 break
         else:
             if name in apart:
-                reasons.append("reconnect")
+                reasons.append("apart")
         if reasons:
             out[name] = ", ".join(reasons)
     return out

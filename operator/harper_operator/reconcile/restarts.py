@@ -28,7 +28,10 @@ from .problems import Problem
 
 # pending_restart() reasons a restart may be made for, as the words a message uses. "routes" alone waits for the
 # restart policy of plan() (restart_for_routes); a node restarted for another reason loads them too.
-_SETTLE_REASONS = {"reconnect": "reconnect to its peers", "shard": "drop the shard its spec clears"}
+_SETTLE_REASONS = {"reconnect": "reconnect to its peers", "shard": "drop the shard its spec clears",
+                   "apart": "connect to a peer that it and the peer both show apart"}
+# A pair apart waits longer than the default grace: a node that joins normally shows pairs down for ~20 s.
+APART_GRACE = 60.0
 _REASON_WORDS = {"routes": ROUTES_RESTART, **_SETTLE_REASONS}
 _NO_REASON = "apply what Harper reads only at start-up"
 
@@ -39,7 +42,8 @@ def restarts_for_pending(pending: Mapping[str, str]) -> list[Restart]:
     for node, why in sorted(pending.items()):
         reasons = [w.strip() for w in str(why).split(",") if w.strip()]
         if any(r in _SETTLE_REASONS for r in reasons):
-            out.append(Restart(node, " and ".join(_REASON_WORDS.get(r, r) for r in reasons), settle=True))
+            out.append(Restart(node, " and ".join(_REASON_WORDS.get(r, r) for r in reasons), settle=True,
+                               grace=APART_GRACE if set(reasons) & set(_SETTLE_REASONS) == {"apart"} else None))
     return out
 
 
@@ -109,7 +113,13 @@ def _time(value: Any) -> bool:
 def _merge(node: str, wishes: Sequence[Restart]) -> Restart:
     """One restart per node serves every reason; it may wait for settling only when every reason may."""
     reasons = sorted({w.reason for w in wishes if w.reason})
-    return Restart(node, " and ".join(reasons) or _NO_REASON, settle=all(w.settle for w in wishes))
+    graces = [w.grace for w in wishes if w.settle]
+    return Restart(node, " and ".join(reasons) or _NO_REASON, settle=all(w.settle for w in wishes),
+                   grace=None if None in graces or not graces else min(graces))
+
+
+def _grace(want: Restart, default: float) -> float:
+    return default if want.grace is None else want.grace
 
 
 def admit(ledger: RestartLedger, wanted: Sequence[Restart], now: float, *, unreachable: Collection[str] = (),
@@ -144,7 +154,7 @@ def admit(ledger: RestartLedger, wanted: Sequence[Restart], now: float, *, unrea
         # that outlasts the grace period says the restart did not help.
         # A need for another reason (a spec changed since, say) is no loop: it waits out the cooldown quietly
         # (seen: a shard cleared 93 s after a reconnect restart was reported as RestartLoop, Stalled).
-        if (node in recent and (not want.settle or now - since[node] >= grace)
+        if (node in recent and (not want.settle or now - since[node] >= _grace(want, grace))
                 and set(want.reason.split(" and ")) & set(recent[node][0].split(" and "))):
             reason, when = recent[node]
             problems.append(Problem(
@@ -155,7 +165,7 @@ def admit(ledger: RestartLedger, wanted: Sequence[Restart], now: float, *, unrea
 
     coming_back = any(n in down for n in recent)
     eligible = [n for n, want in merged.items()
-                if n not in recent and n not in down and (not want.settle or now - since[n] >= grace)]
+                if n not in recent and n not in down and (not want.settle or now - since[n] >= _grace(want, grace))]
     admitted = [merged[eligible[0]]] if eligible and not coming_back else []
 
     made = {r.on for r in admitted}
