@@ -1,11 +1,33 @@
-"""`harper-operator run | crds | plan | status`."""
+"""`harper-operator run | crds | plan | status`, and the kubectl plugin `kubectl harper status | plan | crds`.
+
+Exit codes of status and plan (docs/cli.md): 0 ok (status: the cluster is Ready), 1 a usage or API error,
+2 not found, 3 the cluster is not Ready (status).
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+from importlib.metadata import PackageNotFoundError, version as _dist_version
 from pathlib import Path
+
+USAGE_ERROR = 1  # kubectl's code for a bad command line; 2 means "not found" here
+
+
+def version() -> str:
+    try:
+        return _dist_version("harper-operator")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with kubectl's exit code 1 for a bad command line (argparse's own 2 means "not found" here)."""
+
+    def error(self, message: str):
+        self.print_usage(sys.stderr)
+        self.exit(USAGE_ERROR, f"{self.prog}: error: {message}\n")
 
 
 def _crds(args: argparse.Namespace) -> int:
@@ -30,20 +52,82 @@ def _run(args: argparse.Namespace) -> int:
     return run(settings)
 
 
+def _options(args: argparse.Namespace):
+    from .inspect import Options
+
+    return Options(kubeconfig=args.kubeconfig, context=args.context, namespace=args.namespace, output=args.output,
+                   via=args.via, all_namespaces=getattr(args, "all_namespaces", False),
+                   cluster_domain=args.cluster_domain)
+
+
+def _inspecting(command):
+    def run(args: argparse.Namespace) -> int:
+        from .inspect import CliError
+
+        try:
+            return command(args)
+        except CliError as e:
+            sys.stderr.write(f"error: {e}\n")
+            return e.code
+    return run
+
+
+@_inspecting
 def _plan(args: argparse.Namespace) -> int:
-    from .inspect import print_plan
+    from .inspect import plan
 
-    return print_plan(args.cluster, namespace=args.namespace, kubeconfig=args.kubeconfig)
+    return plan(args.cluster, _options(args))
 
 
+@_inspecting
 def _status(args: argparse.Namespace) -> int:
-    from .inspect import print_status
+    from .inspect import status
 
-    return print_status(args.cluster, namespace=args.namespace, kubeconfig=args.kubeconfig)
+    return status(args.cluster, _options(args))
+
+
+def _connection_flags(p: argparse.ArgumentParser, *, given_only: bool) -> None:
+    """kubectl's flags. given_only: set only when given on this (sub)command, so `kubectl harper -n x status` and
+    `kubectl harper status -n x` both work."""
+    def d(value):
+        return argparse.SUPPRESS if given_only else value
+
+    p.add_argument("--kubeconfig", default=d(None), help="kubeconfig file (default: $KUBECONFIG, in a pod its "
+                                                         "service account, else ~/.kube/config)")
+    p.add_argument("--context", default=d(None), help="kubeconfig context (default: the current one)")
+    p.add_argument("-n", "--namespace", default=d(None), help="namespace (default: the context's, else default)")
+    p.add_argument("-o", "--output", choices=["table", "json", "yaml"], default=d("table"), help="output format")
+
+
+def _inspect_commands(sub, *, given_only: bool) -> None:
+    AUTO, DIRECT, LIVE = "auto", "direct", "live"  # inspect's names (not imported here: the parser stays light)
+    status = sub.add_parser("status", help="a cluster's replication mesh from its status (--live: from Harper); "
+                                           "no name: the namespace's clusters",
+                            description="Without --live or --direct: the HarperCluster's and its HarperNodes' "
+                                        ".status, as the operator last wrote it (no Harper call, no Secret read). "
+                                        "Exit code 3 when the cluster is not Ready.")
+    status.add_argument("cluster", nargs="?", help="HarperCluster name (none: list the clusters)")
+    status.add_argument("-A", "--all-namespaces", action="store_true", help="list the clusters of every namespace")
+    plan = sub.add_parser("plan", help="print the operations the operator would run now (a dry run; no writes)",
+                          description="Reads Harper through the API server's proxy (a loopback operationsUrl "
+                                      "directly); --direct calls every operationsUrl from this machine.")
+    plan.add_argument("cluster", help="HarperCluster name")
+    for cmd, func, default in ((status, _status, None), (plan, _plan, AUTO)):
+        _connection_flags(cmd, given_only=given_only)
+        how = cmd.add_mutually_exclusive_group()
+        how.add_argument("--live", dest="via", action="store_const", const=LIVE, default=default,
+                         help="ask Harper now, only through the API server's service/pod proxy (your RBAC decides)")
+        how.add_argument("--direct", dest="via", action="store_const", const=DIRECT,
+                         help="ask Harper now by calling every operationsUrl from this machine (in-cluster, or "
+                              "where those names resolve)")
+        cmd.add_argument("--cluster-domain", default=os.environ.get("CLUSTER_DOMAIN", "cluster.local"),
+                         help="the cluster's DNS domain, as in <svc>.<ns>.svc.<domain> (default cluster.local)")
+        cmd.set_defaults(func=func)
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="harper-operator", description=__doc__)
+    p = _Parser(prog="harper-operator", description=__doc__)
+    p.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the operator")
@@ -78,18 +162,30 @@ def parser() -> argparse.ArgumentParser:
     crds.add_argument("--out", action="append", help="folder to write into (repeatable); default: stdout")
     crds.set_defaults(func=_crds)
 
-    for name, func, text in (("plan", _plan, "print the operations the operator would run now (no writes)"),
-                             ("status", _status, "print the replication mesh of a cluster as a table")):
-        cmd = sub.add_parser(name, help=text)
-        cmd.add_argument("cluster", help="HarperCluster name")
-        cmd.add_argument("--namespace", "-n", default="default")
-        cmd.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG"))
-        cmd.set_defaults(func=func)
+    _inspect_commands(sub, given_only=False)
+    return p
+
+
+def kubectl_parser() -> argparse.ArgumentParser:
+    """`kubectl harper ...`: kubectl runs the executable kubectl-harper found on PATH (krew's naming)."""
+    p = _Parser(prog="kubectl harper", description="Inspect Harper clusters run by harper-operator. Exit codes: "
+                                                   "0 ok, 1 usage or API error, 2 not found, 3 not Ready.")
+    p.add_argument("--version", action="version", version=f"kubectl-harper {version()}")
+    _connection_flags(p, given_only=False)
+    sub = p.add_subparsers(dest="command", required=True)
+    _inspect_commands(sub, given_only=True)
+    crds = sub.add_parser("crds", help="print the CRDs generated from the models")
+    crds.set_defaults(func=_crds, out=None)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    return args.func(args)
+
+
+def kubectl_main(argv: list[str] | None = None) -> int:
+    args = kubectl_parser().parse_args(argv)
     return args.func(args)
 
 
