@@ -1,7 +1,7 @@
 """The programs the test bed runs, built once from pinned sources and cached.
 
-etcd, kube-apiserver and helm are built with the plain `go` client inside the small pinned modules
-under e2e/tools/ (k8s.io/kubernetes carries `replace` lines, so `go install pkg@version` refuses it,
+etcd, kube-apiserver and helm (and promtool, for the chart's alert tests) are built with the plain `go` client
+inside the small pinned modules under e2e/tools/ (k8s.io/kubernetes carries `replace` lines, so `go install pkg@version` refuses it,
 so each go.mod requires it and replaces its staging modules with their published versions). Harper comes from npm with the lock file in e2e/harper/. Everything lands in the
 cache (``$HARPER_OPERATOR_CACHE`` or ``~/.cache/harper-operator``), one folder per name+version,
 and is rebuilt only when missing. A build that fails raises ToolBuildError with its output: tests
@@ -148,6 +148,32 @@ def ensure_helm() -> Path:
         ldflags += [f"-X {pkg}.k8sVersionMajor=1", f"-X {pkg}.k8sVersionMinor={client_go_minor}"]
     return _cached("helm", version, "helm",
                    lambda tmp: _go_build(module_dir, "helm.sh/helm/v3/cmd/helm", tmp / "helm", ldflags))
+
+
+def prometheus_release(module_version: str) -> str:
+    """Prometheus tags release 3.Y.Z as the Go module version v0.3YY.Z (v0.316.0 is 3.16.0)."""
+    match = re.fullmatch(r"v0\.3(\d{2})\.(\d+)", module_version)
+    if not match:
+        raise ToolBuildError(f"{module_version} is not a Prometheus 3.x module version (v0.3YY.Z)")
+    return f"3.{int(match.group(1))}.{match.group(2)}"
+
+
+def ensure_promtool() -> Path:
+    """promtool, for `promtool check rules` and `promtool test rules` on the chart's alerts (tests/chart).
+
+    Not part of ensure_tools(): the test bed never runs it, and its cold build is long (Prometheus pulls in every
+    service discovery's SDK): about 6.5 minutes on a 2-core machine, its modules already downloaded.
+    """
+    module_dir = TOOLS_DIR / "promtool"
+    version = _required_version(module_dir / "go.mod", "github.com/prometheus/prometheus")
+    # What Prometheus's .promu.yml stamps; unstamped, `promtool --version` prints an empty version. Its build
+    # date's layout is 20060102-15:04:05.
+    pkg = "github.com/prometheus/common/version"
+    ldflags = [f"-X {pkg}.Version={prometheus_release(version)}", f"-X {pkg}.Branch=HEAD",
+               f"-X {pkg}.BuildDate={BUILD_DATE[:10].replace('-', '')}-{BUILD_DATE[11:19]}"]
+    return _cached("promtool", version, "promtool",
+                   lambda tmp: _go_build(module_dir, "github.com/prometheus/prometheus/cmd/promtool",
+                                         tmp / "promtool", ldflags))
 
 
 def ensure_harperdb() -> Path:

@@ -50,6 +50,21 @@ def helm_binary() -> Path:
     return out
 
 
+def promtool_binary() -> Path:
+    """The promtool the test bed builds (pinned in e2e/tools/promtool/go.mod), built on first use and cached.
+
+    $HARPER_OPERATOR_PROMTOOL points at another binary. Like helm, never skips: a promtool that cannot be built
+    fails the alert tests with the build's output.
+    """
+    if os.environ.get("HARPER_OPERATOR_PROMTOOL"):
+        return Path(os.environ["HARPER_OPERATOR_PROMTOOL"])
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from e2e.testbed import tools
+
+    return Path(tools.ensure_promtool())
+
+
 class Helm:
     """`helm` with a private, empty configuration (no repositories, no plugins, no cluster)."""
 
