@@ -13,6 +13,7 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -174,6 +175,28 @@ def ensure_promtool() -> Path:
     return _cached("promtool", version, "promtool",
                    lambda tmp: _go_build(module_dir, "github.com/prometheus/prometheus/cmd/promtool",
                                          tmp / "promtool", ldflags))
+
+
+def _module_digest(module_dir: Path) -> str:
+    """A short digest of a tool module's own files (go.mod, go.sum, its .go sources): rebuilt when they change."""
+    h = hashlib.sha256()
+    for path in sorted(p for p in module_dir.rglob("*") if p.is_file()):
+        h.update(str(path.relative_to(module_dir)).encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def ensure_kstatus() -> Path:
+    """kstatus: prints what sigs.k8s.io/cli-utils' kstatus (Flux's health checks) computes for the objects that
+    `kubectl get -o json` prints, one `<kind>/<name> <Status> <message>` line each (e2e/scenarios/test_kstatus.py).
+
+    Not part of ensure_tools(): only that scenario runs it. Its main.go is ours, so the sources' digest is part
+    of the cache key. Cold build on a 2-core machine: about 25 s (30 s with an empty Go build cache), plus a few
+    seconds to download its modules the first time.
+    """
+    module_dir = TOOLS_DIR / "kstatus"
+    version = _required_version(module_dir / "go.mod", "sigs.k8s.io/cli-utils")
+    return _cached("kstatus", f"{version}-{_module_digest(module_dir)}", "kstatus",
+                   lambda tmp: _go_build(module_dir, ".", tmp / "kstatus", []))
 
 
 def ensure_harperdb() -> Path:

@@ -464,7 +464,8 @@ def status_document(cluster: Mapping[str, Any], nodes: list[Mapping[str, Any]]) 
             "name": name, "hostname": (node.get("spec") or {}).get("hostname") or nstatus.get("nodeName") or name,
             "ready": ready, "connectedPeers": nstatus.get("connectedPeers"),
             "message": "" if ready else ((row or {}).get("message") or ncond.get("message") or ""),
-            "peers": None if not nstatus else [
+            # Never written by the operator (the CRD's default status holds only observedGeneration 0): unknown.
+            "peers": None if not set(nstatus) - {"observedGeneration"} else [
                 {"name": p.get("name"), "connected": bool(p.get("connected")),
                  "sockets": [{"database": s.get("database"), "connected": bool(s.get("connected"))}
                              for s in p.get("sockets") or []]}

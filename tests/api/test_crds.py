@@ -52,3 +52,21 @@ def test_printer_columns_and_names():
         assert columns[0] == "Ready" and columns[-1] == "Age"
         scale = spec["names"]["kind"] == "HarperCluster"
         assert spec["versions"][0]["subresources"].keys() == ({"status", "scale"} if scale else {"status"})
+
+
+@pytest.mark.parametrize("name", sorted(crds()))
+def test_status_not_written_yet_reads_generation_zero(name):
+    """The API server fills in status {observedGeneration: 0} on objects the operator never wrote, so kstatus (Flux)
+    says InProgress for them, not Current. The default must pass the CRD's own schema (the API server refuses the
+    CRD otherwise), and nothing inside status has one: the operator writes every field it means."""
+    from harper_operator.api import HarperClusterStatus, HarperNodeStatus
+
+    status = yaml.safe_load(render(crds()[name]))["spec"]["versions"][0]["schema"]["openAPIV3Schema"][
+        "properties"]["status"]
+    assert status["default"] == {"observedGeneration": 0}
+    for key, value in status["default"].items():
+        assert status["properties"][key]["type"] == "integer" and type(value) is int, key
+    assert [path for path, schema in _walk(status, "status") if "default" in schema] == ["status"]
+    model = HarperClusterStatus if "harperclusters" in name else HarperNodeStatus
+    parsed = model.model_validate(status["default"])
+    assert parsed.observed_generation == 0 and parsed.conditions == []

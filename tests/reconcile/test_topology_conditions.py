@@ -111,8 +111,49 @@ def test_permanent_problem_stalls_and_transient_reconciles():
     busy = by_type(conditions(problem=Problem("Unreachable", "wait", permanent=False), busy=True, generation=1,
                               now=NOW))
     assert busy["Reconciling"]["status"] == "True" and busy["Stalled"]["status"] == "False"
+
+
+def kstatus(conds) -> str:
+    """What kstatus (sigs.k8s.io/cli-utils v0.37.2, Flux's health checks) computes from these conditions at the
+    observed generation: Reconciling=True -> InProgress, Stalled=True -> Failed, then its Ready fallback (True ->
+    Current, otherwise InProgress); no deciding condition -> Current. e2e/scenarios/test_kstatus.py checks the real
+    library on live objects."""
+    c = by_type(conds)
+    for type_, verdict in (("Reconciling", "InProgress"), ("Stalled", "Failed")):
+        if c.get(type_, {}).get("status") == "True":
+            return verdict
+    ready = c.get("Ready")
+    return "Current" if ready is None or ready["status"] == "True" else "InProgress"
+
+
+def test_paused_with_work_is_reconciling_so_kstatus_says_in_progress():
     paused = by_type(conditions(busy=True, paused=True, generation=1, now=NOW))
-    assert paused["Ready"]["reason"] == "Paused" and paused["Reconciling"]["status"] == "False"
+    assert paused["Ready"]["status"] == "False" and paused["Ready"]["reason"] == "Paused"
+    assert paused["Reconciling"]["status"] == "True" and paused["Reconciling"]["reason"] == "Paused"
+    assert "paused" in paused["Reconciling"]["message"] and "writes" in paused["Reconciling"]["message"]
+    assert paused["Stalled"]["status"] == "False"
+    assert kstatus(paused.values()) == "InProgress"
+    waiting = by_type(conditions(problem=Problem("Unreachable", "cannot reach n1", permanent=False), busy=True,
+                                 paused=True, generation=1, now=NOW))
+    assert waiting["Reconciling"]["reason"] == "Paused" and "cannot reach n1" in waiting["Reconciling"]["message"]
+
+
+def test_paused_with_nothing_to_do_stays_ready_and_a_permanent_problem_still_stalls():
+    idle = by_type(conditions(paused=True, ready_reason="Converged", generation=1, now=NOW))
+    assert idle["Ready"]["status"] == "True" and idle["Reconciling"]["status"] == "False"
+    assert kstatus(idle.values()) == "Current"
+    stuck = by_type(conditions(problem=Problem("BadCredentials", "fix the Secret"), busy=True, paused=True,
+                               generation=1, now=NOW))
+    assert stuck["Stalled"]["status"] == "True" and kstatus(stuck.values()) == "Failed"
+
+
+def test_pausing_and_unpausing_keeps_transition_times_honest():
+    paused = conditions(busy=True, paused=True, generation=1, now=NOW)
+    busy = by_type(conditions(busy=True, generation=1, previous=paused, now=LATER))
+    assert busy["Reconciling"]["lastTransitionTime"] == "2026-01-02T03:04:05Z"  # True all along
+    done = by_type(conditions(generation=1, previous=paused, now=LATER))
+    assert done["Reconciling"]["lastTransitionTime"] == "2026-01-02T04:00:00Z"
+    assert kstatus(done.values()) == "Current"
 
 
 def test_last_transition_time_is_kept_while_status_is_unchanged():
@@ -144,6 +185,12 @@ def test_every_condition_carries_the_five_metav1_fields(problem, busy, paused, g
         assert stamp.utcoffset().total_seconds() == 0 and c["lastTransitionTime"].endswith("Z")
         assert ("observedGeneration" in c) == (generation is not None)
         assert c.get("observedGeneration") == generation
+    # kstatus never has to fall back on Ready: not Ready always says why, Reconciling or Stalled, never both.
+    c = by_type(out)
+    abnormal = [t for t in ("Reconciling", "Stalled") if c[t]["status"] == "True"]
+    assert len(abnormal) == (0 if c["Ready"]["status"] == "True" else 1), out
+    idle, permanent = problem is None and not busy, problem is not None and problem.permanent
+    assert kstatus(out) == ("Current" if idle else "Failed" if permanent else "InProgress"), out
 
 # --- one spelling per host and URL ---------------------------------------------------------------------------------
 

@@ -57,8 +57,17 @@ def _strip_none(value: Any) -> Any:
     return value
 
 
+# The status of a resource the operator has not written yet. The API server applies a default whenever it reads an
+# object from etcd, so a HarperCluster or HarperNode that no operator has seen (none runs, it serves other namespaces,
+# or it has not got to it yet) reads this, not nothing: metadata.generation starts at 1, so kstatus (Flux's health
+# checks) says InProgress ("generation is 1, but latest observed generation is 0") and Argo CD's health script
+# Progressing, where an absent status reads Current. The operator's first status write sets observedGeneration
+# (and the conditions) itself; nothing inside status has a default (see _drop_defaults).
+UNSEEN_STATUS: dict[str, Any] = {"observedGeneration": 0}
+
+
 def _drop_defaults(schema: Any) -> Any:
-    """Status is written by the operator alone; defaults there would only hide missing writes."""
+    """Status is written by the operator alone; defaults inside it would only hide missing writes."""
     if isinstance(schema, dict):
         return {k: _drop_defaults(v) for k, v in schema.items() if k != "default"}
     if isinstance(schema, list):
@@ -108,7 +117,9 @@ def _crd(kind: str, plural: str, short: str, spec: type[BaseModel], status: type
                         "metadata": {"type": "object"},
                         "spec": {**openapi_schema(spec), "description": spec.__doc__ or "Desired state."},
                         "status": {**openapi_schema(status, defaults=False),
-                                   "description": "What the operator last saw in Harper."},
+                                   "description": "What the operator last saw in Harper. Until the operator first "
+                                                  "writes it: observedGeneration 0.",
+                                   "default": copy.deepcopy(UNSEEN_STATUS)},
                     },
                 }},
             }],

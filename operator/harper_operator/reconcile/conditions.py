@@ -3,8 +3,12 @@
 Rules (kstatus conventions):
 * a permanent problem (bad credentials, an impossible spec)  -> Stalled=True,  Reconciling=False, Ready=False
 * a transient problem or work still to do                     -> Reconciling=True, Stalled=False, Ready=False
-* paused with work to do                                      -> all False with reason Paused (nothing is written)
-* nothing to do and verified                                  -> Ready=True
+* paused with work to do                                      -> Reconciling=True with reason Paused, Ready=False,
+                                                                 Stalled=False (nothing is written to Harper)
+* nothing to do and verified (paused or not)                  -> Ready=True
+kstatus (Flux's health checks) reads Reconciling=True as InProgress: a paused resource with work left is not done,
+and a Kustomization waiting on it waits (and times out) rather than passing. Paused with nothing to do is Ready,
+so Current: Harper matches the spec, and the pause only holds back writes that nobody needs yet.
 lastTransitionTime is kept from `previous` while a condition's status does not change.
 """
 
@@ -56,10 +60,12 @@ def conditions(*, problem: Problem | None = None, busy: bool = False, paused: bo
                 c(RECONCILING, False, problem.reason, "stopped: fix the cause below; the operator retries on change"),
                 c(STALLED, True, problem.reason, problem.message)]
     if paused and (busy or problem is not None):
-        msg = "writes to Harper are paused by annotation; status still refreshes"
+        msg = ("writes to Harper are paused by annotation: the work still to do waits until it is removed; "
+               "status still refreshes")
         if problem is not None:
             msg += f" ({problem.message})"
-        return [c(READY, False, "Paused", msg), c(RECONCILING, False, "Paused", msg), c(STALLED, False, "Paused", msg)]
+        return [c(READY, False, "Paused", msg), c(RECONCILING, True, "Paused", msg),
+                c(STALLED, False, "Paused", "no permanent problem")]
     if problem is not None or busy:
         reason = problem.reason if problem is not None else "Progressing"
         message = problem.message if problem is not None else "operations are being applied to Harper"

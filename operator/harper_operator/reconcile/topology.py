@@ -14,6 +14,7 @@ Vocabulary (see docs/harper-semantics.md for the experiments behind it):
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass, field
 from typing import Iterable
@@ -113,6 +114,7 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+@functools.lru_cache(maxsize=16384)  # every round compares each HarperNode of the namespace (bench/scale.py)
 def url_key(url: str) -> str:
     """The form two replication URLs are compared in: scheme and host lower-cased, an IPv6 host bracketed and
     compressed, an explicit port kept, user info, path and trailing slash dropped.
