@@ -9,6 +9,7 @@ bench/results/converge.json. Numbers, not a pass/fail: the machine is shared and
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import statistics
 import subprocess
@@ -47,11 +48,27 @@ def plain_script(nodes) -> dict:
     return {"calls_s": calls, "mesh_s": time.monotonic() - started, "writes": len(nodes) - 1}
 
 
+def _writes_between(log: Path, start: float, end: float) -> list[float]:
+    """Wall-clock times of the operator's `Harper write:` log lines within [start, end]."""
+    out = []
+    for line in log.read_text(errors="replace").splitlines():
+        if "Harper write:" not in line:
+            continue
+        try:
+            at = datetime.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+        except ValueError:
+            continue
+        if start <= at <= end:
+            out.append(at)
+    return out
+
+
 def operator_run(bed, operator, nodes, namespace) -> dict:
     first = nodes[0]
     objs = [kit.secret("harper-admin", first.username, first.password), kit.cluster("bench"),
             *(kit.node(f"bench-{i}", "bench", n) for i, n in enumerate(nodes))]
     writes = operator.metric(WRITES)
+    wall = time.time()
     started = time.monotonic()
     kubectl(bed, "-n", namespace, "apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List",
                                                                          "items": objs}))
@@ -63,6 +80,10 @@ def operator_run(bed, operator, nodes, namespace) -> dict:
     took = time.monotonic() - started
     assert meshed(nodes), "Ready but not meshed"
     result = {"apply_to_ready_s": took, "writes": operator.metric(WRITES) - writes, "minimum_writes": len(nodes) - 1}
+    stamps = _writes_between(operator.log_path, wall, wall + took)
+    if stamps:  # where the time goes: before the first write, the writes, after the last write
+        result.update(before_first_write_s=round(stamps[0] - wall, 2), writing_s=round(stamps[-1] - stamps[0], 2),
+                      after_last_write_s=round(wall + took - stamps[-1], 2))
     kubectl(bed, "-n", namespace, "delete", "hc,hn", "--all", "--wait=true", "--timeout=120s")
     return result
 
@@ -70,7 +91,7 @@ def operator_run(bed, operator, nodes, namespace) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=2)
-    parser.add_argument("--sizes", default="3,5")
+    parser.add_argument("--sizes", default="3,4,5")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     results = []
@@ -90,17 +111,20 @@ def main() -> int:
                     ours = operator_run(bed, operator, nodes, ns)
                     results.append({"nodes": size, "run": i, "plain": plain, "operator": ours})
                     print(f"{size} nodes run {i}: operator {ours['apply_to_ready_s']:.2f}s ({ours['writes']:.0f} "
-                          f"writes), plain calls {plain['calls_s']:.2f}s, plain mesh {plain['mesh_s']:.2f}s",
+                          f"writes; before the first {ours.get('before_first_write_s')}s, after the last "
+                          f"{ours.get('after_last_write_s')}s), plain calls {plain['calls_s']:.2f}s, plain mesh "
+                          f"{plain['mesh_s']:.2f}s, ratio {ours['apply_to_ready_s'] / plain['mesh_s']:.2f}x",
                           flush=True)
         finally:
             operator.stop()
-    print("\nnodes  apply->Ready (median)  plain add_node calls  plain calls->mesh  writes (min)")
+    print("\nnodes  apply->Ready (median)  plain add_node calls  plain calls->mesh  writes (min)  ratio")
     for size in sizes:
         rows = [r for r in results if r["nodes"] == size]
         med = lambda f: statistics.median(f(r) for r in rows)  # noqa: E731
         print(f"{size:>5}  {med(lambda r: r['operator']['apply_to_ready_s']):>20.2f}s"
               f"  {med(lambda r: r['plain']['calls_s']):>19.2f}s  {med(lambda r: r['plain']['mesh_s']):>16.2f}s"
-              f"  {med(lambda r: r['operator']['writes']):>6.0f} ({size - 1})")
+              f"  {med(lambda r: r['operator']['writes']):>6.0f} ({size - 1})"
+              f"  {med(lambda r: r['operator']['apply_to_ready_s'] / r['plain']['mesh_s']):>5.2f}x")
     out = ROOT / "bench" / "results" / "converge.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))

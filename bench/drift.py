@@ -1,0 +1,91 @@
+"""How long drift lasts: a ghost record added by hand, and a member removed by hand, on real Harper nodes.
+
+Runs on the real test bed (kube-apiserver + etcd + real Harper nodes, the operator as a process), one 3-node cluster
+with `reconcileIntervalSeconds: 5` that has settled (older than the operator's ghost grace window), then repeats:
+
+* ghost: add_node of a fourth node on one member by hand; the time until no member lists it;
+* removed: remove_node of a member on another by hand; the time until the mesh is whole again (Harper needs the
+  removed member restarted, which the operator makes after its restart grace).
+
+Prints the distribution next to the interval and writes bench/results/drift.json. Numbers, not a pass/fail.
+
+    .venv/bin/python bench/drift.py [--runs 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from e2e.operator_process import OperatorProcess  # noqa: E402
+from e2e.scenarios import kit  # noqa: E402
+from e2e.testbed.sandbox import start_testbed  # noqa: E402
+
+INTERVAL = 5
+SETTLE = 65  # seconds: past the operator's GHOST_YOUTH, so the cluster counts as settled
+
+
+def timed(what: str, check, timeout: float) -> float:
+    started = time.monotonic()
+    kit.wait_until(what, check, timeout=timeout, interval=0.1)
+    return round(time.monotonic() - started, 2)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    ghosts, removed = [], []
+    with start_testbed(nodes=4) as bed, tempfile.TemporaryDirectory() as tmp:
+        kube = kit.Kube(bed.tools.kubectl, bed.control_plane.kubeconfig, "drift-bench")
+        kube.run("create", "namespace", "drift-bench")
+        kube.run("apply", "-f", str(ROOT / "crds"))
+        kube.run("wait", "--for", "condition=Established", "crd", "--all", "--timeout=60s")
+        operator = OperatorProcess(bed.control_plane.kubeconfig, Path(tmp) / "operator.log").start()
+        try:
+            a, b, c, ghost = bed.fleet.nodes[:4]
+            mesh = kit.mesh_is([a, b, c], kit.full_mesh([a, b, c]))
+            kube.apply(kit.secret("harper-admin", a.username, a.password), kit.cluster("drift", interval=INTERVAL),
+                       *(kit.node(f"drift-{i}", "drift", h) for i, h in enumerate((a, b, c))))
+            kit.ready_with(kube, "harpercluster", "drift", "3/3")
+            kit.wait_until("full mesh", mesh, timeout=60)
+            time.sleep(SETTLE)
+            for run in range(args.runs):
+                kit.ok(a, {"operation": "add_node", "hostname": ghost.name, "url": ghost.replication_url,
+                           "verify_tls": False,
+                           "authorization": {"username": ghost.username, "password": ghost.password}})
+                ghosts.append(timed("ghost gone", lambda: all(ghost.name not in kit.peers(n) for n in (a, b, c)),
+                                    120))
+                print(f"run {run}: ghost removed after {ghosts[-1]}s", flush=True)
+                kit.wait_until("mesh intact", mesh, timeout=60)
+                for n in (a, b, c):  # the ghost forgets the members too, so the next run starts alike
+                    ghost.operation({"operation": "remove_node", "hostname": n.name})
+                time.sleep(INTERVAL)
+                kit.ok(a, {"operation": "remove_node", "hostname": c.name})
+                removed.append(timed("c back in the mesh", mesh, 240))
+                print(f"run {run}: removed member back after {removed[-1]}s", flush=True)
+                time.sleep(INTERVAL)
+        finally:
+            operator.stop()
+    rows = {"interval_s": INTERVAL, "ghost_removed_s": ghosts, "removed_member_back_s": removed}
+    for name, xs in (("ghost removed", ghosts), ("removed member back", removed)):
+        if xs:
+            print(f"{name:>20}: median {statistics.median(xs):.1f}s, min {min(xs):.1f}s, max {max(xs):.1f}s "
+                  f"(interval {INTERVAL}s, {len(xs)} runs)")
+    out = ROOT / "bench" / "results" / "drift.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), **rows}, indent=2))
+    print(f"written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
