@@ -142,3 +142,17 @@ def copy_chart(dest: Path) -> Path:
     target = dest / CHART.name
     shutil.copytree(CHART, target)
     return target
+
+
+def render_notes(helm, tmp_path: Path, values: dict) -> str:
+    """NOTES.txt as `helm install` would print it: `helm template` skips NOTES.txt, so it is rendered through a
+    throw-away copy of the chart where it becomes a ConfigMap (e2e/test_chart.py reads the real NOTES)."""
+    chart = tmp_path / "chart"
+    shutil.copytree(CHART, chart)
+    notes = (chart / "templates" / "NOTES.txt").read_text()
+    (chart / "templates" / "NOTES.txt").unlink()
+    (chart / "templates" / "zz-notes.yaml").write_text(
+        '{{- define "test.notes" -}}\n' + notes + '\n{{- end }}\n'
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\n  namespace: x\n"
+        'data:\n  notes: {{ include "test.notes" . | quote }}\n')
+    return one(helm.render(values, chart=chart), "ConfigMap", "notes")["data"]["notes"]

@@ -8,7 +8,6 @@ metrics (harper_operator.metrics, the module the operator serves), and against o
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 
@@ -16,7 +15,7 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry, Counter, start_http_server
 
-from chart_support import CHART, find, one
+from chart_support import CHART, find, one, render_notes
 
 METRICS = {"metrics": {"service": {"enabled": True}}}
 
@@ -143,15 +142,7 @@ def test_lints_with_the_test_pod(helm, values, tmp_path):
 def test_notes_point_at_helm_test(helm, tmp_path):
     """NOTES.txt (rendered through a throw-away copy, as test_chart_render.py does) names `helm test` only when
     there is a test to run."""
-    chart = tmp_path / "chart"
-    shutil.copytree(CHART, chart)
-    notes = (chart / "templates" / "NOTES.txt").read_text()
-    (chart / "templates" / "NOTES.txt").unlink()
-    (chart / "templates" / "zz-notes.yaml").write_text(
-        '{{- define "test.notes" -}}\n' + notes + '\n{{- end }}\n'
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\n  namespace: x\n"
-        'data:\n  notes: {{ include "test.notes" . | quote }}\n')
-    text = one(helm.render(METRICS, chart=chart), "ConfigMap", "notes")["data"]["notes"]
+    text = render_notes(helm, tmp_path, METRICS)
     assert "helm test hop -n hop-system --logs" in text
-    text = one(helm.render({}, chart=chart), "ConfigMap", "notes")["data"]["notes"]
+    text = render_notes(helm, tmp_path / "defaults", {})
     assert "helm test" not in text

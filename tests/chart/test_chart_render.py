@@ -6,12 +6,11 @@ kube-apiserver and runs the operator with the ServiceAccount it creates.
 
 from __future__ import annotations
 
-import shutil
 
 import pytest
 import yaml
 
-from chart_support import CHART, ROOT, find, one
+from chart_support import CHART, ROOT, find, one, render_notes
 
 CASES = {
     "default": {},
@@ -227,21 +226,13 @@ def test_names_follow_overrides(helm):
 def test_notes_say_what_to_apply_next(helm, tmp_path):
     """`helm template` skips NOTES.txt, so render it through a throw-away copy of the chart (stand-in for
     the NOTES `helm install` prints; e2e/test_chart.py reads those from a real install)."""
-    chart = tmp_path / "chart"
-    shutil.copytree(CHART, chart)
-    notes = (chart / "templates" / "NOTES.txt").read_text()
-    (chart / "templates" / "NOTES.txt").unlink()
-    (chart / "templates" / "zz-notes.yaml").write_text(
-        '{{- define "test.notes" -}}\n' + notes + '\n{{- end }}\n'
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\n  namespace: x\n"
-        'data:\n  notes: {{ include "test.notes" . | quote }}\n')
-    text = one(helm.render({"watchNamespaces": ["team-a"]}, chart=chart), "ConfigMap", "notes")["data"]["notes"]
+    text = render_notes(helm, tmp_path, {"watchNamespaces": ["team-a"]})
     assert "kubectl -n team-a create secret generic harper-admin" in text
     assert "kind: HarperCluster" in text and "kind: HarperNode" in text
     assert "kubectl -n team-a get hc,hn" in text
     assert "kubectl -n team-a scale hc/harper --replicas=5" in text and "instances: {replicas: 3" in text
     assert "Secrets there and nowhere else" in text
-    text = one(helm.render({}, chart=chart), "ConfigMap", "notes")["data"]["notes"]
+    text = render_notes(helm, tmp_path / "defaults", {})
     assert "every namespace" in text and "kubectl -n default get hc,hn" in text and "/healthz" in text
 
 
