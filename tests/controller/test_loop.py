@@ -476,7 +476,6 @@ async def test_a_wiped_node_is_not_joined_while_restarts_owed_for_it_are_pending
     body = cluster_body()
     await converge(r, body, nodes(A, B), fake_kube)
     body["status"] = {**(body.get("status") or {}), "owedRestarts": [{"node": B, "reason": forget_ca_reason(C)}]}
-    r, _ = reconciler(fleet)  # a new process: what is owed comes from the status
     fleet.calls.clear()
     await r.reconcile(body, nodes(A, B, C))
     assert not [c for c in fleet.writes() if c.operation == "add_node"]
@@ -484,24 +483,6 @@ async def test_a_wiped_node_is_not_joined_while_restarts_owed_for_it_are_pending
     fleet.calls.clear()
     await r.reconcile(body, nodes(A, B, C))
     assert [c.detail for c in fleet.writes() if c.operation == "add_node"] == [C]
-
-
-async def test_owed_restarts_outlive_a_status_the_watch_shows_late(fleet, fake_kube):
-    """Seen after a kube-apiserver restart: the watch still showed a status without the owed forget-CA restarts
-    of the round before, and the wiped node was joined before its peers restarted. The process's own ledger
-    is never older than the status, so what it owes holds whatever the watch shows."""
-    from harper_operator.reconcile.plan import forget_ca_reason
-    from harper_operator.reconcile.restarts import RestartLedger
-    r, _ = reconciler(fleet)
-    body = cluster_body()
-    await converge(r, body, nodes(A, B), fake_kube)
-    stale = dict(body["status"], owedRestarts=[])
-    r._ledger = RestartLedger(owed={B: (forget_ca_reason(C),)})  # what the last round settled and wrote
-    fleet.model.stop(B)  # B cannot restart yet: the restart stays owed
-    fleet.calls.clear()
-    await r.reconcile(dict(body, status=stale), nodes(A, B, C))
-    assert not [c for c in fleet.writes() if c.operation == "add_node"]
-    assert r._owed() == [forget_ca_reason(C)]
 
 
 async def test_a_restart_still_to_come_keeps_the_cluster_from_ready(fleet, fake_kube):

@@ -129,15 +129,12 @@ def protected(m: Membership, sights: Mapping[str, Sight], cluster_body: Mapping[
 
 
 def intent(m: Membership, sights: Mapping[str, Sight], cluster_body: Mapping[str, Any], spec: HarperClusterSpec,
-           neighbours: Iterable[Mapping[str, Any]] = (), owed: list[str] | None = None) -> Intent:
-    """`owed`: the reasons of the restarts still owed, when the caller knows them better than the status it holds
-    (None: read them from cluster_body's status)."""
+           neighbours: Iterable[Mapping[str, Any]] = ()) -> Intent:
     seen = observed(dict(sights))
     desired = protected(m, sights, cluster_body, neighbours)
     restart = spec.restart_policy == "Restart"
-    if owed is None:
-        owed = [row.get("reason", "") for row in ((cluster_body.get("status") or {}).get("owedRestarts") or [])
-                if isinstance(row, Mapping)]
+    owed = [row.get("reason", "") for row in ((cluster_body.get("status") or {}).get("owedRestarts") or [])
+            if isinstance(row, Mapping)]
     ops = plan(desired, seen, restart_for_routes=restart, restart_for_subscriptions=restart,
                hold=waiting_for_restarts(owed))
     # Retained nodes are left alone until a HarperNode declares the hostname again.
@@ -229,11 +226,6 @@ class ClusterReconciler:
         self._grace_now = ghost_grace
         self._last_reasons: dict[str, str] = {}
         self._wanted_since: dict[str, float] = {}  # node -> when a restart first looked needed (kept in memory)
-        # The restart ledger this process last settled. It is persisted in status, but the status the watch shows
-        # can lag behind it (seen: right after a kube-apiserver restart the owed forget-CA restarts were read back
-        # as none, and a wiped node joined before its peers restarted, never to connect); this process is the
-        # only writer, so its own copy is never older.
-        self._ledger: RestartLedger | None = None
         self._sights: dict[str, Sight] = {}  # the last look at each member, for what need not be read again
         self._written: dict[tuple[str, str], dict[str, Any]] = {}  # the last status this process wrote, per object
 
@@ -258,12 +250,6 @@ class ClusterReconciler:
             ops = [op for op in ops if not (isinstance(op, RemoveNode) and op.hostname in ghosts & listed)]
         return ops
 
-    def _owed(self) -> list[str] | None:
-        """The reasons of the restarts this process still owes; None before its first round (the status tells)."""
-        if self._ledger is None:
-            return None
-        return [r for reasons in self._ledger.owed.values() for r in reasons]
-
     async def _look_all(self, m: Membership) -> dict[str, Sight]:
         """Every member's sight; what a look cannot change is reused from the last one (see observe)."""
         self._sights = await look_all(m, self.pool, self._sights)
@@ -280,8 +266,7 @@ class ClusterReconciler:
                   now_intent: Intent, paused: bool, pods: PodView | None = None) -> Restarts:
         """Every restart goes through one budget: one member at a time, a cooldown, RestartLoop when it repeats."""
         managed = {x.hostname for x in m.members if x.managed}
-        before = (replace(self._ledger, wanted_since=dict(self._wanted_since)) if self._ledger is not None
-                  else ledger_from_status(body.get("status"), self._wanted_since)).only(managed)
+        before = ledger_from_status(body.get("status"), self._wanted_since).only(managed)
         if spec.restart_policy != "Restart" or paused:
             return Restarts(before=before, ledger=before)
         wanted = [op for op in now_intent.operations if isinstance(op, Restart)]
@@ -313,7 +298,7 @@ class ClusterReconciler:
         m = await read_membership(body, spec, nodes)
         paused = is_paused(body)
         sights = await self._look_all(m)
-        now_intent = intent(m, sights, body, spec, neighbours, self._owed())
+        now_intent = intent(m, sights, body, spec, neighbours)
         restarts = self._restarts(body, spec, m, sights, now_intent, paused, pods)
         result = Result()
         failure = None
@@ -323,7 +308,6 @@ class ClusterReconciler:
         if ops and not paused and not stopped():
             result.writes, failure = await self._carry_out(body, m, ops, restarts, stopped,
                                                            pods.restart if pods else {})
-            self._ledger = restarts.ledger
             if not stopped():
                 # A write that failed will not be done by waiting: one look, then the next round (after its
                 # back-off) retries, instead of a whole verify timeout (seen: 27 s rounds while a wiped node's
@@ -336,7 +320,6 @@ class ClusterReconciler:
                 result.again = _fresh(now_intent.operations, ops)
         else:
             restarts.ledger = settle_restarts(restarts.before, restarts.ledger, restarts.admitted, ran=set())
-            self._ledger = restarts.ledger
         diagnosed = dict(now_intent.diagnosed)
         for p in restarts.problems:
             diagnosed.setdefault(p.node, p)
@@ -423,7 +406,7 @@ class ClusterReconciler:
         delay = 0.25
         while True:
             sights = await self._look_all(m)
-            now_intent = intent(m, sights, body, spec, neighbours, self._owed())
+            now_intent = intent(m, sights, body, spec, neighbours)
             # A node that waits for a restart will not connect by waiting: stop verifying it.
             others = stuck(m, sights)
             # A ghost still inside its grace will not be removed by waiting here.
