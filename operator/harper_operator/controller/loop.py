@@ -331,6 +331,9 @@ class ClusterReconciler:
                     cluster_problem=cluster_problem, diagnosed=diagnosed,
                     pod_not_ready=pods.not_ready if pods else frozenset())
         stamp = _now()
+        # Forget what was written for HarperNodes that left: at 1,000 members churn would otherwise only grow it.
+        current = {("harpernodes", x.resource) for x in m.members} | {("harperclusters", self.name)}
+        self._written = {k: v for k, v in self._written.items() if k in current}
         for member in m.members:
             self._warn_once(member.body, member.resource, member_problem(member, rnd))
             try:
