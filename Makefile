@@ -12,7 +12,7 @@ help:
 	@echo "make unit     only the fast tests (no test bed)"
 	@echo "make sandbox  start the test bed alone, for debugging"
 	@echo "make sandbox-node  (root) a real one-node Kubernetes + local registry, for debugging"
-	@echo "make crds     regenerate crds/ and the chart's copy from the pydantic models"
+	@echo "make crds     regenerate crds/ and the chart's templates/crds/ from the pydantic models"
 	@echo "make crds-check  fail (with a diff) when crds/ or the chart's copy differ from the models (part of make test)"
 	@echo "make lint     ruff with the rules in pyproject.toml (part of make test)"
 	@echo "make bench    run the benchmarks in bench/ (numbers go to bench/results/)"
@@ -49,22 +49,26 @@ sandbox: $(STAMP)
 sandbox-node: $(STAMP)
 	$(PY) -m e2e.testbed.sandbox --node
 
+# crds/ for kubectl users; the chart's copy as templates, so `helm upgrade` updates the CRDs.
+CHART_CRDS := helm/harper-operator/templates/crds
+
 crds: $(STAMP)
-	$(VENV)/bin/harper-operator crds --out crds --out helm/harper-operator/crds
+	$(VENV)/bin/harper-operator crds --out crds --chart-out $(CHART_CRDS)
 
 # The committed CRDs must be what the models generate (a second or so): regenerated into a temporary folder and
-# compared, a diff shown for each copy that differs (an extra or missing file counts too).
+# compared, a diff shown for each copy that differs (an extra or missing file counts too): crds/ and the chart's
+# templates in $(CHART_CRDS).
 crds-check: $(STAMP)
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
-	$(VENV)/bin/harper-operator crds --out "$$tmp" || exit 1; \
-	stale=; for dir in crds helm/harper-operator/crds; do \
-		diff -ru "$$dir" "$$tmp" || stale="$$stale $$dir/"; \
-	done; \
+	$(VENV)/bin/harper-operator crds --out "$$tmp/crds" --chart-out "$$tmp/chart" || exit 1; \
+	stale=; \
+	diff -ru crds "$$tmp/crds" || stale="$$stale crds/"; \
+	diff -ru $(CHART_CRDS) "$$tmp/chart" || stale="$$stale $(CHART_CRDS)/"; \
 	if [ -n "$$stale" ]; then \
 		echo "crds-check: stale CRDs in$$stale (diff above: - committed, + generated); run 'make crds' and commit"; \
 		exit 1; \
 	fi; \
-	echo "crds-check: crds/ and helm/harper-operator/crds/ match the models"
+	echo "crds-check: crds/ and $(CHART_CRDS)/ match the models"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -7,6 +7,9 @@
   (`kubectl create token`) and brings a 3-node HarperCluster to Ready=True, 3/3; its metrics move;
   its liveness endpoint answers; the Argo CD health script calls the live objects Healthy.
 * With peering on, the operator keeps its keep-alive in the chart's KopfPeering under the same token.
+* Upgrading a release of chart 0.1.0 (from git, whose CRDs came from its crds/ folder) to this chart, on an API
+  server of its own: the one-time adoption step the chart README documents, then the CRDs carry this chart's
+  labels and the models' schema, a HarperCluster survives, and `helm uninstall` leaves the CRDs and the object.
 
 The fast stand-ins (rendering, schema, the Lua on hand-written samples) are in tests/chart/.
 Nothing runs pods here (no kubelet): the chart's Deployment is created but never started, so the
@@ -16,18 +19,22 @@ operator runs out of cluster, exactly as the Deployment would run it, with the S
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
 import os
 import subprocess
 import sys
+import tarfile
 import time
 import urllib.request
 import uuid
 from pathlib import Path
 
 import pytest
+import yaml
 
 from .operator_process import ROOT, OperatorProcess
+from .testbed.kube import ControlPlane
 
 
 def _chart_support():
@@ -94,9 +101,12 @@ def _uninstall(helm, release: Release) -> None:
 
 @pytest.fixture(scope="module")
 def ns_release(helm, kubectl, rbac_enforced):
-    """Namespace mode, peering on: serves hop-w-* and hop-p-* (the second stays empty for the peering test)."""
+    """Namespace mode, peering on: serves hop-w-* and hop-p-* (the second stays empty for the peering test).
+    It renders the HarperCluster and HarperNode CRDs (crds.create), taking them over when they exist already
+    (e2e/scenarios, earlier in the same session, applies crds/ with kubectl): --take-ownership, as the chart
+    README tells a user whose CRDs came from kubectl or from chart 0.1.0."""
     release = _install(helm, kubectl, f"hop-{SUFFIX}", f"hop-{SUFFIX}", [f"hop-w-{SUFFIX}", f"hop-p-{SUFFIX}"],
-                       "--set", "peering.enabled=true")
+                       "--set", "peering.enabled=true", "--take-ownership")
     kubectl("create", "namespace", f"hop-o-{SUFFIX}")  # watched by nobody
     yield release
     _uninstall(helm, release)
@@ -104,9 +114,10 @@ def ns_release(helm, kubectl, rbac_enforced):
 
 @pytest.fixture(scope="module")
 def cluster_release(helm, kubectl, ns_release, rbac_enforced):
-    """Cluster mode, peering on (its CRDs already came with ns_release)."""
+    """Cluster mode, peering on (all its CRDs already came with ns_release, which owns them: crds.create=false)."""
     release = _install(helm, kubectl, f"hopc-{SUFFIX}", f"hopc-{SUFFIX}", [],
-                       "--set", "peering.enabled=true", "--set", "peering.installCRDs=false")
+                       "--set", "peering.enabled=true", "--set", "peering.installCRDs=false",
+                       "--set", "crds.create=false")
     yield release
     _uninstall(helm, release)
 
@@ -144,6 +155,12 @@ def test_install_namespace_mode(ns_release, kubectl):
         kubectl("get", "role,rolebinding", ns_release.fullname, "-n", ns)
         kubectl("get", "kopfpeering", ns_release.fullname, "-n", ns)  # the post-install hook
     kubectl("get", "clusterrole,clusterrolebinding", f"{ns_release.fullname}-kopf")
+    # The CRDs are the release's (templates/crds/), kept on uninstall.
+    for crd in (f"harperclusters.{GROUP}", f"harpernodes.{GROUP}"):
+        meta = json.loads(kubectl("get", "crd", crd, "-o", "json").stdout)["metadata"]
+        assert meta["annotations"]["meta.helm.sh/release-name"] == ns_release.name, meta
+        assert meta["annotations"]["helm.sh/resource-policy"] == "keep", meta
+        assert meta["labels"]["app.kubernetes.io/managed-by"] == "Helm", meta
     assert kubectl("get", "clusterrole", ns_release.fullname, check=False).returncode != 0, \
         "namespace mode must not create the operator's ClusterRole"
     # The NOTES helm prints tell the user what to apply next.
@@ -160,10 +177,13 @@ def test_install_cluster_mode(cluster_release, kubectl):
 
 
 def test_upgrade_and_uninstall(helm, kubectl, ns_release):
-    """A third release: upgrade keeps it deployed; uninstall removes the RBAC, keeps the CRDs."""
-    release = _install(helm, kubectl, f"hopu-{SUFFIX}", f"hopu-{SUFFIX}", [f"hopu-w-{SUFFIX}"])
+    """A third release (crds.create=false: ns_release owns the CRDs): upgrade keeps it deployed; uninstall removes
+    the RBAC, keeps the CRDs. test_upgrade_from_chart_0_1_0 uninstalls a release that owns them."""
+    release = _install(helm, kubectl, f"hopu-{SUFFIX}", f"hopu-{SUFFIX}", [f"hopu-w-{SUFFIX}"],
+                       "--set", "crds.create=false")
     helm.run("upgrade", release.name, str(support.CHART), "--namespace", release.namespace,
-             "--set-json", f"watchNamespaces={json.dumps(release.watched)}", "--set", "log.level=DEBUG")
+             "--set-json", f"watchNamespaces={json.dumps(release.watched)}", "--set", "log.level=DEBUG",
+             "--set", "crds.create=false")
     status = json.loads(helm.run("status", release.name, "--namespace", release.namespace, "-o", "json").stdout)
     assert status["info"]["status"] == "deployed" and status["version"] == 2
     _uninstall(helm, release)
@@ -433,3 +453,140 @@ def _save_samples(objects: list[dict], source: str) -> None:
                   "expected": {"status": health["status"], "messageContains": _condition(obj, "Ready").get(
                       "reason", "")}, "object": obj}
         (Path(target) / name).write_text(json.dumps(sample, indent=2) + "\n")
+
+
+# --- upgrading from chart 0.1.0, whose CRDs came from its crds/ folder ----------------------------------------
+
+# Chart 0.1.0 as released: Helm installed its CRDs from crds/, once, without its ownership metadata.
+CHART_0_1_0_COMMIT = "ed71130"
+CRD_NAMES = (f"harperclusters.{GROUP}", f"harpernodes.{GROUP}")
+# Stands in for a field the models gained after 0.1.0: removed from the live CRD before the upgrade.
+ADDED_FIELD = "routes"
+
+
+def _chart_from_git(commit: str, dest: Path) -> Path:
+    """helm/harper-operator as committed at `commit` (git archive), or a clear failure when it is missing."""
+    found = subprocess.run(["git", "-C", str(ROOT), "cat-file", "-e", f"{commit}^{{commit}}"], capture_output=True)
+    if found.returncode:
+        pytest.fail(f"chart 0.1.0 comes from git commit {commit}, which this checkout lacks (a shallow or exported "
+                    f"copy?): run the test in a full `git clone` (or `git fetch --unshallow`)")
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", commit, "helm/harper-operator"],
+                             capture_output=True, check=True)
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(dest, filter="data")
+    return dest / "helm" / "harper-operator"
+
+
+@pytest.fixture(scope="module")
+def chart_0_1_0(tmp_path_factory) -> Path:
+    chart = _chart_from_git(CHART_0_1_0_COMMIT, tmp_path_factory.mktemp("chart-0.1.0"))
+    meta = yaml.safe_load((chart / "Chart.yaml").read_text())
+    assert meta["version"] == "0.1.0", f"commit {CHART_0_1_0_COMMIT} holds chart {meta['version']}, not 0.1.0"
+    assert sorted(p.name for p in (chart / "crds").iterdir()) == [f"{GROUP}_{c.split('.')[0]}.yaml"
+                                                                  for c in CRD_NAMES]
+    return chart
+
+
+@pytest.fixture
+def own_api_server(testbed_tools, tmp_path):
+    """A kube-apiserver of this test alone: CRDs are cluster-wide, and the ones this test upgrades must be the
+    ones chart 0.1.0 installed, not the session's (which ns_release owns). Yields (helm, kubectl)."""
+    plane = ControlPlane(testbed_tools).start()
+    try:
+        h = support.Helm(Path(testbed_tools.helm), tmp_path / "helm-home")
+        h.env["KUBECONFIG"] = plane.kubeconfig
+
+        def k(*args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+            done = subprocess.run([str(testbed_tools.kubectl), "--kubeconfig", plane.kubeconfig, *args],
+                                  input=input, capture_output=True, text=True, timeout=60)
+            if check and done.returncode:
+                raise AssertionError(f"kubectl {' '.join(args)} failed ({done.returncode}):\n{done.stderr}")
+            return done
+
+        yield h, k
+    finally:
+        plane.stop()
+
+
+def _crd(k, name: str) -> dict:
+    return json.loads(k("get", "crd", name, "-o", "json").stdout)
+
+
+@pytest.mark.parametrize("adoption", ["take-ownership", "kubectl-label-annotate"])
+def test_upgrade_from_chart_0_1_0(own_api_server, chart_0_1_0, adoption):
+    """The one-time step of the chart README, both ways: `helm upgrade --take-ownership` (helm 3.17+), or
+    labelling and annotating the CRDs as the release's and a plain `helm upgrade`."""
+    from harper_operator.api.crd import crds
+
+    helm, k = own_api_server
+    name, namespace = "harper-operator", "harper-operator-system"
+    helm.run("install", name, str(chart_0_1_0), "--namespace", namespace, "--create-namespace")
+    k("wait", "--for=condition=Established", *(f"crd/{c}" for c in CRD_NAMES), "--timeout=60s")
+    before = {c: _crd(k, c) for c in CRD_NAMES}
+    for crd in before.values():  # what 0.1.0's crds/ left: no labels, no Helm annotations
+        assert not crd["metadata"].get("labels") and "meta.helm.sh/release-name" not in crd["metadata"].get(
+            "annotations", {}), crd["metadata"]
+
+    # A user's HarperCluster, then the CRD loses a field, as if the models had gained it after 0.1.0.
+    k("create", "namespace", "harper")
+    cluster = {"apiVersion": f"{GROUP}/v1alpha1", "kind": "HarperCluster", "metadata": {"name": "kept",
+                                                                                        "namespace": "harper"},
+               "spec": {"credentials": {"secretRef": {"name": "harper-admin"}}, "tls": {"verify": False},
+                        "deletionPolicy": "Retain", "reconcileIntervalSeconds": 45}}
+    k("create", "-f", "-", input=json.dumps(cluster))
+    created = json.loads(k("get", "harpercluster", "kept", "-n", "harper", "-o", "json").stdout)
+    schema_path = "/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties"
+    k("patch", "crd", CRD_NAMES[0], "--type=json", "-p",
+      json.dumps([{"op": "remove", "path": f"{schema_path}/{ADDED_FIELD}"}]))
+    assert ADDED_FIELD not in _crd(k, CRD_NAMES[0])["spec"]["versions"][0]["schema"]["openAPIV3Schema"][
+        "properties"]["spec"]["properties"]
+
+    upgrade = ["upgrade", name, str(support.CHART), "--namespace", namespace]
+    # Without the step, Helm refuses CRDs it did not create (and changes nothing).
+    refused = helm.run(*upgrade, check=False)
+    assert refused.returncode and "invalid ownership metadata" in refused.stderr, refused.stderr
+    if adoption == "take-ownership":
+        helm.run(*upgrade, "--take-ownership")
+    else:
+        k("label", "crd", *CRD_NAMES, "app.kubernetes.io/managed-by=Helm", "--overwrite")
+        k("annotate", "crd", *CRD_NAMES, f"meta.helm.sh/release-name={name}",
+          f"meta.helm.sh/release-namespace={namespace}", "--overwrite")
+        helm.run(*upgrade)
+
+    new_version = yaml.safe_load((support.CHART / "Chart.yaml").read_text())["version"]
+    (listed,) = json.loads(helm.run("list", "--namespace", namespace, "-o", "json").stdout)
+    assert listed["status"] == "deployed" and listed["chart"] == f"harper-operator-{new_version}", listed
+    generated = {m["metadata"]["name"]: m for m in crds().values()}
+    for c in CRD_NAMES:
+        crd = _crd(k, c)
+        meta = crd["metadata"]
+        assert meta["uid"] == before[c]["metadata"]["uid"], "the CRD was replaced: every object would be gone"
+        assert meta["labels"]["helm.sh/chart"] == f"harper-operator-{new_version}", meta
+        assert meta["labels"]["app.kubernetes.io/managed-by"] == "Helm", meta
+        assert meta["labels"]["app.kubernetes.io/instance"] == name, meta
+        assert meta["annotations"]["helm.sh/resource-policy"] == "keep", meta
+        assert meta["annotations"]["meta.helm.sh/release-name"] == name, meta
+        assert meta["annotations"]["meta.helm.sh/release-namespace"] == namespace, meta
+        (live,), (want,) = crd["spec"]["versions"], generated[c]["spec"]["versions"]
+        assert live["schema"] == want["schema"], f"{c}: the live schema is not the one the models generate"
+        assert live["additionalPrinterColumns"] == want["additionalPrinterColumns"]
+    spec_fields = _crd(k, CRD_NAMES[0])["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    assert spec_fields["properties"][ADDED_FIELD] == \
+        generated[CRD_NAMES[0]]["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"][
+            "properties"][ADDED_FIELD]
+
+    def survived() -> None:
+        obj = json.loads(k("get", "harpercluster", "kept", "-n", "harper", "-o", "json").stdout)
+        assert obj["metadata"]["uid"] == created["metadata"]["uid"] and obj["spec"] == created["spec"], obj
+
+    survived()
+    # One time only: the next upgrade needs no step.
+    helm.run(*upgrade, "--set", "log.level=DEBUG")
+    # The release's own objects go with it; the CRDs (keep) and the user's HarperCluster stay.
+    helm.run("uninstall", name, "--namespace", namespace)
+    assert k("get", "deployment", name, "-n", namespace, check=False).returncode != 0
+    for c in CRD_NAMES:
+        crd = _crd(k, c)
+        assert crd["metadata"]["uid"] == before[c]["metadata"]["uid"] and not crd["metadata"].get(
+            "deletionTimestamp"), crd["metadata"]
+    survived()

@@ -145,7 +145,8 @@ def test_crds_check_fails_with_a_diff_on_stale_crds(tmp_path):
     venv = Path(sys.prefix)
     shutil.copy(ROOT / "Makefile", tmp_path / "Makefile")
     shutil.copytree(ROOT / "crds", tmp_path / "crds")
-    shutil.copytree(ROOT / "helm" / "harper-operator" / "crds", tmp_path / "helm" / "harper-operator" / "crds")
+    chart_crds = Path("helm", "harper-operator", "templates", "crds")
+    shutil.copytree(ROOT / chart_crds, tmp_path / chart_crds)
 
     def check() -> subprocess.CompletedProcess[str]:
         # -o: the real venv's stamp is taken as up to date, so nothing is installed from the copy
@@ -157,9 +158,9 @@ def test_crds_check_fails_with_a_diff_on_stale_crds(tmp_path):
 
     crd = sorted((tmp_path / "crds").glob("*.yaml"))[0]
     crd.write_text(crd.read_text().replace("openAPIV3Schema", "openAPIV3Schemaa", 1))
-    (tmp_path / "helm" / "harper-operator" / "crds" / "old.yaml").write_text("kind: CustomResourceDefinition\n")
+    (tmp_path / chart_crds / "old.yaml").write_text("kind: CustomResourceDefinition\n")
     r = check()
     assert r.returncode != 0
-    assert "stale CRDs in crds/ helm/harper-operator/crds/" in r.stdout
+    assert "stale CRDs in crds/ helm/harper-operator/templates/crds/" in r.stdout
     assert "-      openAPIV3Schemaa:" in r.stdout and "+      openAPIV3Schema:" in r.stdout
     assert "Only in " in r.stdout and "old.yaml" in r.stdout

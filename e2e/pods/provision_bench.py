@@ -109,8 +109,9 @@ def test_apply_to_ready(bed):
     repeat = int(os.environ.get("PROVISION_REPEAT", "1"))
     repository, tag = bed.images["operator"].rsplit(":", 1)
     bed.kubectl("create", "namespace", OPERATOR_NS)
+    # --take-ownership: the chart's CRDs (kept on uninstall) may belong to another release of this node bed.
     bed.run_helm("install", RELEASE, CHART, "-n", OPERATOR_NS, "--set", f"image.repository={repository}",
-                 "--set", f"image.tag={tag}", "--wait", "--timeout", "240s")
+                 "--set", f"image.tag={tag}", "--take-ownership", "--wait", "--timeout", "240s")
     rows = []
     try:
         for n in sizes:

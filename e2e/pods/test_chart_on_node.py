@@ -81,9 +81,11 @@ def peer_names(bed, pods, i: int) -> set[str]:
 def release(bed, harper_pods):
     repository, tag = _image(bed.images["operator"])
     bed.kubectl("create", "namespace", OPERATOR_NS)
+    # --take-ownership: the chart's CRDs (templates/crds/, kept on uninstall) may be left by another release of
+    # this node bed, which a plain install refuses to adopt.
     bed.run_helm("install", RELEASE, CHART, "-n", OPERATOR_NS, "--set", f"image.repository={repository}",
                  "--set", f"image.tag={tag}", "--set-json", f'watchNamespaces=["{harper_pods.namespace}"]',
-                 "--set", "metrics.service.enabled=true", "--wait", "--timeout", "240s")
+                 "--set", "metrics.service.enabled=true", "--take-ownership", "--wait", "--timeout", "240s")
     return harper_pods
 
 

@@ -37,8 +37,9 @@ def faults_release(bed, harper_pods):
             bed.kubectl("delete", kind, obj["metadata"]["name"], "-n", ns, "--wait=false", check=False)
     repository, tag = bed.images["operator"].rsplit(":", 1)
     bed.kubectl("create", "namespace", OPERATOR_NS)
+    # --take-ownership: the chart's CRDs (kept on uninstall) may belong to another release of this node bed.
     bed.run_helm("install", RELEASE, CHART, "-n", OPERATOR_NS, "--set", f"image.repository={repository}",
-                 "--set", f"image.tag={tag}", "--set-json", f'watchNamespaces=["{ns}"]', "--wait", "--timeout", "240s")
+                 "--set", f"image.tag={tag}", "--set-json", f'watchNamespaces=["{ns}"]', "--take-ownership", "--wait", "--timeout", "240s")
     yield harper_pods
     bed.kubectl("delete", "harpercluster,harpernode", "--all", "-n", ns, "--wait=true", "--timeout=90s", check=False)
     bed.run_helm("uninstall", RELEASE, "-n", OPERATOR_NS, "--wait", "--timeout", "120s", check=False)

@@ -33,7 +33,7 @@ class _Parser(argparse.ArgumentParser):
 def _crds(args: argparse.Namespace) -> int:
     from .api.crd import crds, render
 
-    for out in args.out or ["-"]:
+    for out in args.out or ([] if getattr(args, "chart_out", None) else ["-"]):
         for name, manifest in crds().items():
             text = render(manifest)
             if out == "-":
@@ -41,7 +41,39 @@ def _crds(args: argparse.Namespace) -> int:
             else:
                 Path(out).mkdir(parents=True, exist_ok=True)
                 (Path(out) / name).write_text(text)
+    for out in getattr(args, "chart_out", None) or []:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        for name, manifest in crds().items():
+            (Path(out) / name).write_text(chart_template(name, manifest))
     return 0
+
+
+# What `crds --chart-out` adds to each CRD: the chart's labels, and Helm's keep policy, so `helm uninstall` (or an
+# upgrade with crds.create=false) never deletes a CRD, which would delete every HarperCluster and HarperNode with it.
+_LABELS = "__HARPER_OPERATOR_CHART_LABELS__"
+KEEP = {"helm.sh/resource-policy": "keep"}
+
+
+def chart_template(name: str, manifest: dict) -> str:
+    """One CRD as a template of the Helm chart (helm/harper-operator/templates/crds/): the same manifest as in
+    crds/, behind the value crds.create, with the chart's labels and the keep annotation. Helm renders templates,
+    and so updates them on `helm upgrade`, unlike the files of a chart's crds/ folder. `{{` in the generated text
+    (a description, say) is escaped so Helm prints it as it is."""
+    import yaml
+
+    meta = manifest["metadata"]
+    if meta.get("labels"):
+        raise ValueError("the generated CRDs carry no labels of their own; merge them here before adding any")
+    labelled = {**manifest, "metadata": {
+        **meta, "labels": _LABELS, "annotations": {**meta.get("annotations", {}), **KEEP}}}
+    body = yaml.safe_dump(labelled, sort_keys=False, width=110).replace("{{", '{{ "{{" }}')
+    body = body.replace(f"  labels: {_LABELS}\n",
+                        '  labels:\n    {{- include "harper-operator.labels" . | nindent 4 }}\n', 1)
+    assert _LABELS not in body, "the labels placeholder was not replaced"
+    return ("{{- /* Generated from operator/harper_operator/api by `make crds` (harper-operator crds --chart-out); "
+            "do not edit.\n"
+            f"The same CRD as the repository's crds/{name}, as a template so that `helm upgrade` updates it. */}}}}\n"
+            '{{- if include "harper-operator.crds.create" . }}\n' + body + "{{- end }}\n")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -160,6 +192,10 @@ def parser() -> argparse.ArgumentParser:
 
     crds = sub.add_parser("crds", help="print or write the CRDs generated from the models")
     crds.add_argument("--out", action="append", help="folder to write into (repeatable); default: stdout")
+    crds.add_argument("--chart-out", action="append",
+                      help="folder to write the CRDs into as Helm chart templates (repeatable), e.g. "
+                           "helm/harper-operator/templates/crds: the chart's labels, helm.sh/resource-policy: keep, "
+                           "behind the value crds.create")
     crds.set_defaults(func=_crds)
 
     _inspect_commands(sub, given_only=False)
@@ -175,7 +211,7 @@ def kubectl_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     _inspect_commands(sub, given_only=True)
     crds = sub.add_parser("crds", help="print the CRDs generated from the models")
-    crds.set_defaults(func=_crds, out=None)
+    crds.set_defaults(func=_crds, out=None, chart_out=None)
     return p
 
 

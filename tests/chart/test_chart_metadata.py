@@ -23,7 +23,8 @@ CAPABILITIES = ("Basic Install", "Seamless Upgrades", "Full Lifecycle", "Deep In
 
 
 def crd_files() -> dict[str, dict]:
-    """kind -> CustomResourceDefinition, from the repository's crds/ (the chart's crds/ holds the same files)."""
+    """kind -> CustomResourceDefinition, from the repository's crds/ (the chart's templates/crds/ renders the same
+    CRDs: test_chart_crds.py)."""
     crds = [yaml.safe_load(p.read_text()) for p in sorted((ROOT / "crds").glob("*.yaml"))]
     return {c["spec"]["names"]["kind"]: c for c in crds}
 

@@ -15,7 +15,7 @@ VALUES = yaml.safe_load((CHART / "values.yaml").read_text())
 # Objects whose keys are the user's (labels, annotations, selectors, quantities, affinity).
 FREE_FORM = {"image.pullSecrets", "nodeSelector", "podAnnotations", "podLabels", "affinity", "resources.requests",
              "resources.limits", "metrics.service.annotations", "metrics.serviceMonitor.labels",
-             "serviceAccount.annotations", "global"}
+             "serviceAccount.annotations", "grafana.dashboard.annotations", "global"}
 
 
 def _resolve(schema):

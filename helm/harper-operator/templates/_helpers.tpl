@@ -35,6 +35,16 @@ app.kubernetes.io/part-of: harper-operator
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
+{{/*
+"true" when the chart renders the HarperCluster and HarperNode CRDs (templates/crds/), else "". crds.create
+defaults to true, also when the values carry no crds key at all: `helm upgrade --reuse-values` from chart 0.1.0
+reuses that release's values, which had none.
+*/}}
+{{- define "harper-operator.crds.create" -}}
+{{- $crds := .Values.crds | default dict }}
+{{- if or (not (hasKey $crds "create")) $crds.create }}true{{ end }}
+{{- end }}
+
 {{- define "harper-operator.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create }}
 {{- default (include "harper-operator.fullname" .) .Values.serviceAccount.name }}
