@@ -1,11 +1,14 @@
-"""`harper-operator run`: logging, metrics, Kubernetes credentials, then Kopf's loop."""
+"""`harper-operator run`: logging, metrics, Kubernetes credentials, then Kopf's loop (handlers/startup.py closes
+the Kubernetes client in it on the way out)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 
 import kopf
+import kubernetes.config.kube_config
 # Kopf's own JSON formatter, the one `kopf run --log-format=json` uses (Kopf 1.45 does not re-export it; the
 # dependency is pinned below 1.46). tests/test_cli_logs.py fails if it moves.
 from kopf._core.actions.loggers import ObjectJsonFormatter
@@ -40,9 +43,25 @@ def _logging(settings: OperatorSettings) -> None:
     logging.getLogger("kopf.objects").addFilter(_QuietPodEvents())
 
 
+def use_kubeconfig(path: str | None) -> None:
+    """Make `--kubeconfig` the whole process's kubeconfig, for Kopf's own login too: kopf.login_via_client takes no
+    path, it loads the client library's default kubeconfig (every time Kopf logs in, which is how exec-plugin and
+    OIDC tokens get refreshed). Without a path nothing changes: in-cluster, else $KUBECONFIG or ~/.kube/config."""
+    if not path:
+        return
+    os.environ["KUBECONFIG"] = path  # exec plugins and anything started from here see it too
+    # The client read $KUBECONFIG into its default once, when it was imported (before the command line was read).
+    kubernetes.config.kube_config.KUBE_CONFIG_DEFAULT_LOCATION = path
+    # Kopf's login tries the pod's service account before any kubeconfig; `--kubeconfig` names the cluster to run
+    # against, so in a pod the in-cluster variables must not win (kube.in_cluster() then agrees).
+    for name in ("KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT"):
+        os.environ.pop(name, None)
+
+
 def run(settings: OperatorSettings) -> int:
     config.current = settings
     _logging(settings)
+    use_kubeconfig(settings.kubeconfig)
     kube.configure(settings.kubeconfig)
     metrics.serve(settings.metrics_port)
     from . import handlers  # noqa: F401 - registers the handlers

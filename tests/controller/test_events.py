@@ -11,7 +11,7 @@ from kopf._cogs.clients import events as kopf_events
 from kopf._cogs.structs import references
 from kopf._core.intents.causes import Activity
 
-from harper_operator.handlers import events
+from harper_operator.handlers import events, startup
 
 NODE = {"apiVersion": "harperoperator.dev/v1alpha1", "kind": "HarperNode",
         "metadata": {"name": "n-1", "namespace": "ns", "uid": "u-1"}}
@@ -20,14 +20,14 @@ CORE_EVENTS = references.Resource(group="", version="v1", plural="events", names
 
 def _configured() -> kopf.OperatorSettings:
     settings = kopf.OperatorSettings()
-    events.reporting(settings=settings)
+    startup.configure(settings=settings)
     return settings
 
 
-def test_the_reporting_settings_are_a_registered_startup_handler():
-    startup = [h.fn for h in kopf.get_default_registry()._activities.get_all_handlers()
-               if h.activity == Activity.STARTUP]
-    assert events.reporting in startup
+def test_the_reporting_settings_come_from_the_one_startup_handler():
+    handlers = [h.fn for h in kopf.get_default_registry()._activities.get_all_handlers()
+                if h.activity == Activity.STARTUP]
+    assert handlers == [startup.configure]
 
 
 def test_settings_name_the_operator():

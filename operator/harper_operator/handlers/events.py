@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from typing import Any, Mapping
 
 import kopf
@@ -14,17 +13,9 @@ EVENT_MESSAGE_LIMIT = 1000
 
 # Who the Events say posted them: core/v1 source.component (the "From" column of `kubectl describe`) and
 # reportingComponent, which the newer Events API shows as reportingController. Kopf would say `kopf`.
+# handlers/startup.configure gives these to Kopf's posting settings.
 REPORTING_COMPONENT = "harper-operator"
-_INSTANCE_LIMIT = 128  # the API server's limit for reportingInstance
-
-
-@kopf.on.startup()
-def reporting(settings: kopf.OperatorSettings, **_) -> None:
-    """Kopf posts every Event (ours and its own) with these settings: name the operator, not the framework.
-    The instance is the pod (its hostname), so two replicas' Events can be told apart."""
-    settings.posting.reporting_component = REPORTING_COMPONENT
-    settings.posting.reporting_instance = (socket.gethostname() or REPORTING_COMPONENT)[:_INSTANCE_LIMIT]
-    settings.posting.event_name_prefix = f"{REPORTING_COMPONENT}-"
+REPORTING_INSTANCE_LIMIT = 128  # the API server's limit for reportingInstance
 
 
 def post(body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
