@@ -15,9 +15,17 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port p whose p+1 is free too: the operator serves metrics on p and its liveness probe on p+1, on
+    every address (seen: a run died at start with "address already in use" for p+1)."""
+    while True:
+        with socket.socket() as s, socket.socket() as following:
+            s.bind(("0.0.0.0", 0))
+            port = s.getsockname()[1]
+            try:
+                following.bind(("0.0.0.0", port + 1))
+            except OSError:
+                continue
+            return port
 
 
 class OperatorProcess:

@@ -13,7 +13,7 @@ from fake_fleet import PASSWORD, FakeFleet, FakeKube, FakePool, admin_secret, cl
 
 from harper_operator import kube
 from harper_operator.controller import observe
-from harper_operator.controller.loop import ClusterReconciler, retained
+from harper_operator.controller.loop import ClusterReconciler, Declared, declared_entry, retained
 from harper_operator.harper.errors import (AuthenticationError, RequestValidationError, TransientHarperError,
                                            UnexpectedAnswerError)
 
@@ -109,6 +109,19 @@ async def test_a_steady_round_reads_cluster_status_once_per_member_and_nothing_e
     assert {c.node for c in fleet.calls[before:] if c.operation == "routes"} == {A, B, C}
 
 
+async def test_the_sights_kept_between_rounds_hold_no_parsed_cluster_status(fleet, fake_kube):
+    """Between rounds a member's last sight keeps the probe, the routes and whether every peer was connected, not
+    the parsed cluster_status (bench/scale.py: at 1,000 members those answers were the largest part of the heap)."""
+    r, _ = reconciler(fleet)
+    body, members = cluster_body(), nodes(A, B, C)
+    await converge(r, body, members, fake_kube)
+    kept = r._sights.values()
+    assert len(kept) == 3 and all(s.status is None and s.meshed is True and s.probe for s in kept)
+    fleet.model.stop(C)
+    await r.reconcile(body, members)
+    assert r._sights[A].meshed is False and r._sights[C].problem is not None
+
+
 async def test_a_provisioned_cluster_rolling_is_meshed_but_not_ready_and_a_pod_down_is_not_ready(fleet, fake_kube):
     """PodView (FAKE): the roll's progress keeps Ready False while Harper's mesh is whole (the roll's gate is
     Result.meshed), and a member whose pod Kubernetes does not call Ready is not counted in readyNodes."""
@@ -198,7 +211,7 @@ async def test_records_of_another_clusters_nodes_sharing_a_harper_are_kept(fleet
     await converge(r, body, members, fake_kube)
     fleet.model.inject(A, "shared-node", "wss://127.0.0.99:9933")
     other = [node_body("x", "shared-node", cluster="d", host="127.0.0.99")]
-    await r.reconcile(body, members, neighbours=other)
+    await r.reconcile(body, members, declared=Declared.of(declared_entry(x["spec"]) for x in [*members, *other]))
     assert not [c for c in fleet.calls if c.operation == "remove_node"]
     await r.reconcile(body, members)  # no HarperNode declares it any more: now it is a ghost
     assert [c.detail for c in fleet.calls if c.operation == "remove_node"] == ["shared-node"]

@@ -96,17 +96,31 @@ async def read_membership(body: Mapping[str, Any], spec: HarperClusterSpec,
     return membership(spec, nodes, dict(zip(names, found)), namespace=namespace)
 
 
-def declared_elsewhere(neighbours: Iterable[Mapping[str, Any]]) -> tuple[frozenset[str], frozenset[str]]:
-    """Hostnames and replication URLs of every HarperNode in the namespace, whichever cluster it names: records
-    of them are never removed as ghosts (two clusters may share a Harper)."""
-    names, urls = set(), set()
-    for body in neighbours:
-        spec = body.get("spec") or {}
-        if isinstance(spec.get("hostname"), str):
-            names.add(spec["hostname"])
-        if isinstance(spec.get("url"), str):
-            urls.add(url_key(spec["url"]))
-    return frozenset(names), frozenset(urls)
+@dataclass(frozen=True)
+class Declared:
+    """Hostnames and replication URLs (by url_key) that the namespace's HarperNodes declare, whichever cluster they
+    name: records of them are never removed as ghosts (two clusters may share a Harper). The handlers keep one
+    entry per HarperNode in a Kopf index, so a round does not walk every HarperNode's body (at 1,000 of them that
+    walk was a fifth of the operator's idle CPU; bench/scale.py)."""
+
+    names: frozenset[str] = frozenset()
+    urls: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, entries: Iterable[tuple[str | None, str | None]]) -> "Declared":
+        names, urls = set(), set()
+        for name, url in entries:
+            if name:
+                names.add(name)
+            if url:
+                urls.add(url)
+        return cls(frozenset(names), frozenset(urls))
+
+
+def declared_entry(spec: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """(hostname, url_key of the replication URL) of one HarperNode's spec: its entry in Declared."""
+    hostname, url = spec.get("hostname"), spec.get("url")
+    return (hostname if isinstance(hostname, str) else None, url_key(url) if isinstance(url, str) else None)
 
 
 @dataclass(frozen=True)
@@ -120,18 +134,20 @@ class Intent:
 
 
 def protected(m: Membership, sights: Mapping[str, Sight], cluster_body: Mapping[str, Any],
-              neighbours: Iterable[Mapping[str, Any]] = ()) -> DesiredCluster:
+              declared: Declared = Declared()) -> DesiredCluster:
     """The desired topology with every record the planner must never remove as a ghost: names and URLs any
-    HarperNode declares, names members report for themselves, held and retained names."""
-    names, urls = declared_elsewhere([x.body for x in m.members] + list(neighbours))
+    HarperNode declares (the members' own too, should the index lag behind them), names members report for
+    themselves, held and retained names."""
+    own = Declared.of(declared_entry(x.body.get("spec") or {}) for x in m.members)
     reported = {s.reported_name for s in sights.values() if s.reported_name}
-    return replace(m.desired, keep=names | reported | m.held | retained(cluster_body), keep_urls=urls)
+    return replace(m.desired, keep=declared.names | own.names | reported | m.held | retained(cluster_body),
+                   keep_urls=declared.urls | own.urls)
 
 
 def intent(m: Membership, sights: Mapping[str, Sight], cluster_body: Mapping[str, Any], spec: HarperClusterSpec,
-           neighbours: Iterable[Mapping[str, Any]] = ()) -> Intent:
+           declared: Declared = Declared()) -> Intent:
     seen = observed(dict(sights))
-    desired = protected(m, sights, cluster_body, neighbours)
+    desired = protected(m, sights, cluster_body, declared)
     restart = spec.restart_policy == "Restart"
     owed = [row.get("reason", "") for row in ((cluster_body.get("status") or {}).get("owedRestarts") or [])
             if isinstance(row, Mapping)]
@@ -252,8 +268,9 @@ class ClusterReconciler:
 
     async def _look_all(self, m: Membership) -> dict[str, Sight]:
         """Every member's sight; what a look cannot change is reused from the last one (see observe)."""
-        self._sights = await look_all(m, self.pool, self._sights)
-        return self._sights
+        sights = await look_all(m, self.pool, self._sights)
+        self._sights = {name: sight.remembered() for name, sight in sights.items()}
+        return sights
 
     def _warn_once(self, body: Mapping[str, Any], key: str, problem: Problem | None) -> None:
         """An Event per new problem, not per round: a stuck node must not flood the namespace."""
@@ -279,9 +296,9 @@ class ClusterReconciler:
         return Restarts(admitted, problems, before, ledger)
 
     async def reconcile(self, body: Mapping[str, Any], nodes: list[Mapping[str, Any]], *,
-                        neighbours: Iterable[Mapping[str, Any]] = (),
+                        declared: Declared = Declared(),
                         stopped: Callable[[], bool] = lambda: False, pods: PodView | None = None) -> Result:
-        """One round. `neighbours`: the namespace's other HarperNodes; `stopped`: start no new write once true;
+        """One round. `declared`: what the namespace's HarperNodes declare; `stopped`: start no new write once true;
         `pods`: the Kubernetes side of a provisioned cluster (spec.instances), None otherwise."""
         generation = body["metadata"].get("generation")
         try:
@@ -294,11 +311,10 @@ class ClusterReconciler:
             await self._write_cluster(body, rnd, generation, _now(), Restarts(before=kept, ledger=kept), pods)
             return Result(permanent=True)
 
-        neighbours = list(neighbours)
         m = await read_membership(body, spec, nodes)
         paused = is_paused(body)
         sights = await self._look_all(m)
-        now_intent = intent(m, sights, body, spec, neighbours)
+        now_intent = intent(m, sights, body, spec, declared)
         restarts = self._restarts(body, spec, m, sights, now_intent, paused, pods)
         result = Result()
         failure = None
@@ -314,7 +330,7 @@ class ClusterReconciler:
                 # peers restarted one by one).
                 owed = [r for reasons in restarts.ledger.owed.values() for r in reasons]
                 owed += [r.reason for r in restarts.admitted]
-                sights, now_intent = await self._verify(body, spec, m, neighbours, stopped, patient=failure is None,
+                sights, now_intent = await self._verify(body, spec, m, declared, stopped, patient=failure is None,
                                                         waiting=waiting_for_restarts(owed), done=ops)
                 # Work that appeared meanwhile (a pod that began to answer) is done by the next round, at once.
                 result.again = _fresh(now_intent.operations, ops)
@@ -401,7 +417,7 @@ class ClusterReconciler:
                 log.warning("%s/%s: %s failed: %s", self.namespace, self.name, op.describe(), error)
         return report
 
-    async def _verify(self, body, spec: HarperClusterSpec, m: Membership, neighbours, stopped, patient: bool = True,
+    async def _verify(self, body, spec: HarperClusterSpec, m: Membership, declared: Declared, stopped, patient: bool = True,
                       waiting: set[str] = frozenset(), done: list[Operation] = ()):
         """A 200 from Harper is not proof: re-read until cluster_status shows the plan done, or time runs out
         (not patient: read once). `waiting`: wiped nodes that join only after their peers' restarts."""
@@ -409,7 +425,7 @@ class ClusterReconciler:
         delay = 0.25
         while True:
             sights = await self._look_all(m)
-            now_intent = intent(m, sights, body, spec, neighbours)
+            now_intent = intent(m, sights, body, spec, declared)
             # A node that waits for a restart will not connect by waiting: stop verifying it.
             others = stuck(m, sights)
             # A ghost still inside its grace will not be removed by waiting here.

@@ -48,18 +48,34 @@ class Sight:
     ca_serial: str | None = None
     problem: Problem | None = None
     probed_at: float = 0.0  # time.monotonic() of the probe
+    # Set only on a remembered() sight, whose parsed cluster_status was dropped: was every peer connected then?
+    meshed: bool | None = None
+
+    def remembered(self) -> "Sight":
+        """What the next round reuses of this look (the probe, the routes, the CA serial), without the parsed
+        cluster_status: the next round reads that anyway, and at 1,000 members the kept answers were the largest
+        part of the operator's heap (bench/scale.py)."""
+        if self.status is None:
+            return self
+        return replace(self, status=None, meshed=all(c.connected for c in self.status.connections))
+
+    def _answered(self) -> bool:
+        return self.problem is None and (self.status is not None or self.meshed is not None)
+
+    def _meshed(self) -> bool:
+        return all(c.connected for c in self.status.connections) if self.status is not None else bool(self.meshed)
 
     def probe_still_holds(self, member: Member, now: float) -> bool:
         """This sight's probe answers for `member` now: it found Harper at the same URL with the same TLS settings,
         every peer was connected (a socket down is when the endpoint matters), and it is recent."""
-        s, age = self.status, now - self.probed_at
-        return (self.probe is not None and self.probe.reachable and self.problem is None and s is not None
+        age = now - self.probed_at
+        return (self.probe is not None and self.probe.reachable and self._answered()
                 and self.member.spec.url == member.spec.url and self.member.access == member.access
-                and (age < PROBE_FRESH or all(c.connected for c in s.connections) and age < PROBE_MAX_AGE))
+                and (age < PROBE_FRESH or self._meshed() and age < PROBE_MAX_AGE))
 
     def saw_no_routes(self) -> bool:
         """Routes were read here and there were none, loaded or on disk."""
-        return self.problem is None and self.status is not None and not self.routes and self.routes_on_disk == ()
+        return self._answered() and not self.routes and self.routes_on_disk == ()
 
     @property
     def reported_name(self) -> str | None:

@@ -12,7 +12,7 @@ from .. import metrics
 from .. import settings as config
 from ..api import GROUP, VERSION, HarperClusterSpec
 from ..controller.dissolve import Removal, dissolve
-from ..controller.loop import ClusterReconciler
+from ..controller.loop import ClusterReconciler, Declared, declared_entry
 from ..controller.provision import Provisioner, orphan
 from ..provision.render import CLUSTER_LABEL
 from . import events, registry
@@ -30,8 +30,15 @@ def members(namespace, spec, meta, body, **_):
                                "metadata": dict(meta), "spec": dict(spec), "status": dict(body.get("status") or {})}}
 
 
+@kopf.index(GROUP, VERSION, "harpernodes")
+def declared(namespace, spec, **_):
+    """Every HarperNode's (hostname, replication URL key) by namespace, whichever cluster it names: what no round
+    may remove as a ghost, read in one pass over small tuples (see controller.loop.Declared)."""
+    return {namespace: declared_entry(spec)}
+
+
 def neighbours(index: kopf.Index, namespace: str, cluster: str) -> list:
-    """The namespace's HarperNodes of other clusters: their records are never taken for ghosts."""
+    """The namespace's HarperNodes of other clusters (a provisioned cluster's pod names may be taken there)."""
     return [node for key in list(index) if key[0] == namespace and key[1] != cluster for node in index.get(key, [])]
 
 
@@ -44,7 +51,7 @@ def _interval(body) -> float:
 
 
 @kopf.daemon(GROUP, VERSION, "harperclusters", cancellation_timeout=10.0)
-async def run_cluster(namespace, name, body, stopped, members: kopf.Index, **_):
+async def run_cluster(namespace, name, body, stopped, members: kopf.Index, declared: kopf.Index, **_):
     """Every reconcile of this cluster runs here, one at a time: no two rounds ever race."""
     reconciler = ClusterReconciler(namespace, name, events=events.post, verify_timeout=config.current.verify_timeout,
                                    observer=metrics.observe_call)
@@ -69,9 +76,12 @@ async def run_cluster(namespace, name, body, stopped, members: kopf.Index, **_):
                         return
                     began = time.monotonic()
                     nodes = list(members.get((namespace, name), []))
-                    others = neighbours(members, namespace, name)
+                    # Only a provisioned cluster looks at other clusters' HarperNodes (a walk of the namespace).
+                    provisioned = (body.get("spec") or {}).get("instances") is not None
+                    others = neighbours(members, namespace, name) if provisioned else []
                     pods = await provisioner.ensure(body, nodes, converged=converged, others=others)
-                    result = await reconciler.reconcile(body, nodes, neighbours=others, stopped=stopping, pods=pods)
+                    result = await reconciler.reconcile(body, nodes, declared=Declared.of(declared.get(namespace, ())),
+                                                        stopped=stopping, pods=pods)
                     # The roll's gate is Harper's own picture: the cluster is not Ready while it rolls.
                     converged = result.meshed
                 metrics.RECONCILES.labels("converged" if result.converged else
