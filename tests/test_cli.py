@@ -42,6 +42,8 @@ class FakeApiServer:
         self.harpers: dict[str, dict] = {}  # "services/https:harper:9925" or "pods/..." (in a namespace) -> node
         self.forbidden: set[str] = set()  # paths answered 403
         self.sessions: set[str] = set()
+        self.session_lag = 0  # calls a new session is refused for (Harper's login answers before it stores it)
+        self.unsettled: dict[str, int] = {}
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -131,11 +133,14 @@ class FakeApiServer:
                         return self._answer(401, {"error": "Login failed"})
                     session = secrets.token_hex(8)
                     fake.sessions.add(session)
+                    fake.unsettled[session] = fake.session_lag
                     return self._answer(200, {"message": "Login successful"},
                                         [("Set-Cookie", f"hdb-session={session}; Path=/; HttpOnly; SameSite=None")])
                 cookie = self.headers.get("Cookie") or ""
                 session = cookie.removeprefix("hdb-session=")
-                if session not in fake.sessions:
+                if session not in fake.sessions or fake.unsettled.get(session):
+                    if session in fake.unsettled:
+                        fake.unsettled[session] -= 1
                     return self._answer(401, {"error": "Must login"})
                 if op == "logout":
                     fake.sessions.discard(session)
@@ -492,6 +497,17 @@ def test_plan_reads_through_the_api_server_and_writes_nothing(api, capsys, no_pr
     assert no_probe == []
 
 
+def test_a_session_harper_has_not_stored_yet_is_asked_again(api, capsys, no_probe):
+    """Harper answers login before its session is stored: the first calls with the cookie may be refused."""
+    proxied_cluster(api)
+    api.session_lag = 2
+    doc = json.loads(run(capsys, "status", "live", "--live", "-o", "json")[1])
+    assert [n["problem"] for n in doc["nodes"][:2]] == [None, None]
+    assert doc["nodes"][0]["peers"][0]["name"] == H1
+    posts = [r["body"]["operation"] for r in api.requests if r["method"] == "POST"]
+    assert posts.count("login") == 2 and posts.count("cluster_status") == 2 + 2 * 2
+
+
 def test_the_api_servers_refusal_is_the_members_problem(api, capsys, no_probe):
     proxied_cluster(api)
     api.forbidden.add("/api/v1/namespaces/team-a/services/https:harper-api:9925/proxy/")
@@ -523,3 +539,20 @@ def test_direct_calls_the_operations_url_from_here(api, capsys, no_probe):
     code, out, _ = run(capsys, "status", "loop", "--direct")
     assert code == 0 and out.splitlines()[1].split()[:4] == ["127.0.0.1", "-", "-", "no"]
     assert [r["path"] for r in api.requests if r["method"] == "POST"] == ["/"] * 6  # plan 3 reads, status 3
+
+
+def test_rendering_needs_nothing_but_the_documents():
+    """inspect.render is pure (tests/test_layers.py): plain documents in, rows and lines out."""
+    from harper_operator.inspect import render
+
+    doc = {"nodes": [
+        {"hostname": "a", "peers": None, "problem": {"reason": "Unreachable", "message": "down"}},
+        {"hostname": "b", "problem": None, "peers": [{"name": "a", "connected": True, "sockets": [
+            {"database": "data", "connected": True, "latencyMs": 1.4, "lagMs": None, "backPressurePercent": 0.0}]}]}]}
+    assert render.live_rows(doc)[1:] == [("a", "-", "-", "unknown", "-", "-", "Unreachable"),
+                                         ("b", "a", "data", "yes", "1ms", "-", "0%")]
+    rows = [{"namespace": "n", "name": "c", "readyNodes": None, "ready": "False", "reason": "", "age": "3m"}]
+    assert render.clusters_table(rows, True) == [("NAMESPACE", "NAME", "READY-NODES", "READY", "REASON", "AGE"),
+                                                 ("n", "c", "-", "False", "-", "3m")]
+    assert render.plan_lines({"leftAlone": [], "diagnosed": [], "operations": [], "pendingRestart": [],
+                              "throughApiServer": []}) == ["nothing to do"]

@@ -11,6 +11,9 @@
 * harper knows Harper's wire and nothing of the resources (api) or of Kubernetes.
 * api is the schema: it imports nothing of the project but itself.
 * nothing below the shell imports handlers (Kopf registration happens only where the operator runs).
+* inside inspect (a package; its layer is still "inspect"), rendering and routing are pure: inspect/render.py,
+  inspect/routing.py and inspect/errors.py import no I/O library, and of the project only what PURE_MODULES
+  lists, so none of them reaches Kubernetes or Harper (that is inspect/kubeapi, proxy and transports).
 """
 
 from __future__ import annotations
@@ -39,6 +42,12 @@ ALLOWED = {
     "cli": {"runner", "inspect", "api", "settings", "kube", "handlers"},
 }
 NO_IO = {"reconcile", "api", "provision"}
+# Pure modules inside a shell layer: path under the package -> the project modules (prefixes) they may import.
+PURE_MODULES = {
+    "inspect/errors.py": (),
+    "inspect/render.py": (),
+    "inspect/routing.py": ("harper_operator.api",),
+}
 
 
 def _layer(path: Path) -> str:
@@ -83,8 +92,23 @@ def test_imports_follow_the_layers(path):
             assert module.split(".")[0] not in IO, f"{path.name} ({layer}) is pure but imports {module}"
 
 
+@pytest.mark.parametrize("rel", sorted(PURE_MODULES))
+def test_pure_modules_of_a_shell_layer(rel):
+    path = PACKAGE / rel
+    assert path.exists(), f"{rel} is gone: update PURE_MODULES"
+    allowed = PURE_MODULES[rel]
+    for module, project in _imports(path):
+        if project:
+            assert any(module == a or module.startswith(a + ".") for a in allowed), f"{rel} imports {module}"
+        else:
+            assert module.split(".")[0] not in IO, f"{rel} is pure but imports {module}"
+
+
 def test_the_contract_can_fail():
     """The checker sees a forbidden import (so a green run means something)."""
     bad = PACKAGE / "reconcile" / "plan.py"
     assert ("harper_operator.reconcile.topology", True) in _imports(bad)
     assert "harper" not in ALLOWED["reconcile"]
+    transport = PACKAGE / "inspect" / "transports.py"
+    assert ("harper_operator.inspect.proxy", True) in _imports(transport)
+    assert not any(m.startswith("harper_operator.inspect") for m, _ in _imports(PACKAGE / "inspect" / "render.py"))

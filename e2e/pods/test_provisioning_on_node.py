@@ -11,6 +11,8 @@ from __future__ import annotations
 import base64
 import json
 import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -25,6 +27,7 @@ from .conftest import CHART, GROUP_VERSION, READABLE, all_ready, pod_call
 OPERATOR_NS = "harper-provision"
 RELEASE = "harper-operator-provision"
 CLUSTER = "hc"
+BIN = os.path.dirname(sys.executable)  # the venv's entry points: harper-operator, kubectl-harper
 WRITE_REASONS = {"AddNode", "UpdateNode", "RemoveNode", "SetRoutes", "DeleteRoutes", "Restart"}
 
 
@@ -32,8 +35,9 @@ WRITE_REASONS = {"AddNode", "UpdateNode", "RemoveNode", "SetRoutes", "DeleteRout
 def prov(bed):
     repository, tag = bed.images["operator"].rsplit(":", 1)
     bed.kubectl("create", "namespace", OPERATOR_NS)
+    # --take-ownership: the chart's CRDs (kept on uninstall) may belong to another release of this node bed.
     bed.run_helm("install", RELEASE, CHART, "-n", OPERATOR_NS, "--set", f"image.repository={repository}",
-                 "--set", f"image.tag={tag}", "--wait", "--timeout", "240s")
+                 "--set", f"image.tag={tag}", "--take-ownership", "--wait", "--timeout", "240s")
     ns = f"prov-{uuid.uuid4().hex[:6]}"
     bed.kubectl("create", "namespace", ns)
     wait_until("the default ServiceAccount", lambda: bed.kubectl(
@@ -167,6 +171,70 @@ def test_create_three_from_nothing(bed, prov):
     applied = sum(e.get("count", 1) for e in events(bed, ns) if e["reason"] == "Applied")
     time.sleep(25)
     assert sum(e.get("count", 1) for e in events(bed, ns) if e["reason"] == "Applied") == applied
+
+
+def run_cli(bed, ns: str, *argv: str, program: str = "harper-operator") -> subprocess.CompletedProcess:
+    """The installed CLI as a person runs it: the test bed's admin kubeconfig, a namespace, nothing else."""
+    env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST")}
+    return subprocess.run([os.path.join(BIN, program), *argv, "--kubeconfig", bed.node.kubeconfig, "-n", ns],
+                          capture_output=True, text=True, timeout=120, env=env)
+
+
+def harper_mesh(bed, ns: str, auth, replicas: int) -> dict[str, set[tuple[str, str, bool]]]:
+    """(peer, database, connected) per node, from each pod's own cluster_status (the test's client, not the CLI)."""
+    out = {}
+    for i in range(replicas):
+        status, answer = call(bed, ns, f"{CLUSTER}-{i}", auth, {"operation": "cluster_status"})
+        assert status == 200, answer
+        out[harper_host(ns, f"{CLUSTER}-{i}")] = {
+            (c["name"], s["database"], bool(s.get("connected")))
+            for c in answer["connections"] for s in c.get("database_sockets") or []}
+    return out
+
+
+def test_live_status_reads_harper_through_the_api_server(bed, prov):
+    """`status --live` for real: the CLI reaches each pod only through the API server's proxy and shows what Harper
+    answers (cluster_status), with no Harper credential or Secret value in what it prints."""
+    ns = prov
+    if not bed.get("harpercluster", CLUSTER, ns):
+        pytest.skip("runs on the cluster test_create_three_from_nothing makes (select both)")
+    wait_until("Ready 3/3", lambda: ready(bed, ns, CLUSTER, "3/3"), timeout=300, diagnose=bed.diagnose(ns))
+    auth = admin(bed, ns, f"{CLUSTER}-admin")
+    hosts = [harper_host(ns, f"{CLUSTER}-{i}") for i in range(3)]
+    meshed = {h: {(p, "data", True) for p in hosts if p != h} for h in hosts}
+    # Ready can come before Harper has every socket up (see above): compare against a settled mesh.
+    wait_until("every data socket connected, as Harper says", lambda: all(
+        meshed[h] <= seen for h, seen in harper_mesh(bed, ns, auth, 3).items()), timeout=120)
+    started = time.monotonic()
+    table = run_cli(bed, ns, "status", CLUSTER, "--live")
+    STATE["live_s"] = round(time.monotonic() - started, 1)
+    done = run_cli(bed, ns, "status", CLUSTER, "--live", "-o", "json", program="kubectl-harper")
+    assert table.returncode == 0, table.stdout + table.stderr
+    assert done.returncode == 0, done.stdout + done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["source"] == "harper" and doc["ready"] == "True"
+    assert sorted(n["hostname"] for n in doc["nodes"]) == hosts
+    assert all(n["via"] == "api-server" and n["problem"] is None for n in doc["nodes"]), doc["nodes"]
+    live = {n["hostname"]: {(p["name"], s["database"], s["connected"]) for p in n["peers"] for s in p["sockets"]}
+            for n in doc["nodes"]}
+    # Each member's peers and databases as Harper itself names them: every other pod, "data" included, connected.
+    for host in hosts:
+        assert {p for p, _, _ in live[host]} == set(hosts) - {host}, live[host]
+        assert meshed[host] <= live[host], live[host]
+    assert live == harper_mesh(bed, ns, auth, 3)
+    rows = [line.split() for line in table.stdout.splitlines()]
+    assert rows[0] == ["NODE", "PEER", "DATABASE", "CONNECTED", "LATENCY", "LAG", "BACKPRESSURE"]
+    assert {(r[0], r[1]) for r in rows[1:] if r[2] == "data" and r[3] == "yes"} == {
+        (h, p) for h in hosts for p in hosts if p != h}
+    # plan reads more of Harper (routes, configuration, certificates), through the API server by default.
+    plan = run_cli(bed, ns, "plan", CLUSTER)
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    assert f"# read through the API server: {', '.join(hosts)} " in plan.stdout, plan.stdout
+    # Nothing secret in what it prints: not Harper's password, not any value of the cluster's Secret.
+    printed = table.stdout + table.stderr + done.stdout + done.stderr + plan.stdout + plan.stderr
+    secret = bed.get("secret", f"{CLUSTER}-admin", ns)["data"]
+    values = {auth[1]} | {v for v in secret.values()} | {base64.b64decode(v).decode() for v in secret.values()}
+    assert not [v for v in values if len(v) >= 8 and v in printed]
 
 
 def test_scale_up_then_down(bed, prov):

@@ -1,0 +1,86 @@
+"""The commands themselves: `status` and `plan`, from reading to printing."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from dataclasses import dataclass, field
+from typing import TextIO
+
+from ..controller.loop import intent
+from .errors import NOT_READY, OK, CliError
+from .kubeapi import connect, get_cluster, list_clusters, nodes_of, read_membership, spec_of
+from .render import (clusters_table, cluster_row, dump, live_document, live_rows, plan_document, plan_lines,
+                     status_document, status_rows, table)
+from .routing import AUTO
+from .transports import look
+
+
+@dataclass
+class Options:
+    kubeconfig: str | None = None
+    context: str | None = None
+    namespace: str | None = None  # None: the context's
+    output: str = "table"
+    via: str | None = None  # None: status from .status; else DIRECT, LIVE or AUTO
+    all_namespaces: bool = False
+    cluster_domain: str = "cluster.local"
+    err: TextIO | None = field(default=None, repr=False)  # None: sys.stderr
+
+
+def status(cluster: str | None, opts: Options, out: TextIO | None = None) -> int:
+    """One cluster's mesh, or a list of clusters (no name: the namespace's; -A: every namespace's). Exit code 3
+    when a cluster shown is not Ready."""
+    out = out or sys.stdout
+    err = opts.err or sys.stderr
+    if cluster and opts.all_namespaces:
+        raise CliError("a cluster name and --all-namespaces exclude each other")
+    if opts.via is not None and not cluster:
+        raise CliError("--live and --direct need a cluster name")
+    kube = connect(opts.kubeconfig, opts.context)
+    namespace = opts.namespace or kube.namespace
+    if not cluster:
+        rows = [cluster_row(c) for c in list_clusters(kube, None if opts.all_namespaces else namespace)]
+        if opts.output != "table":
+            dump({"items": rows}, opts.output, out)
+        elif not rows:
+            err.write("No HarperClusters found" + ("" if opts.all_namespaces else f" in {namespace}") + "\n")
+        else:
+            table(clusters_table(rows, opts.all_namespaces), out)
+        return NOT_READY if any(r["ready"] != "True" for r in rows) else OK
+    body = get_cluster(kube, namespace, cluster)
+    nodes = nodes_of(kube, body)
+    if opts.via is None:
+        doc = status_document(body, nodes)
+        rows = status_rows(doc)
+    else:
+        m = read_membership(kube, body, spec_of(body), nodes)
+        sights, ways = asyncio.run(look(kube, m, opts.via, opts.cluster_domain))
+        doc = live_document(body, m, sights, ways)
+        rows = live_rows(doc)
+    if opts.output == "table":
+        table(rows, out)
+    else:
+        dump(doc, opts.output, out)
+    if doc["ready"] != "True":
+        err.write(f"HarperCluster {namespace}/{cluster} is not Ready: {doc['reason'] or doc['ready']}"
+                  f"{': ' + doc['message'] if doc['message'] else ''}\n")
+        return NOT_READY
+    return OK
+
+
+def plan(cluster: str, opts: Options, out: TextIO | None = None) -> int:
+    """A dry run of one reconcile: the operations, one per line, or 'nothing to do'. Writes nothing."""
+    out = out or sys.stdout
+    kube = connect(opts.kubeconfig, opts.context)
+    namespace = opts.namespace or kube.namespace
+    body = get_cluster(kube, namespace, cluster)
+    spec = spec_of(body)
+    m = read_membership(kube, body, spec, nodes_of(kube, body))
+    sights, ways = asyncio.run(look(kube, m, opts.via or AUTO, opts.cluster_domain))
+    doc = plan_document(body, m, sights, ways, intent(m, sights, body, spec))
+    if opts.output == "table":
+        out.write("".join(line + "\n" for line in plan_lines(doc)))
+    else:
+        dump(doc, opts.output, out)
+    return OK
