@@ -13,9 +13,10 @@ control plane:
   control plane's own lease renewals, which happen with or without the operator, are the baseline and are
   reported apart).
 
-Numbers, not a pass/fail: the goals (issue 12) are printed next to them.
+Each size runs once per `--rounds-at-once` value (the operator's --max-concurrent-rounds): the default 32 and, as
+the baseline in the same run, 0 (no limit). Numbers, not a pass/fail: the goals (issue 12) are printed next to them.
 
-    .venv/bin/python bench/scale.py [--sizes 10x4,50x4,250x4] [--interval 60] [--idle 120]
+    .venv/bin/python bench/scale.py [--sizes 10x4,50x4,250x4] [--interval 60] [--idle 120] [--rounds-at-once 32,0]
 """
 
 from __future__ import annotations
@@ -116,12 +117,13 @@ def ready_count(bed, size: int) -> int:
                and (hc.get("status") or {}).get("readyNodes") == f"{size}/{size}")
 
 
-def run_size(clusters: int, nodes: int, interval: int, idle: float, log: Path) -> dict:
+def run_size(clusters: int, nodes: int, interval: int, idle: float, log: Path, rounds_at_once: int) -> dict:
     with start_testbed(nodes=0) as bed, SimulatorProcess(clusters, nodes, password=PASSWORD) as sim:
         kubectl(bed, "apply", "-f", str(ROOT / "crds"))
         kubectl(bed, "wait", "--for", "condition=Established", "crd", "--all", "--timeout=60s")
         kubectl(bed, "create", "namespace", NAMESPACE)
-        operator = OperatorProcess(bed.control_plane.kubeconfig, log, namespaces=(NAMESPACE,)).start()
+        operator = OperatorProcess(bed.control_plane.kubeconfig, log, namespaces=(NAMESPACE,),
+                                   extra=("--max-concurrent-rounds", str(rounds_at_once))).start()
         watch = ProcessWatch(operator.proc.pid)
         try:
             rss_start = watch.rss()
@@ -155,6 +157,7 @@ def run_size(clusters: int, nodes: int, interval: int, idle: float, log: Path) -
             sim_calls = {k: v - sim0.get(k, 0) for k, v in sim1.items() if v - sim0.get(k, 0)}
             return {
                 "clusters": clusters, "nodes_per_cluster": nodes, "harper_nodes": clusters * nodes,
+                "rounds_at_once": rounds_at_once,
                 "interval_s": interval, "idle_window_s": round(minutes * 60, 1),
                 "apply_s": round(applied, 1), "apply_to_all_ready_s": round(to_ready, 1) if to_ready else None,
                 "ready_clusters": ready,
@@ -181,19 +184,26 @@ def main() -> int:
     parser.add_argument("--sizes", default="10x4,50x4,250x4", help="clusters x nodes, comma separated")
     parser.add_argument("--interval", type=int, default=60, help="reconcileIntervalSeconds of every cluster")
     parser.add_argument("--idle", type=float, default=120, help="seconds of steady state measured")
+    parser.add_argument("--rounds-at-once", default="32,0",
+                        help="the operator's --max-concurrent-rounds, each size run once per value (0: no limit, "
+                             "the baseline)")
     args = parser.parse_args()
     sizes = [tuple(int(x) for x in s.split("x")) for s in args.sizes.split(",")]
+    limits = [int(x) for x in args.rounds_at_once.split(",")]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for clusters, nodes in sizes:
-            row = run_size(clusters, nodes, args.interval, args.idle, Path(tmp) / f"operator-{clusters}x{nodes}.log")
-            rows.append(row)
-            print(json.dumps(row), flush=True)
-    print(f"\n{'size':>7}  {'apply->Ready':>12}  {'RSS peak':>8}  {'RSS idle':>8}  {'idle CPU':>8}  "
+            for limit in limits:
+                row = run_size(clusters, nodes, args.interval, args.idle,
+                               Path(tmp) / f"operator-{clusters}x{nodes}-{limit}.log", limit)
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    print(f"\n{'size':>7}  {'rounds':>6}  {'apply->Ready':>12}  {'RSS peak':>8}  {'RSS idle':>8}  {'idle CPU':>8}  "
           f"{'Harper calls/node/interval':>26}  {'API writes/min':>14}")
     for r in rows:
         ready = f"{r['apply_to_all_ready_s']}s" if r["apply_to_all_ready_s"] else f"{r['ready_clusters']} Ready"
-        print(f"{r['clusters']:>4}x{r['nodes_per_cluster']:<2}  {ready:>12}  {r['rss_peak_mb']:>6}MB  "
+        rounds = r["rounds_at_once"] or "any"
+        print(f"{r['clusters']:>4}x{r['nodes_per_cluster']:<2}  {rounds:>6}  {ready:>12}  {r['rss_peak_mb']:>6}MB  "
               f"{r['rss_steady_mb']:>6}MB  {r['idle_cpu_percent_of_core']:>7}%  "
               f"{r['harper_calls_per_node_per_interval']:>26}  {r['api_writes_per_min']:>14}")
     print("goals at 250x4: RSS <= 150 MB, all Ready within 60 s, idle CPU <= 5% of a core, 0 API writes when idle, "

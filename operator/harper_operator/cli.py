@@ -182,6 +182,10 @@ def parser() -> argparse.ArgumentParser:
                      help="floor for every cluster's reconcileIntervalSeconds (seconds)")
     run.add_argument("--verify-timeout", type=float, default=float(os.environ.get("VERIFY_TIMEOUT", "30")),
                      help="how long to wait for Harper to show a write in cluster_status")
+    run.add_argument("--max-concurrent-rounds", type=int,
+                     default=int(os.environ.get("MAX_CONCURRENT_ROUNDS", "32")),
+                     help="reconcile rounds running at once over every cluster (0: no limit); a round waiting for a "
+                          "slot runs as soon as one is free")
     run.add_argument("--cluster-domain", default=os.environ.get("CLUSTER_DOMAIN", "cluster.local"),
                      help="the Kubernetes cluster's DNS domain, in the pod names of provisioned Harper")
     run.add_argument("--no-provisioning", dest="provisioning", action="store_false",

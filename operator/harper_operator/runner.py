@@ -4,8 +4,10 @@ the Kubernetes client in it on the way out)."""
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import os
+import threading
 
 import kopf
 import kubernetes.config.kube_config
@@ -58,12 +60,51 @@ def use_kubeconfig(path: str | None) -> None:
         os.environ.pop(name, None)
 
 
+# glibc keeps the heap Python frees for later instead of giving it back: after 250 clusters' first rounds the
+# operator held about 150 MB of free heap for good (bench/scale.py at 250 x 4: 356 MB, then 212 MB after one
+# malloc_trim). Giving it back once a minute costs milliseconds; the steady state reuses what it keeps.
+TRIM_INTERVAL = 60.0
+
+
+def _malloc_trim():
+    """glibc's malloc_trim, or None where the C library has none (musl, macOS)."""
+    try:
+        return ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+def free_heap() -> bool:
+    """Give the C heap's free pages back to the system now; False where that cannot be done."""
+    trim = _malloc_trim()
+    if trim is None:
+        return False
+    trim(0)
+    return True
+
+
+def trim_heap_every(seconds: float = TRIM_INTERVAL) -> threading.Thread | None:
+    """free_heap() every `seconds`, in a daemon thread (malloc_trim takes the allocator's own locks)."""
+    if _malloc_trim() is None:
+        return None
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(seconds):
+            free_heap()
+
+    thread = threading.Thread(target=loop, name="heap-trim", daemon=True)
+    thread.start()
+    return thread
+
+
 def run(settings: OperatorSettings) -> int:
     config.current = settings
     _logging(settings)
     use_kubeconfig(settings.kubeconfig)
     kube.configure(settings.kubeconfig)
     metrics.serve(settings.metrics_port)
+    trim_heap_every()
     from . import handlers  # noqa: F401 - registers the handlers
     if settings.provisioning:
         handlers.cluster.watch_pods()

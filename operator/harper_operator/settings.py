@@ -20,6 +20,9 @@ class OperatorSettings:
     priority: int = field(default_factory=lambda: random.randint(1, 2**30))
     min_reconcile_interval: float = 0.0
     verify_timeout: float = 30.0
+    # Rounds running at once, over every cluster (0: no limit). 250 clusters' first rounds at once took the process
+    # to 370 MiB, near the chart's 384Mi limit; a bound keeps the peak down (bench/scale.py, docs/scale.md).
+    max_concurrent_rounds: int = 32
     cluster_domain: str = "cluster.local"
     provisioning: bool = True  # HarperClusters with spec.instances; off: the chart granted no workload rights
 
@@ -31,6 +34,7 @@ class OperatorSettings:
                    peering=args.peering, **({"priority": args.priority} if args.priority else {}),
                    min_reconcile_interval=args.min_reconcile_interval,
                    verify_timeout=args.verify_timeout,
+                   max_concurrent_rounds=getattr(args, "max_concurrent_rounds", 32),
                    cluster_domain=getattr(args, "cluster_domain", None) or "cluster.local",
                    provisioning=getattr(args, "provisioning", True))
 

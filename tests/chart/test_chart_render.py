@@ -92,7 +92,8 @@ def test_deployment_defaults(helm):
     assert c["image"] == "ghcr.io/harper-operator/harper-operator:0.1.0"
     assert "command" not in c, "the image's ENTRYPOINT is `harper-operator run`"
     assert c["args"] == ["--log-format=json", "--log-level=INFO", "--metrics-port=8080",
-                         "--min-reconcile-interval=0", "--verify-timeout=30", "--cluster-domain=cluster.local"]
+                         "--min-reconcile-interval=0", "--verify-timeout=30", "--max-concurrent-rounds=32",
+                         "--cluster-domain=cluster.local"]
     assert {"name": "POD_ID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}} in c["env"]
     assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"metrics": 8080, "healthz": 8081}
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "healthz"}

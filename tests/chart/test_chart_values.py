@@ -57,6 +57,8 @@ def test_defaults_validate(helm):
     (["--set", "image.pullPolicy=Sometimes"], "/image/pullPolicy"),
     (["--set", "image.digest=latest"], "/image/digest"),
     (["--set", "reconcile.verifyTimeoutSeconds=0"], "/reconcile/verifyTimeoutSeconds"),
+    (["--set", "reconcile.maxConcurrentRounds=-1"], "/reconcile/maxConcurrentRounds"),
+    (["--set", "reconcile.maxConcurrentRounds=2.5"], "/reconcile/maxConcurrentRounds"),
     (["--set", "reconcile.minIntervalSeconds=-1"], "/reconcile/minIntervalSeconds"),
     (["--set", "metrics.serviceMonitor.interval=30"], "/metrics/serviceMonitor/interval"),
     (["--set", "metrics.service.type=ExternalName"], "/metrics/service/type"),

@@ -350,13 +350,17 @@ class ClusterReconciler:
         # Forget what was written for HarperNodes that left: at 1,000 members churn would otherwise only grow it.
         current = {("harpernodes", x.resource) for x in m.members} | {("harperclusters", self.name)}
         self._written = {k: v for k, v in self._written.items() if k in current}
-        for member in m.members:
-            self._warn_once(member.body, member.resource, member_problem(member, rnd))
+        async def write_member(member) -> None:
             try:
                 await self._write_status("harpernodes", member.resource, member.body.get("status"),
                                          node_status(member, rnd, member.body.get("status"), stamp))
             except Exception:  # noqa: BLE001 - one status that cannot be written must not keep the others
                 log.warning("status of HarperNode %s/%s not written", self.namespace, member.resource, exc_info=True)
+
+        for member in m.members:
+            self._warn_once(member.body, member.resource, member_problem(member, rnd))
+        # At once, not one after the other: Ready comes one API round trip after the mesh, whatever the size.
+        await asyncio.gather(*(write_member(member) for member in m.members))
         written = await self._write_cluster(body, rnd, generation, stamp, restarts, pods)
         result.ready_nodes = sum(1 for r in written.get("members", []) if r.get("ready"))
         result.meshed = (bool(m.members) and result.ready_nodes == len(m.members) and not now_intent.operations

@@ -71,7 +71,8 @@ async def run_cluster(namespace, name, body, stopped, members: kopf.Index, decla
                 return
             wait = _interval(body)
             try:
-                async with registry.exclusive(namespace, name, timeout=None):
+                async with registry.round_slot(config.current.max_concurrent_rounds), \
+                        registry.exclusive(namespace, name, timeout=None):
                     if stopping():
                         return
                     began = time.monotonic()
