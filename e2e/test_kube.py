@@ -13,7 +13,6 @@ import base64
 import json
 import logging
 import ssl
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -24,7 +23,6 @@ import kopf
 import kubernetes.client.exceptions
 import kubernetes.config.kube_config
 import pytest
-import yaml
 
 from harper_operator import kube, runner
 from harper_operator import settings as config
@@ -32,6 +30,7 @@ from harper_operator.api import READABLE_LABEL
 from harper_operator.handlers import startup
 
 from .operator_process import ROOT
+from .testbed.exec_plugin import ExecPlugin
 
 GROUP_VERSION = "harperoperator.dev/v1alpha1"
 
@@ -203,40 +202,9 @@ async def test_an_api_server_refusal_is_an_api_exception(kubectl, ns, admin):
 
 # --- credentials that expire ---
 
-PLUGIN = """\
-import json, pathlib, sys
-here = pathlib.Path(sys.argv[1])
-with open(here / "runs", "a") as f:
-    f.write("run\\n")
-print(json.dumps({"apiVersion": "client.authentication.k8s.io/v1", "kind": "ExecCredential",
-                  "status": {"token": (here / "token").read_text().strip()}}))
-"""
-
-
-class ExecPlugin:
-    """A kubeconfig whose user is an exec plugin printing whatever token is in `token`, counting its runs."""
-
-    def __init__(self, d: Path, control_plane):
-        self.dir = d
-        (d / "plugin.py").write_text(PLUGIN)
-        ca = base64.b64encode(control_plane.ca_path.read_bytes()).decode()
-        self.kubeconfig = d / "kubeconfig"
-        self.kubeconfig.write_text(yaml.safe_dump({
-            "apiVersion": "v1", "kind": "Config", "current-context": "exec",
-            "clusters": [{"name": "bed", "cluster": {"server": control_plane.server,
-                                                     "certificate-authority-data": ca}}],
-            "users": [{"name": "exec", "user": {"exec": {
-                "apiVersion": "client.authentication.k8s.io/v1", "command": sys.executable,
-                "args": [str(d / "plugin.py"), str(d)], "interactiveMode": "Never"}}}],
-            "contexts": [{"name": "exec", "context": {"cluster": "bed", "user": "exec"}}]}))
-
-    def hand_out(self, token: str) -> None:
-        (self.dir / "token").write_text(token)
-
-    @property
-    def runs(self) -> int:
-        path = self.dir / "runs"
-        return len(path.read_text().splitlines()) if path.exists() else 0
+def exec_plugin(d: Path, control_plane) -> ExecPlugin:
+    """An exec-plugin kubeconfig for the test bed's kube-apiserver."""
+    return ExecPlugin(d, control_plane.server, base64.b64encode(control_plane.ca_path.read_bytes()).decode())
 
 
 class BoundTokens:
@@ -281,7 +249,7 @@ def tokens(kubectl, ns, control_plane):
 
 async def test_kube_reloads_an_exec_plugins_token_after_a_401(tmp_path, control_plane, kubectl, ns, tokens):
     _apply(kubectl, _cluster(ns, "c"))
-    plugin = ExecPlugin(tmp_path, control_plane)
+    plugin = exec_plugin(tmp_path, control_plane)
     first = tokens.mint("first")
     plugin.hand_out(first)
     kube.configure(str(plugin.kubeconfig))
@@ -314,7 +282,7 @@ def test_kopf_login_runs_the_exec_plugin_again_on_every_login(tmp_path, control_
                                                               monkeypatch):
     """handlers/startup.login is Kopf's login_via_client on `--kubeconfig` (runner.use_kubeconfig): each call, as
     Kopf makes one after a 401, gets the plugin's current token."""
-    plugin = ExecPlugin(tmp_path, control_plane)
+    plugin = exec_plugin(tmp_path, control_plane)
     # runner.use_kubeconfig changes the process's environment and the client's default: undo both afterwards.
     monkeypatch.setattr(kubernetes.config.kube_config, "KUBE_CONFIG_DEFAULT_LOCATION",
                         kubernetes.config.kube_config.KUBE_CONFIG_DEFAULT_LOCATION)

@@ -9,30 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 import time
-from pathlib import Path
 
 import kubernetes.client.exceptions
 import pytest
-import yaml
 from aiohttp import web
 from kubernetes.aio import client as aio
 from kubernetes.aio.config import ConfigException
 
+from e2e.testbed.exec_plugin import ExecPlugin
 from harper_operator import kube
 
 CLUSTERS = "/apis/harperoperator.dev/v1alpha1/namespaces/ns/harperclusters"
-
-PLUGIN = """\
-import json, pathlib, sys
-here = pathlib.Path(sys.argv[1])
-with open(here / "runs", "a") as f:
-    f.write("run\\n")
-print(json.dumps({"apiVersion": "client.authentication.k8s.io/v1", "kind": "ExecCredential",
-                  "status": {"token": (here / "token").read_text().strip()}}))
-"""
-
 
 class FakeApiServer:
     """Accepts one bearer token at a time; lists one HarperCluster, has no other (answers for `slow` after 2 s), has
@@ -82,30 +70,6 @@ class FakeApiServer:
         return f"http://127.0.0.1:{port}"
 
 
-class Plugin:
-    """An exec-plugin kubeconfig for `server`, handing out whatever token is in the `token` file."""
-
-    def __init__(self, d: Path, server: str):
-        self.dir = d
-        (d / "plugin.py").write_text(PLUGIN)
-        self.kubeconfig = d / "kubeconfig"
-        self.kubeconfig.write_text(yaml.safe_dump({
-            "apiVersion": "v1", "kind": "Config", "current-context": "t",
-            "clusters": [{"name": "t", "cluster": {"server": server}}],
-            "users": [{"name": "t", "user": {"exec": {
-                "apiVersion": "client.authentication.k8s.io/v1", "command": sys.executable,
-                "args": [str(d / "plugin.py"), str(d)], "interactiveMode": "Never"}}}],
-            "contexts": [{"name": "t", "context": {"cluster": "t", "user": "t"}}]}))
-
-    def hand_out(self, token: str) -> None:
-        (self.dir / "token").write_text(token)
-
-    @property
-    def runs(self) -> int:
-        path = self.dir / "runs"
-        return len(path.read_text().splitlines()) if path.exists() else 0
-
-
 @pytest.fixture
 async def server():
     fake = FakeApiServer()
@@ -117,8 +81,8 @@ async def server():
 
 
 @pytest.fixture
-def plugin(tmp_path, server) -> Plugin:
-    p = Plugin(tmp_path, server.url)
+def plugin(tmp_path, server) -> ExecPlugin:
+    p = ExecPlugin(tmp_path, server.url)
     p.hand_out("first")
     kube.configure(str(p.kubeconfig))
     return p
@@ -208,7 +172,7 @@ def test_configure_in_a_pod_reads_no_kubeconfig(monkeypatch):
 def test_configure_without_a_path_outside_a_pod_uses_kubeconfig(monkeypatch, tmp_path):
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     path = tmp_path / "config"
-    Plugin(tmp_path, "http://127.0.0.1:1")
+    ExecPlugin(tmp_path, "http://127.0.0.1:1")
     path.write_text((tmp_path / "kubeconfig").read_text())
     monkeypatch.setenv("KUBECONFIG", str(path))
     kube.configure()

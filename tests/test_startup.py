@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from pathlib import Path
 
 import kopf
@@ -18,19 +17,12 @@ import pytest
 import yaml
 from kopf._core.intents.causes import Activity
 
+from e2e.testbed.exec_plugin import ExecPlugin
 from harper_operator import kube, runner
 from harper_operator import settings as config
 from harper_operator.handlers import startup
 
 LOG = logging.getLogger(__name__)
-
-PLUGIN = """\
-import json, pathlib, sys
-here = pathlib.Path(sys.argv[1])
-print(json.dumps({"apiVersion": "client.authentication.k8s.io/v1", "kind": "ExecCredential",
-                  "status": {"token": (here / "token").read_text().strip()}}))
-"""
-
 
 def _kubeconfig(path: Path, server: str, user: dict) -> Path:
     path.write_text(yaml.safe_dump({
@@ -58,15 +50,12 @@ def _run_with(monkeypatch, kubeconfig: str | None) -> None:
 
 def test_login_on_kubeconfig_is_kopfs_login_via_client_reading_it_afresh(tmp_path, process):
     """An exec plugin runs on every login: after a 401 Kopf gets the plugin's new token, not the first one."""
-    (tmp_path / "plugin.py").write_text(PLUGIN)
-    path = _kubeconfig(tmp_path / "kubeconfig", "https://203.0.113.9:6443", {"exec": {
-        "apiVersion": "client.authentication.k8s.io/v1", "command": sys.executable,
-        "args": [str(tmp_path / "plugin.py"), str(tmp_path)], "interactiveMode": "Never"}})
-    _run_with(process, str(path))
-    (tmp_path / "token").write_text("first")
+    plugin = ExecPlugin(tmp_path, "https://203.0.113.9:6443")
+    _run_with(process, str(plugin.kubeconfig))
+    plugin.hand_out("first")
     info = startup.login(logger=LOG, settings=kopf.OperatorSettings())
     assert (info.server, info.scheme, info.token) == ("https://203.0.113.9:6443", "Bearer", "first")
-    (tmp_path / "token").write_text("second")
+    plugin.hand_out("second")
     assert startup.login(logger=LOG, settings=kopf.OperatorSettings()).token == "second"
 
 
