@@ -99,6 +99,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--sizes", default="3,4,5")
+    parser.add_argument("--log-level", default="INFO", help="the operator's (DEBUG logs every Harper call)")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     results = []
@@ -110,7 +111,8 @@ def main() -> int:
     with start_testbed(nodes=max(sizes)) as bed:
         kubectl(bed, "apply", "-f", str(ROOT / "crds"))
         kubectl(bed, "wait", "--for", "condition=Established", "crd", "--all", "--timeout=60s")
-        operator = OperatorProcess(bed.control_plane.kubeconfig, log).start()
+        operator = OperatorProcess(bed.control_plane.kubeconfig, log,
+                                   extra=("--log-level", args.log_level)).start()
         try:
             for size in sizes:
                 for i in range(args.repeat):

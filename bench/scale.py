@@ -75,6 +75,7 @@ class ProcessWatch:
 
     def __init__(self, pid: int):
         self.pid, self.peak_rss, self._stop = pid, 0, threading.Event()
+        self.started, self.peak_at = time.monotonic(), 0.0  # when the peak was seen, from the start
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
@@ -91,7 +92,9 @@ class ProcessWatch:
     def _run(self) -> None:
         while not self._stop.wait(0.5):
             try:
-                self.peak_rss = max(self.peak_rss, self.rss())
+                rss = self.rss()
+                if rss > self.peak_rss:
+                    self.peak_rss, self.peak_at = rss, time.monotonic() - self.started
             except OSError:
                 return
 
@@ -140,7 +143,7 @@ def run_size(clusters: int, nodes: int, interval: int, idle: float, log: Path, r
                     break
                 time.sleep(1)
             to_ready = time.monotonic() - started if ready == clusters else None
-            peak_converging = watch.peak_rss
+            peak_converging, rss_ready = watch.peak_rss, watch.rss()
             # Let the last rounds end, then an idle window of whole intervals.
             time.sleep(interval + 5)
             cpu0, calls0, sim0, writes0 = (watch.cpu_seconds(), operator.metric(CALLS), sim.stats()["calls"],
@@ -164,6 +167,9 @@ def run_size(clusters: int, nodes: int, interval: int, idle: float, log: Path, r
                 "rss_start_mb": round(rss_start / 2**20, 1), "rss_peak_mb": round(max(peak_converging,
                                                                                       watch.peak_rss) / 2**20, 1),
                 "rss_steady_mb": round(watch.rss() / 2**20, 1),
+                # When the peak came (seconds from applying; the apply itself took apply_s), and RSS at all Ready.
+                "rss_peak_at_s": round(watch.peak_at - (started - watch.started), 1),
+                "rss_all_ready_mb": round(rss_ready / 2**20, 1),
                 "idle_cpu_s_per_min": round((cpu1 - cpu0) / minutes, 2),
                 "idle_cpu_percent_of_core": round(100 * (cpu1 - cpu0) / (minutes * 60), 2),
                 "harper_calls_per_min": round((calls1 - calls0) / minutes, 1),

@@ -67,6 +67,19 @@ from .tls import client_ssl_context
 
 log = logging.getLogger(__name__)
 
+# Seconds a cluster_status try waits before it is given up and sent again (see HarperClient.cluster_status).
+STATUS_FIRST_TRY = 2.0
+_status_locks: dict[tuple[int, str], asyncio.Lock] = {}
+
+
+def _status_lock(operations_url: str) -> asyncio.Lock:
+    """One cluster_status at a time to one node from this process (every cluster's client of it), per event loop."""
+    key = (id(asyncio.get_running_loop()), operations_url)
+    lock = _status_locks.get(key)
+    if lock is None:
+        lock = _status_locks[key] = asyncio.Lock()
+    return lock
+
 Observer = Callable[[str, str, float], None]
 T = TypeVar("T")
 
@@ -399,7 +412,7 @@ class HarperClient:
                                            url=self.operations_url, request_sent=True) from None
             except asyncio.TimeoutError:
                 raise TransientHarperError(operation, None, f"no answer within {timeout or self.timeout:g}s",
-                                           url=self.operations_url, request_sent=True) from None
+                                           url=self.operations_url, request_sent=True, timed_out=True) from None
             except aiohttp.InvalidURL:
                 raise InvalidTargetError(operation, None, "aiohttp cannot use operations_url",
                                          url=self.operations_url) from None
@@ -596,8 +609,22 @@ class HarperClient:
         return await self._call(name, dict(body), lambda parsed: parsed, timeout=timeout)
 
     async def cluster_status(self) -> ClusterStatus:
-        return await self._call("cluster_status", {"operation": "cluster_status"},
-                                ClusterStatus.model_validate, retry_stale=True)
+        """Harper 4.7.29 answers only one of the cluster_status requests one of its worker threads holds at once;
+        the others never get an answer (docs/harper-semantics.md, section 10; seen: 10 s lost in the verify loop
+        while a poller read the same node). This process sends one at a time to a node, and a try that is still
+        unanswered after STATUS_FIRST_TRY seconds (an answer takes milliseconds) is given up and sent again, until
+        the client's timeout."""
+        deadline = time.monotonic() + self.timeout
+        async with _status_lock(self.operations_url):
+            while True:
+                left = deadline - time.monotonic()
+                try:
+                    return await self._call("cluster_status", {"operation": "cluster_status"},
+                                            ClusterStatus.model_validate, timeout=max(min(STATUS_FIRST_TRY, left), 0.001),
+                                            retry_stale=True)
+                except TransientHarperError as e:
+                    if not e.timed_out or deadline - time.monotonic() <= 0.05:
+                        raise
 
     async def list_certificates(self) -> list[Certificate]:
         """The node's certificates (names, authority flag, serial numbers); read for a node that holds no records,

@@ -90,9 +90,10 @@ class TransientHarperError(HarperError):
     outcome = "transient"
 
     def __init__(self, operation: str, status: int | None, message: str, *, url: str | None = None,
-                 request_sent: bool = False) -> None:
+                 request_sent: bool = False, timed_out: bool = False) -> None:
         super().__init__(operation, status, message, url=url)
         self.request_sent = request_sent
+        self.timed_out = timed_out  # no answer within the timeout (Harper may never answer that request)
 
 
 class PermanentHarperError(HarperError):
