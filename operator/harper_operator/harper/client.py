@@ -623,8 +623,12 @@ class HarperClient:
                                             ClusterStatus.model_validate, timeout=max(min(STATUS_FIRST_TRY, left), 0.001),
                                             retry_stale=True)
                 except TransientHarperError as e:
-                    if not e.timed_out or deadline - time.monotonic() <= 0.05:
+                    if not e.timed_out:
                         raise
+                    if deadline - time.monotonic() <= 0.05:
+                        raise TransientHarperError("cluster_status", None, f"no answer within {self.timeout:g}s",
+                                                   url=self.operations_url, request_sent=True,
+                                                   timed_out=True) from None
 
     async def list_certificates(self) -> list[Certificate]:
         """The node's certificates (names, authority flag, serial numbers); read for a node that holds no records,
