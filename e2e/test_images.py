@@ -151,6 +151,7 @@ def test_operator_image_config_matches_the_dockerfile_contract(registry, built):
     env = _env(c)
     assert env["PATH"].startswith("/opt/harper-operator/bin:")
     assert env["PYTHONDONTWRITEBYTECODE"] == "1" and env["PYTHONUNBUFFERED"] == "1"
+    assert env["HOME"] == "/tmp"  # kubernetes.aio needs a home to import under a uid without a passwd entry
     assert c["Labels"]["org.opencontainers.image.version"] == images.operator_version()
     # Dockerfile contract: `docker build` would print the same entrypoint; check the file says so.
     dockerfile = (images.REPO_DIR / "operator" / "Dockerfile").read_text()

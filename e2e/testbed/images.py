@@ -455,8 +455,10 @@ def operator_image() -> ImageSpec:
     return ImageSpec(
         name="harper-operator", version=version, layers=(os_layer, _operator_venv_layer(os_layer)),
         entrypoint=("harper-operator", "run"),
-        # Bytecode was compiled at install time; the chart mounts the root filesystem read-only.
-        env={"PATH": f"{OPERATOR_VENV}/bin:{BASE_PATH}", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"},
+        # Bytecode was compiled at install time; the chart mounts the root filesystem read-only. HOME=/tmp:
+        # kubernetes.aio works out ~ when imported, which fails for a uid without a passwd entry.
+        env={"PATH": f"{OPERATOR_VENV}/bin:{BASE_PATH}", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1",
+             "HOME": "/tmp"},
         user=f"{NONROOT}:{NONROOT}", workdir="/", ports=("8080/tcp", "8081/tcp"),
         labels=_labels("harper-operator", "Kubernetes operator for Harper replication clusters", version,
                        "Apache-2.0"))

@@ -93,6 +93,7 @@ def test_dockerfile_leaves_everything_root_owned_and_readable():
     code = "\n".join(l for l in text.splitlines() if not l.lstrip().startswith("#"))
     assert "--chown" not in code and "chown " not in code and "chmod " not in code and "umask" not in code
     assert "PYTHONDONTWRITEBYTECODE=1" in code, "no __pycache__ writes into the read-only root"
+    assert "HOME=/tmp" in code, "kubernetes.aio works out ~ on import: a uid without a passwd entry needs HOME"
 
 
 def _operator_sources():
