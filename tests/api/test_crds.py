@@ -18,7 +18,7 @@ def test_committed_crd_matches_models(name):
 
 @pytest.mark.parametrize("name", sorted(crds()))
 def test_chart_carries_the_same_crds(name):
-    from harper_operator.cli import chart_template
+    from harper_operator.api.crd import chart_template
 
     chart = ROOT / "helm" / "harper-operator" / "templates" / "crds" / name
     if not (ROOT / "helm" / "harper-operator").exists():

@@ -16,7 +16,7 @@ import yaml
 from chart_support import CHART, ROOT, find, one
 
 from harper_operator.api.crd import crds
-from harper_operator.cli import chart_template
+from harper_operator.api.crd import chart_template
 
 TEMPLATES = CHART / "templates" / "crds"
 GROUP = "harperoperator.dev"

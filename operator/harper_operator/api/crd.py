@@ -151,3 +151,29 @@ HEADER = "# Generated from operator/harper_operator/api by `make crds`; do not e
 
 def render(manifest: dict[str, Any]) -> str:
     return HEADER + yaml.safe_dump(manifest, sort_keys=False, width=110)
+
+
+# What `crds --chart-out` adds to each CRD: the chart's labels, and Helm's keep policy, so `helm uninstall` (or an
+# upgrade with crds.create=false) never deletes a CRD, which would delete every HarperCluster and HarperNode with it.
+_LABELS = "__HARPER_OPERATOR_CHART_LABELS__"
+KEEP = {"helm.sh/resource-policy": "keep"}
+
+
+def chart_template(name: str, manifest: dict) -> str:
+    """One CRD as a template of the Helm chart (helm/harper-operator/templates/crds/): the same manifest as in
+    crds/, behind the value crds.create, with the chart's labels and the keep annotation. Helm renders templates,
+    and so updates them on `helm upgrade`, unlike the files of a chart's crds/ folder. `{{` in the generated text
+    (a description, say) is escaped so Helm prints it as it is."""
+    meta = manifest["metadata"]
+    if meta.get("labels"):
+        raise ValueError("the generated CRDs carry no labels of their own; merge them here before adding any")
+    labelled = {**manifest, "metadata": {
+        **meta, "labels": _LABELS, "annotations": {**meta.get("annotations", {}), **KEEP}}}
+    body = yaml.safe_dump(labelled, sort_keys=False, width=110).replace("{{", '{{ "{{" }}')
+    body = body.replace(f"  labels: {_LABELS}\n",
+                        '  labels:\n    {{- include "harper-operator.labels" . | nindent 4 }}\n', 1)
+    assert _LABELS not in body, "the labels placeholder was not replaced"
+    return ("{{- /* Generated from operator/harper_operator/api by `make crds` (harper-operator crds --chart-out); "
+            "do not edit.\n"
+            f"The same CRD as the repository's crds/{name}, as a template so that `helm upgrade` updates it. */}}}}\n"
+            '{{- if include "harper-operator.crds.create" . }}\n' + body + "{{- end }}\n")
