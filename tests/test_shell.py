@@ -93,3 +93,4 @@ async def test_no_more_rounds_run_at_once_than_the_limit():
     assert most == 2
     async with registry.round_slot(0), registry.round_slot(0):  # 0: no limit
         pass
+

@@ -109,6 +109,53 @@ async def test_a_steady_round_reads_cluster_status_once_per_member_and_nothing_e
     assert {c.node for c in fleet.calls[before:] if c.operation == "routes"} == {A, B, C}
 
 
+class SlowReads(FakePool):
+    """The FAKE pool, with every Harper read taking a moment: how many of one member's reads are in flight at once."""
+
+    READS = ("cluster_status", "loaded_routes", "cluster_get_routes", "list_certificates")
+
+    def __init__(self, fleet: FakeFleet):
+        super().__init__(fleet)
+        self.in_flight: dict[str, int] = {}
+        self.most: dict[str, int] = {}
+
+    def client(self, access):
+        inner = super().client(access)
+        pool = self
+
+        class Client:
+            def __getattr__(self, name):
+                call = getattr(inner, name)
+                if name not in SlowReads.READS:
+                    return call
+
+                async def slow(*args, **kwargs):
+                    pool.in_flight[inner.name] = pool.in_flight.get(inner.name, 0) + 1
+                    pool.most[inner.name] = max(pool.most.get(inner.name, 0), pool.in_flight[inner.name])
+                    try:
+                        await asyncio.sleep(0.02)
+                        return await call(*args, **kwargs)
+                    finally:
+                        pool.in_flight[inner.name] -= 1
+                return slow
+        return Client()
+
+
+async def test_a_members_first_look_asks_everything_at_once_and_later_ones_only_cluster_status(fleet, fake_kube):
+    """Before a new cluster's first write, a member's first look costs one round trip, not three in a row
+    (bench/converge.py): cluster_status, both routes and the certificates all go out together."""
+    r, _ = reconciler(fleet)
+    r.pool = SlowReads(fleet)
+    body, members = cluster_body(), nodes(A, B, C)
+    await r.reconcile(body, members)
+    assert r.pool.most == {A: 4, B: 4, C: 4}
+    assert any(c.operation == "add_node" for c in fleet.calls)  # what the first look read was good for planning
+    await converge(r, body, members, fake_kube)
+    r.pool.most.clear()
+    await r.reconcile(body, members)
+    assert r.pool.most == {A: 1, B: 1, C: 1}
+
+
 async def test_the_sights_kept_between_rounds_hold_no_parsed_cluster_status(fleet, fake_kube):
     """Between rounds a member's last sight keeps the probe, the routes and whether every peer was connected, not
     the parsed cluster_status (bench/scale.py: at 1,000 members those answers were the largest part of the heap)."""
@@ -520,3 +567,65 @@ def test_fresh_work_is_a_write_the_round_did_not_plan():
     assert not _fresh([RemoveNode(A, "ghost")], done)  # still showing: waiting may help
     assert not _fresh([Restart(B, "reconnect to its peers", settle=True)], done)  # the budget decides restarts
     assert _fresh([RemoveNode(A, "ghost"), RemoveNode(A, "other")], done)
+
+
+def test_the_verify_loop_looks_often_just_after_its_writes_and_less_as_more_clusters_verify():
+    from harper_operator.controller.loop import VERIFY_POLL_FAST, VERIFY_POLL_MAX, verify_delay
+    assert verify_delay(0.0, 4) == VERIFY_POLL_FAST == 0.1  # a mesh 0.65 s after the writes is seen by 0.7 s
+    assert verify_delay(5.0, 4) == VERIFY_POLL_MAX
+    assert verify_delay(0.0, 40) == pytest.approx(0.2)  # 40 members verifying: 200 reads a second between them
+    assert verify_delay(0.0, 4_000) == VERIFY_POLL_MAX  # never slower than before this pace existed
+
+
+async def test_a_verify_counts_its_members_while_it_runs_and_releases_them_however_it_ends(fleet, fake_kube):
+    from harper_operator.controller import loop
+    r, _ = reconciler(fleet)
+    r.verify_timeout = 0.3
+    seen = []
+    looks = r._look_all
+
+    async def look_all(m):
+        seen.append(loop._verifying["members"])
+        return await looks(m)
+    r._look_all = look_all
+    fleet.model.stop(C)  # never meshes: the verify runs to its timeout
+    await r.reconcile(cluster_body(), nodes(A, B, C))
+    assert max(seen) == 3 and loop._verifying["members"] == 0
+
+
+async def test_a_link_coming_up_one_end_first_is_waited_for_not_taken_for_a_restart(fleet, fake_kube):
+    """While Harper meshes, a link shows up at one end first, which is also how a member that needs a restart
+    looks (`reconnect`). Within MESHING of its writes the verify loop keeps looking, so the round ends Ready
+    (bench/converge.py: it ended at such a look, not Ready, and Ready waited 2 to 5 s for the next round)."""
+    from dataclasses import replace
+    r, _ = reconciler(fleet)
+    r.verify_timeout = 5
+    transient = {"looks": 3}
+    observe_node = fleet.model.observe_node
+
+    def one_end_first(name):
+        seen = observe_node(name)
+        if name == A and B in seen.peers and transient["looks"] > 0:
+            transient["looks"] -= 1
+            seen = replace(seen, peers={**seen.peers, B: replace(seen.peers[B], connected=False)})
+        return seen
+    fleet.model.observe_node = one_end_first
+    result = await r.reconcile(cluster_body(), nodes(A, B, C))
+    assert transient["looks"] == 0 and result.converged
+
+
+async def test_new_members_during_the_verify_end_it_for_the_next_round(fleet, fake_kube):
+    """A `kubectl apply` creates HarperNodes one by one: a round that saw only the first ones must not wait out
+    their mesh before the next round joins the rest. New members end its verify at the next look."""
+    r, _ = reconciler(fleet)
+    r.verify_timeout = 5
+    looks = []
+    look_all = r._look_all
+
+    async def counted(m):
+        looks.append(len(m.members))
+        return await look_all(m)
+    r._look_all = counted
+    fleet.model.stop(C)  # the verify would wait for C until its timeout
+    result = await r.reconcile(cluster_body(), nodes(A, B, C), members_changed=lambda: True)
+    assert looks == [3, 3] and result.again  # the round's look, one verify look, and the next round is due at once

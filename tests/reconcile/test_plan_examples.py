@@ -12,12 +12,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "e2e" / "simulator"))
 
+import pytest  # noqa: E402
 from harper_model import HarperModel, ModelNode, run_operator, verify  # noqa: E402
 from harper_operator.reconcile import (AddNode, DeleteRoutes, DesiredCluster, DesiredNode, ObservedCluster,
                                        ObservedNode, RemoveNode, Restart, Route, SetRoutes, Subscription,
-                                       UpdateNode, diagnose, pending_restart, plan)
+                                       UpdateNode, choose_seed, diagnose, pending_restart, plan)
 from harper_operator.reconcile.plan import waiting_for_restarts
-from harper_operator.reconcile.topology import pair_subscriptions, url_key
+from harper_operator.reconcile.topology import PeerRecord, pair_subscriptions, url_key
 
 T = Subscription("data", "t", True, True)
 U_IN = Subscription("data", "u", True, False)
@@ -153,6 +154,36 @@ def test_ghost_record_is_removed_once_on_the_seed():
     assert plan(d, m.observe()) == [RemoveNode("n1", "10.9.9.9")]
     run_operator(m, d)
     assert verify(m, d) == []
+
+
+def _seen(rows: dict[str, str]) -> ObservedCluster:
+    """What 4 real nodes showed while a seed's add_node calls took effect (4.7.29, polled every 40 ms): per node, its
+    records as "peer:1" (connected) or "peer:0"."""
+    nodes = {}
+    for name, listed in rows.items():
+        peers = {}
+        for item in listed.split():
+            peer, up = item.split(":")
+            peers[peer] = PeerRecord(peer, f"wss://{peer}:9933", None, None, True, up == "1")
+        nodes[name] = ObservedNode(name, True, peers=peers)
+    return ObservedCluster(nodes=nodes)
+
+
+@pytest.mark.parametrize("moment", [
+    # 0.24 s after the calls: the seed's three records still down, one joined node's record of it up
+    {"n1": "n2:0 n3:0 n4:0", "n2": "n1:0", "n3": "n1:0", "n4": "n1:1 n2:0 n3:0"},
+    # 0.34 s: gossip under way, the seed's records coming up one at a time
+    {"n1": "n2:1 n3:0 n4:0", "n2": "n1:1 n3:0 n4:0", "n3": "n1:1 n2:0 n4:0", "n4": "n1:1 n2:0"},
+    # two nodes meeting for the first time: the seed's records up, the joined nodes' records of it down for a second
+    {"n1": "n2:1 n3:1 n4:0", "n2": "n1:0", "n3": "n1:0", "n4": "n1:0"},
+])
+def test_a_mesh_on_its_way_keeps_its_seed_and_plans_no_write(moment):
+    """Right after the seed's add_node calls every joined node's record comes up in its own time; no look at any
+    such moment may pick another seed and plan add_node calls on it (bench/converge.py saw one 0.1 s after the
+    writes: two needless writes, and a round cut short)."""
+    d = full("n1", "n2", "n3", "n4")
+    assert choose_seed(d, _seen(moment)) == "n1"
+    assert [op for op in plan(d, _seen(moment)) if isinstance(op, AddNode)] == []
 
 
 def test_node_removed_by_hand_is_added_back_then_waits_for_its_restart():

@@ -7,6 +7,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -15,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "e2e" / "simulator"
 from harper_model import HarperModel, run_operator, verify  # noqa: E402
 from harper_operator.reconcile import (DesiredCluster, DesiredNode, Problem, Restart, RestartLedger, Route,
                                        Subscription, admit, pending_restart, plan, restarts_for_pending)
+from harper_operator.reconcile.restarts import next_admission
 
 EMPTY = RestartLedger()
 ROUTES = "load replication routes"
@@ -52,6 +54,21 @@ def test_a_settling_restart_waits_for_the_picture_to_last():
     admitted, _, ledger = admit(ledger, [settle("a")], 110.0)
     assert admitted == [settle("a")]
     assert ledger.done == {"a": ("reconnect to its peers", 110.0)} and ledger.wanted_since == {}
+
+
+def test_the_next_round_is_due_when_a_held_back_restart_may_be_made():
+    """The daemon sleeps no longer than until a waiting restart's grace (or its node's cooldown) is over."""
+    _, _, ledger = admit(EMPTY, [settle("a")], 100.0)
+    assert next_admission(ledger, [settle("a")], 103.0) == pytest.approx(7.0)
+    assert next_admission(ledger, [settle("a", "x"), Restart("a", "y", settle=True, grace=60.0)], 103.0) == \
+        pytest.approx(7.0)  # its reasons merged as admit() merges them
+    assert next_admission(ledger, [settle("a")], 110.0) is None  # due now: nothing to wait for
+    admitted, _, done = admit(ledger, [settle("a")], 110.0)
+    assert admitted and next_admission(done, [], 111.0) is None  # made, nothing waits
+    _, _, again = admit(done, [settle("a")], 115.0)  # wanted again while coming back: the cooldown holds it
+    assert next_admission(again, [settle("a")], 130.0) == pytest.approx(100.0)
+    _, _, owed = admit(EMPTY, [Restart("b", ROUTES)], 0.0, unreachable={"b"})
+    assert next_admission(owed, [Restart("b", ROUTES)], 1.0) is None  # held back by its node being down, not time
 
 
 def test_a_picture_that_goes_away_starts_its_grace_again():

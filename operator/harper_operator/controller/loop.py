@@ -22,7 +22,7 @@ from ..harper.errors import FalseSuccessError, HarperError, PermanentHarperError
 from ..reconcile.plan import Operation, RemoveNode, Restart, diagnose, pending_restart, plan, waiting_for_restarts
 from ..reconcile.ghosts import hold_ghost_removals
 from ..reconcile.problems import Problem
-from ..reconcile.restarts import RestartLedger, admit, restarts_for_pending
+from ..reconcile.restarts import RestartLedger, admit, next_admission, restarts_for_pending
 from ..reconcile.topology import DesiredCluster, url_key
 from .clients import ClientPool
 from .execute import execute
@@ -36,7 +36,22 @@ log = logging.getLogger(__name__)
 # Seconds after the operator's start, the cluster's creation or its newest member's during which a ghost record
 # waits out the ghost grace (see ClusterReconciler._hold_ghosts).
 GHOST_YOUTH = 60.0
-VERIFY_POLL_MAX = 0.5  # seconds between the verify loop's looks, at most
+# For MESHING seconds after a round's writes Harper is taken to be meshing (0.5 to 0.7 s after the last add_node on
+# loopback, 2 to 3 s when two nodes first meet): the verify loop looks again every VERIFY_POLL_FAST seconds, and a
+# link seen up at one end only is a link coming up, not a member that needs a restart. Then it looks every
+# VERIFY_POLL_MAX. The process's verify loops together read at most about VERIFY_READS_PER_SECOND cluster_status a
+# second: with many clusters converging at once each looks less often, never less than every VERIFY_POLL_MAX.
+MESHING = 2.0
+VERIFY_POLL_FAST = 0.1
+VERIFY_POLL_MAX = 0.5
+VERIFY_READS_PER_SECOND = 200.0
+_verifying = {"members": 0}  # members whose cluster's round is verifying now, over the whole process
+
+
+def verify_delay(elapsed: float, verifying_members: int) -> float:
+    """Seconds until the verify loop's next look, `elapsed` seconds after its writes."""
+    wanted = VERIFY_POLL_FAST if elapsed < MESHING else VERIFY_POLL_MAX
+    return min(max(wanted, verifying_members / VERIFY_READS_PER_SECOND), VERIFY_POLL_MAX)
 
 LEGACY_RETAINED_PREFIX = "retained.harperoperator.dev/"  # written by 0.1.0; still honoured
 
@@ -77,6 +92,7 @@ class Result:
     permanent: bool = False
     ready_nodes: int = 0
     max_lag_ms: float | None = None
+    restart_due: float | None = None  # seconds until a restart held back by its grace or cooldown may be made
 
 
 async def _secret(namespace: str, name: str) -> SecretData | None:
@@ -218,6 +234,7 @@ class Restarts:
     problems: list[Problem] = field(default_factory=list)
     before: RestartLedger = field(default_factory=RestartLedger)
     ledger: RestartLedger = field(default_factory=RestartLedger)
+    due: float | None = None  # seconds until a restart held back now may be made (next_admission)
 
 
 class ClusterReconciler:
@@ -293,13 +310,18 @@ class ClusterReconciler:
                                            grace=self.restart_grace, cooldown=self.restart_cooldown,
                                            changed_at=pods.replaced_at if pods else None)
         self._wanted_since = dict(ledger.wanted_since)
-        return Restarts(admitted, problems, before, ledger)
+        return Restarts(admitted, problems, before, ledger,
+                        due=next_admission(ledger, wanted, self.clock(), grace=self.restart_grace,
+                                           cooldown=self.restart_cooldown))
 
     async def reconcile(self, body: Mapping[str, Any], nodes: list[Mapping[str, Any]], *,
                         declared: Declared = Declared(),
-                        stopped: Callable[[], bool] = lambda: False, pods: PodView | None = None) -> Result:
+                        stopped: Callable[[], bool] = lambda: False,
+                        members_changed: Callable[[], bool] = lambda: False, pods: PodView | None = None) -> Result:
         """One round. `declared`: what the namespace's HarperNodes declare; `stopped`: start no new write once true;
-        `pods`: the Kubernetes side of a provisioned cluster (spec.instances), None otherwise."""
+        `members_changed`: HarperNodes came or went since the round began, so the next round has work the verify
+        loop need not wait for; `pods`: the Kubernetes side of a provisioned cluster (spec.instances), None
+        otherwise."""
         generation = body["metadata"].get("generation")
         try:
             spec = HarperClusterSpec.model_validate(body.get("spec") or {})
@@ -330,10 +352,16 @@ class ClusterReconciler:
                 # peers restarted one by one).
                 owed = [r for reasons in restarts.ledger.owed.values() for r in reasons]
                 owed += [r.reason for r in restarts.admitted]
-                sights, now_intent = await self._verify(body, spec, m, declared, stopped, patient=failure is None,
-                                                        waiting=waiting_for_restarts(owed), done=ops)
+                # New members end the verify too: a `kubectl apply` creates HarperNodes one by one, and a round
+                # that saw only the first ones waited out their mesh (0.4 to 0.8 s) before the next round joined
+                # the rest (bench/converge.py). Any poke would not do: Kopf's create handlers lag its index, and a
+                # poke for a member the round already has ended the verify with nothing new to do.
+                sights, now_intent = await self._verify(body, spec, m, declared,
+                                                        lambda: stopped() or members_changed(),
+                                                        patient=failure is None, waiting=waiting_for_restarts(owed),
+                                                        done=ops)
                 # Work that appeared meanwhile (a pod that began to answer) is done by the next round, at once.
-                result.again = _fresh(now_intent.operations, ops)
+                result.again = _fresh(now_intent.operations, ops) or members_changed()
         else:
             restarts.ledger = settle_restarts(restarts.before, restarts.ledger, restarts.admitted, ran=set())
         diagnosed = dict(now_intent.diagnosed)
@@ -367,6 +395,7 @@ class ClusterReconciler:
                          and failure is None and not now_intent.pending_restart)
         lags = [s.status.max_lag_ms for s in sights.values() if s.status and s.status.max_lag_ms is not None]
         result.max_lag_ms = max(lags) if lags else None
+        result.restart_due = restarts.due
         ready = next((c for c in written.get("conditions", []) if c["type"] == "Ready"), {})
         stalled = next((c for c in written.get("conditions", []) if c["type"] == "Stalled"), {})
         result.converged = ready.get("status") == "True"
@@ -425,29 +454,44 @@ class ClusterReconciler:
                       waiting: set[str] = frozenset(), done: list[Operation] = ()):
         """A 200 from Harper is not proof: re-read until cluster_status shows the plan done, or time runs out
         (not patient: read once). `waiting`: wiped nodes that join only after their peers' restarts."""
-        deadline = time.monotonic() + (self.verify_timeout if patient else 0)
-        delay = 0.25
+        began = time.monotonic()
+        deadline = began + (self.verify_timeout if patient else 0)
+        counted = len(m.members)
+        _verifying["members"] += counted
+        try:
+            return await self._verify_looks(body, spec, m, declared, stopped, deadline, began, waiting, done)
+        finally:
+            _verifying["members"] -= counted
+
+    async def _verify_looks(self, body, spec: HarperClusterSpec, m: Membership, declared: Declared, stopped,
+                            deadline: float, began: float, waiting: set[str], done: list[Operation]):
         while True:
             sights = await self._look_all(m)
             now_intent = intent(m, sights, body, spec, declared)
-            # A node that waits for a restart will not connect by waiting: stop verifying it.
+            # A node that waits for a restart will not connect by waiting: stop verifying it. Not while Harper is
+            # still meshing: then a link comes up one end first, which looks like a member needing a restart (seen
+            # 0.1 s after the writes; the round ended there, not Ready, and Ready waited for the next one).
             others = stuck(m, sights)
+            restarting = set(now_intent.pending_restart) if time.monotonic() - began >= MESHING else set()
             # A ghost still inside its grace will not be removed by waiting here.
             remaining, _ = hold_ghost_removals(now_intent.operations, m.desired.by_name(), self._ghost_since,
                                                self.clock(), self._grace_now)
             settled = not remaining and all(
                 not missing_peers(x, sights.get(x.hostname), m, others | waiting)
-                or x.hostname in now_intent.pending_restart or x.hostname in waiting
+                or x.hostname in restarting or x.hostname in waiting
                 for x in m.members if x.managed)
+            log.debug("%s/%s: verify: %s left to do, %s%s", self.namespace, self.name,
+                      [op.describe() for op in now_intent.operations] or "nothing",
+                      "settled" if settled else "peers missing",
+                      f", restart pending for {now_intent.pending_restart}" if now_intent.pending_restart else "")
             # New work (a member that began to answer can now be joined) will not be done by waiting here: seen on
             # pods, the verify of two add_node held back two more pods that became Ready meanwhile for 30 s.
             if settled or stopped() or time.monotonic() >= deadline or _fresh(remaining, done):
                 return sights, now_intent
-            await asyncio.sleep(delay)
-            # Harper meshes within seconds of the last add_node (3.8 s for 4 nodes by hand): a look every half
-            # second costs a cluster_status per member and ends the round within ~0.5 s of the mesh (with a
-            # 2 s cap, Ready came up to 2 s after it; issue 12).
-            delay = min(delay * 2, VERIFY_POLL_MAX)
+            # Ready comes one look after the mesh: with looks 0.25 s then 0.5 s apart, a mesh 0.65 s after the last
+            # add_node was seen 0.85 s after it (bench/converge.py; issue 12).
+            now = time.monotonic()
+            await asyncio.sleep(min(verify_delay(now - began, _verifying["members"]), max(deadline - now, 0.0)))
 
 
 def _created(obj: Mapping[str, Any]) -> float:

@@ -4,8 +4,9 @@ This is the one wire -> core translation of what Harper shows (peer records, sub
 place where anything that goes wrong with one member becomes that member's Problem: one bad Secret, URL or
 answer never stops the round for the others.
 
-At steady state a member costs one Harper read a round (cluster_status). The rest is read only when it can tell
-something new (`previous` is the member's last sight in this process):
+A member's first look in this process reads everything below at once, in one round trip. At steady state a member
+costs one Harper read a round (cluster_status). The rest is read only when it can tell something new (`previous` is
+the member's last sight in this process):
 * the replication probe: when the last one did not find Harper there, its URL or TLS settings changed, it is
   older than PROBE_FRESH and a peer is not connected, or it is older than PROBE_MAX_AGE (the certificate in the
   status is refreshed that often);
@@ -110,48 +111,92 @@ def _routes(raw: list[wire.Route]) -> tuple[Route, ...]:
     return tuple(sorted({route_from_wire(r) for r in raw}))
 
 
-async def _look(member: Member, pool: ClientPool, previous: Sight | None, routes_declared: bool,
-                alone: bool) -> Sight:
-    client = pool.client(member.access)
-    now = time.monotonic()
-    if previous is not None and previous.probe_still_holds(member, now):
-        status, probe, probed_at = await client.cluster_status(), previous.probe, previous.probed_at
-    else:
-        status, probe = await asyncio.gather(
-            client.cluster_status(),
-            probe_replication(member.spec.url, verify_tls=member.access.verify_tls, ca_pem=member.access.ca_pem))
-        probed_at = now
-    sight = Sight(member, status=status, probe=probe, probed_at=probed_at)
+def _member_problem(sight: Sight) -> Problem | None:
+    """What the member's own answers show to be wrong with it: Harper there under another name, or no Harper at
+    its replication URL."""
+    member, status, probe = sight.member, sight.status, sight.probe
     if status.node_name and status.node_name != member.hostname:
-        return replace(sight, problem=Problem(
+        return Problem(
             "HostnameMismatch", f"Harper at {member.spec.operations_url} calls itself {status.node_name!r}, "
                                 f"but spec.hostname is {member.hostname!r}: the operator leaves both records alone; "
                                 "recreate the HarperNode with spec.hostname set to the node's replication.hostname, "
-                                "or fix operationsUrl"))
+                                "or fix operationsUrl")
     if not probe.reachable and (probe.http_status is not None or probe.close_code is not None):
         # Something answers there, and it is not Harper: a wrong port or host, which waiting will not fix.
-        return replace(sight, problem=Problem(
-            "NotHarper", f"{probe.error}: no peer record is written for it; fix spec.url (Harper's replication "
-                         "port, 9933 by default)"))
+        return Problem("NotHarper", f"{probe.error}: no peer record is written for it; fix spec.url (Harper's "
+                                    "replication port, 9933 by default)")
     if not probe.reachable:
-        return replace(sight, problem=Problem(
-            "ReplicationUnreachable", f"Harper's replication protocol does not answer at {member.spec.url} "
-                                      f"({probe.error}): fix spec.url or the node's replication port",
-            permanent=False))
-    if routes_declared or previous is None or not previous.saw_no_routes():
-        # 4.7 connects the routes it loaded at start-up; the file (what the next start uses) may differ.
+        return Problem("ReplicationUnreachable", f"Harper's replication protocol does not answer at {member.spec.url} "
+                                                 f"({probe.error}): fix spec.url or the node's replication port",
+                       permanent=False)
+    return None
+
+
+def _needs_ca(status: wire.ClusterStatus, alone: bool) -> bool:
+    """No records: new, or wiped. Its own CA tells which, against the one its peers' records show."""
+    return not status.connections and bool(status.node_name) and not alone
+
+
+async def _certificates(client) -> list[wire.Certificate] | None:
+    try:
+        return await client.list_certificates()
+    except HarperError:  # unknown: the node is then taken for a new one, as before this check existed
+        return None
+
+
+def _with_ca(sight: Sight, certificates: list[wire.Certificate] | None) -> Sight:
+    own = wire.own_authority(certificates, sight.status.node_name) if certificates is not None else None
+    return replace(sight, ca_serial=own.serial_number if own else None)
+
+
+def _probe(member: Member):
+    return probe_replication(member.spec.url, verify_tls=member.access.verify_tls, ca_pem=member.access.ca_pem)
+
+
+async def _first_look(member: Member, client, alone: bool) -> Sight:
+    """A member's first look in this process asks everything at once: one round trip, not three in a row, before
+    a new cluster's first write (bench/converge.py). The routes and certificates are read whatever cluster_status
+    says; its answer decides whether they count."""
+    now = time.monotonic()
+    status, probe, loaded, on_disk, certificates = await asyncio.gather(
+        client.cluster_status(), _probe(member), client.loaded_routes(), client.cluster_get_routes(),
+        _certificates(client) if not alone else asyncio.sleep(0), return_exceptions=True)
+    for answer in (status, probe, loaded, on_disk, certificates):  # cluster_status's failure first: it names the cause
+        if isinstance(answer, BaseException):
+            raise answer
+    sight = Sight(member, status=status, probe=probe, probed_at=now)
+    if problem := _member_problem(sight):
+        return replace(sight, problem=problem)
+    # 4.7 connects the routes it loaded at start-up; the file (what the next start uses) may differ.
+    sight = replace(sight, routes=_routes(loaded), routes_on_disk=_routes(on_disk))
+    return _with_ca(sight, certificates) if _needs_ca(status, alone) else sight
+
+
+async def _look_again(member: Member, client, previous: Sight, routes_declared: bool, alone: bool) -> Sight:
+    """A later look reads only what can tell something new (see the module's docstring)."""
+    now = time.monotonic()
+    if previous.probe_still_holds(member, now):
+        status, probe, probed_at = await client.cluster_status(), previous.probe, previous.probed_at
+    else:
+        status, probe = await asyncio.gather(client.cluster_status(), _probe(member))
+        probed_at = now
+    sight = Sight(member, status=status, probe=probe, probed_at=probed_at)
+    if problem := _member_problem(sight):
+        return replace(sight, problem=problem)
+    if routes_declared or not previous.saw_no_routes():
         loaded, on_disk = await asyncio.gather(client.loaded_routes(), client.cluster_get_routes())
         sight = replace(sight, routes=_routes(loaded), routes_on_disk=_routes(on_disk))
     else:
         sight = replace(sight, routes=(), routes_on_disk=())
-    if not status.connections and status.node_name and not alone:
-        # No records: new, or wiped. Its own CA tells which, against the one its peers' records show.
-        try:
-            own = wire.own_authority(await client.list_certificates(), status.node_name)
-        except HarperError:  # unknown: the node is then taken for a new one, as before this check existed
-            own = None
-        sight = replace(sight, ca_serial=own.serial_number if own else None)
-    return sight
+    return _with_ca(sight, await _certificates(client)) if _needs_ca(status, alone) else sight
+
+
+async def _look(member: Member, pool: ClientPool, previous: Sight | None, routes_declared: bool,
+                alone: bool) -> Sight:
+    client = pool.client(member.access)
+    if previous is None:
+        return await _first_look(member, client, alone)
+    return await _look_again(member, client, previous, routes_declared, alone)
 
 
 async def look(member: Member, pool: ClientPool, previous: Sight | None = None, *, routes_declared: bool = True,

@@ -43,6 +43,11 @@ def neighbours(index: kopf.Index, namespace: str, cluster: str) -> list:
 
 
 PROGRESS_BACKOFF = 10.0  # seconds: the longest wait between rounds while a cluster is on its way
+RESTART_DUE_MARGIN = 0.2  # seconds after a held-back restart's grace ends that the round which makes it comes
+
+
+def _names(nodes) -> set[str]:
+    return {n["metadata"]["name"] for n in nodes}
 
 
 def _interval(body) -> float:
@@ -82,7 +87,9 @@ async def run_cluster(namespace, name, body, stopped, members: kopf.Index, decla
                     others = neighbours(members, namespace, name) if provisioned else []
                     pods = await provisioner.ensure(body, nodes, converged=converged, others=others)
                     result = await reconciler.reconcile(body, nodes, declared=Declared.of(declared.get(namespace, ())),
-                                                        stopped=stopping, pods=pods)
+                                                        stopped=stopping, members_changed=lambda: _names(
+                                                            members.get((namespace, name), [])) != _names(nodes),
+                                                        pods=pods)
                     # The roll's gate is Harper's own picture: the cluster is not Ready while it rolls.
                     converged = result.meshed
                 metrics.RECONCILES.labels("converged" if result.converged else
@@ -99,6 +106,8 @@ async def run_cluster(namespace, name, body, stopped, members: kopf.Index, decla
                     wait, backoff = min(wait, backoff), min(backoff * 2, wait, PROGRESS_BACKOFF)
                     if result.again and not hurried:  # once in a row: a plan that keeps changing gets the back-off
                         wait = 0.0
+                    if result.restart_due is not None:  # a restart's grace ends before the back-off does
+                        wait = min(wait, result.restart_due + RESTART_DUE_MARGIN)
                 hurried = result.again and wait == 0.0
             except Exception as e:  # the daemon must outlive any one round
                 metrics.RECONCILES.labels("error").inc()

@@ -180,3 +180,27 @@ def admit(ledger: RestartLedger, wanted: Sequence[Restart], now: float, *, unrea
         done=dict(sorted(done.items())),
         wanted_since={n: t for n, t in since.items() if n not in made},
         owed=dict(sorted(owed.items())))
+
+
+def next_admission(ledger: RestartLedger, wanted: Sequence[Restart], now: float, *, grace: float = 10.0,
+                   cooldown: float = 120.0) -> float | None:
+    """Seconds until the soonest restart wanted now but held back by its grace or its node's cooldown could be
+    admitted; None when none waits for either. `ledger`: what admit() returned for `wanted` at `now`.
+
+    A round that ends with a restart waiting otherwise sleeps its whole back-off (2 s, then 4, then up to the
+    interval), and the restart came up to a back-off after its grace (bench/drift.py)."""
+    wishes: dict[str, list[Restart]] = {}
+    for r in wanted:
+        wishes.setdefault(r.on, []).append(r)
+    due = []
+    for node, ws in wishes.items():
+        since = ledger.wanted_since.get(node)
+        if since is None:
+            continue  # admitted now, or wanted without a grace
+        want = _merge(node, ws)
+        at = since + _grace(want, grace) if want.settle else now
+        if node in ledger.done:
+            at = max(at, ledger.done[node][1] + cooldown)
+        if at > now:
+            due.append(at - now)
+    return min(due) if due else None
