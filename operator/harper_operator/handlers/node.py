@@ -7,7 +7,6 @@ import logging
 from datetime import datetime, timezone
 
 import kopf
-from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from .. import kube, metrics
@@ -58,7 +57,7 @@ async def _remember_retained(namespace: str, cluster: dict, hostname: str) -> No
         await kube.patch_metadata("harperclusters", namespace, cluster["metadata"]["name"], {
             "resourceVersion": cluster["metadata"]["resourceVersion"],
             "annotations": {RETAINED_ANNOTATION: json.dumps(names)}})
-    except ApiException as e:
+    except kube.ApiException as e:
         if e.status == 409:  # someone else changed the cluster meanwhile: read it again and retry
             raise kopf.TemporaryError("the HarperCluster changed while recording a retained node", delay=1)
         raise
