@@ -153,6 +153,12 @@ def _probe(member: Member):
     return probe_replication(member.spec.url, verify_tls=member.access.verify_tls, ca_pem=member.access.ca_pem)
 
 
+def _raise_any(*answers) -> None:
+    for answer in answers:
+        if isinstance(answer, BaseException):
+            raise answer
+
+
 async def _first_look(member: Member, client, alone: bool) -> Sight:
     """A member's first look in this process asks everything at once: one round trip, not three in a row, before
     a new cluster's first write (bench/converge.py). The routes and certificates are read whatever cluster_status
@@ -161,12 +167,11 @@ async def _first_look(member: Member, client, alone: bool) -> Sight:
     status, probe, loaded, on_disk, certificates = await asyncio.gather(
         client.cluster_status(), _probe(member), client.loaded_routes(), client.cluster_get_routes(),
         _certificates(client) if not alone else asyncio.sleep(0), return_exceptions=True)
-    for answer in (status, probe, loaded, on_disk, certificates):  # cluster_status's failure first: it names the cause
-        if isinstance(answer, BaseException):
-            raise answer
+    _raise_any(status, probe)  # cluster_status's failure first: it names the cause
     sight = Sight(member, status=status, probe=probe, probed_at=now)
-    if problem := _member_problem(sight):
+    if problem := _member_problem(sight):  # before the routes' failures, as when they were read after it
         return replace(sight, problem=problem)
+    _raise_any(loaded, on_disk, certificates)
     # 4.7 connects the routes it loaded at start-up; the file (what the next start uses) may differ.
     sight = replace(sight, routes=_routes(loaded), routes_on_disk=_routes(on_disk))
     return _with_ca(sight, certificates) if _needs_ca(status, alone) else sight
