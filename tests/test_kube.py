@@ -7,9 +7,14 @@ made in the running loop and closed by close(). e2e/test_kube.py runs every call
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import kubernetes.client.exceptions
 import pytest
@@ -188,3 +193,18 @@ def test_plain_is_the_apis_camel_case():
     assert plain["spec"]["serviceName"] == "hc" and plain["spec"]["selector"] == {"matchLabels": {"a": "b"}}
     assert plain["metadata"]["ownerReferences"][0]["blockOwnerDeletion"] is True
     json.dumps(plain)
+
+
+@pytest.mark.parametrize("provisioning", [False, True])
+def test_preload_imports_the_api_classes_the_rounds_call_before_the_loop_starts(provisioning):
+    """The client imports an API class and its models on first use (CoreV1Api: 0.56 s), which inside the event
+    loop stalled the process's first cluster; preload() does it at the start. In a fresh interpreter: this one has
+    imported them already."""
+    code = ("import sys; from harper_operator import kube; "
+            f"kube.preload(provisioning={provisioning}); "
+            "print(sorted(m.rsplit('.', 1)[1] for m in sys.modules if m.startswith('kubernetes.aio.client.api.')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          env={**os.environ, "PYTHONPATH": str(Path(kube.__file__).parents[1])})
+    loaded = set(ast.literal_eval(done.stdout))
+    assert {"core_v1_api", "custom_objects_api"} <= loaded
+    assert ({"apps_v1_api", "policy_v1_api"} <= loaded) is provisioning

@@ -27,9 +27,12 @@ def test_node_removed_by_hand_comes_back(kube, operator, harper_nodes):
     a, b, c = harper_nodes[:3]
     _cluster(kube, [a, b, c])
     kit.ok(a, {"operation": "remove_node", "hostname": c.name})
-    # c reconnects only after a restart, which the operator makes after a minute's grace (see loop.py)
+    # c reconnects only after a restart (docs/harper-semantics.md section 3), which the operator makes right after
+    # adding it back, not after the grace an observed `reconnect` waits out
     took = _repaired_within("c back in the mesh", kit.mesh_is([a, b, c], kit.full_mesh([a, b, c])), 150)
     print(f"remove_node drift repaired in {took:.1f}s")
+    restarts = [e["message"] for e in kube.events("drift") if e["reason"] == "Restart"]
+    assert restarts == [f"restart {c.name} (reconnect to its peers after it was removed and added back)"], restarts
 
 
 def test_ghost_record_added_by_hand_is_removed(kube, operator, harper_nodes):

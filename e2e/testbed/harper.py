@@ -366,6 +366,15 @@ class HarperFleet:
         self.last_reset_seconds = time.monotonic() - started
         return self.last_reset_seconds
 
+    def reinstall(self, nodes: list[HarperNode] | None = None, timeout: float = 180) -> None:
+        """Brand-new Harpers on the same addresses, in parallel (about 13 s): nodes that never met, whose first
+        add_node calls sign certificates (docs/harper-semantics.md section 11). A node left out that had met one of
+        them still knows its old certificate: the wiped-node case (section 9)."""
+        self._each(lambda n: n.reinstall(timeout), nodes)
+        for node in nodes or self.nodes:
+            self._baseline[node.name] = node.schema()
+            self._configs[node.name] = (node.root / "harperdb-config.yaml").read_bytes()
+
     def _clear_peers(self, timeout: float) -> None:
         # remove_node spreads to the peers, and a node that was removed elsewhere still lists its
         # old peers until it removes them itself (or restarts), so every node removes everything it

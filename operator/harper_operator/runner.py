@@ -103,6 +103,7 @@ def run(settings: OperatorSettings) -> int:
     _logging(settings)
     use_kubeconfig(settings.kubeconfig)
     kube.configure(settings.kubeconfig)
+    kube.preload(provisioning=settings.provisioning)
     metrics.serve(settings.metrics_port)
     trim_heap_every()
     from . import handlers  # noqa: F401 - registers the handlers

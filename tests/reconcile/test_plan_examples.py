@@ -17,7 +17,7 @@ from harper_model import HarperModel, ModelNode, run_operator, verify  # noqa: E
 from harper_operator.reconcile import (AddNode, DeleteRoutes, DesiredCluster, DesiredNode, ObservedCluster,
                                        ObservedNode, RemoveNode, Restart, Route, SetRoutes, Subscription,
                                        UpdateNode, choose_seed, diagnose, pending_restart, plan)
-from harper_operator.reconcile.plan import waiting_for_restarts
+from harper_operator.reconcile.plan import REJOIN_RESTART, waiting_for_restarts
 from harper_operator.reconcile.topology import PeerRecord, pair_subscriptions, url_key
 
 T = Subscription("data", "t", True, True)
@@ -186,7 +186,10 @@ def test_a_mesh_on_its_way_keeps_its_seed_and_plans_no_write(moment):
     assert [op for op in plan(d, _seen(moment)) if isinstance(op, AddNode)] == []
 
 
-def test_node_removed_by_hand_is_added_back_then_waits_for_its_restart():
+def test_node_removed_by_hand_is_added_back_and_restarted_without_a_grace():
+    """Harper keeps a removed node's sockets closed after it is added back, until it restarts (seen on 4.7.29), so
+    the plan asks for that restart with the add_node, as one following a write of ours (settle=False): no grace, in
+    which the member would only wait for a picture that cannot change."""
     m = converged(["n1", "n2", "n3"])
     m.remove_node("n2", "n3")  # someone ran remove_node by hand
     obs = m.observe()
@@ -194,13 +197,32 @@ def test_node_removed_by_hand_is_added_back_then_waits_for_its_restart():
     assert set(obs.nodes["n3"].peers) == {"n1", "n2"}  # the removed node keeps its old rows, disconnected
     d = full("n1", "n2", "n3")
     ops = plan(d, obs)
-    assert kinds(ops) == [("AddNode", "n1", "n3")]
+    assert kinds(ops) == [("AddNode", "n1", "n3"), ("Restart", "n3", None)]
+    assert ops[1] == Restart("n3", REJOIN_RESTART, settle=False)
     m.apply(ops[0])
     assert plan(d, m.observe()) == []
     assert pending_restart(d, m.observe()) == {"n3": "reconnect"}  # seen on 4.7.29: sockets stay down
-    m.restart("n3")
+    m.apply(ops[1])
     assert pending_restart(d, m.observe()) == {}
     assert verify(m, d) == []
+
+
+def test_a_joining_node_or_one_still_listed_by_a_member_gets_no_rejoin_restart():
+    """Only the removed picture (old records, all down, held by no member) earns the restart with the add_node."""
+    fresh = HarperModel(["n1", "n2", "n3"])
+    assert [op for op in plan(full("n1", "n2", "n3"), fresh.observe()) if isinstance(op, Restart)] == []
+    m = converged(["n1", "n2", "n3"])
+    m.remove_node("n2", "n3")
+    obs = m.observe()
+    # n2 still holds n3's record (the removal has not reached it yet): not the removed picture
+    still = replace(obs.nodes["n2"], peers={**obs.nodes["n2"].peers, "n3": obs.nodes["n1"].peers["n2"]})
+    half = ObservedCluster(nodes={**obs.nodes, "n2": still})
+    assert [op for op in plan(full("n1", "n2", "n3"), half) if isinstance(op, Restart)] == []
+    # one of n3's own records is up: not the removed picture either
+    row = next(iter(obs.nodes["n3"].peers.values()))
+    up = replace(obs.nodes["n3"], peers={**obs.nodes["n3"].peers, "n1": replace(row, connected=True)})
+    assert [op for op in plan(full("n1", "n2", "n3"), ObservedCluster(nodes={**obs.nodes, "n3": up}))
+            if isinstance(op, Restart)] == []
 
 
 def test_restarted_node_shown_disconnected_needs_no_write():

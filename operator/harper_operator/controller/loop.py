@@ -36,12 +36,15 @@ log = logging.getLogger(__name__)
 # Seconds after the operator's start, the cluster's creation or its newest member's during which a ghost record
 # waits out the ghost grace (see ClusterReconciler._hold_ghosts).
 GHOST_YOUTH = 60.0
-# For MESHING seconds after a round's writes Harper is taken to be meshing (0.5 to 0.7 s after the last add_node on
-# loopback, 2 to 3 s when two nodes first meet): the verify loop looks again every VERIFY_POLL_FAST seconds, and a
-# link seen up at one end only is a link coming up, not a member that needs a restart. Then it looks every
-# VERIFY_POLL_MAX. The process's verify loops together read at most about VERIFY_READS_PER_SECOND cluster_status a
-# second: with many clusters converging at once each looks less often, never less than every VERIFY_POLL_MAX.
-MESHING = 2.0
+# For MESHING seconds after a round's writes Harper is taken to be meshing: 0.5 to 0.7 s after the last add_node on
+# loopback between nodes that have met, 2 to 2.4 s between nodes that meet for the first time (bench/converge.py
+# --fresh). Meanwhile the verify loop looks again every VERIFY_POLL_FAST seconds, and a link seen up at one end only
+# is a link coming up, not a member that needs a restart. (At 2 s, fresh meshes were seen every 0.5 s only, and a
+# verify that ended on such a link left the round RestartPending and Ready an interval late.) A restart that is
+# really needed waits its grace (10 s) from the round's end anyway. Then the loop looks every VERIFY_POLL_MAX. The
+# process's verify loops together read at most about VERIFY_READS_PER_SECOND cluster_status a second: with many
+# clusters converging at once each looks less often, never less than every VERIFY_POLL_MAX.
+MESHING = 5.0
 VERIFY_POLL_FAST = 0.1
 VERIFY_POLL_MAX = 0.5
 VERIFY_READS_PER_SECOND = 200.0
@@ -468,9 +471,9 @@ class ClusterReconciler:
         while True:
             sights = await self._look_all(m)
             now_intent = intent(m, sights, body, spec, declared)
-            # A node that waits for a restart will not connect by waiting: stop verifying it. Not while Harper is
-            # still meshing: then a link comes up one end first, which looks like a member needing a restart (seen
-            # 0.1 s after the writes; the round ended there, not Ready, and Ready waited for the next one).
+            # A node that waits for a restart will not connect by waiting: stop verifying it. Not while its links
+            # may still be coming up: then a link is up at one end first, which looks like a member needing a
+            # restart (seen 0.1 s after the writes; the round ended there, not Ready, and Ready waited for the next).
             others = stuck(m, sights)
             restarting = set(now_intent.pending_restart) if time.monotonic() - began >= MESHING else set()
             # A ghost still inside its grace will not be removed by waiting here.

@@ -138,6 +138,7 @@ class Restart:
 
 ROUTES_RESTART = "load replication routes"
 SUBSCRIPTIONS_RESTART = "apply the new subscription list"
+REJOIN_RESTART = "reconnect to its peers after it was removed and added back"
 
 
 Operation = AddNode | UpdateNode | RemoveNode | SetRoutes | DeleteRoutes | Restart
@@ -156,6 +157,18 @@ def _host_is_ip(host: str) -> bool:
 
 def _fresh(o: ObservedNode | None) -> bool:
     return bool(o and o.reachable and not o.peers)
+
+
+def _removed(name: str, observed: ObservedCluster, up: Iterable[str]) -> bool:
+    """Was `name` taken out of the mesh by a remove_node (by hand, say)? It still holds its records of the others,
+    every one disconnected, and no member that answers holds one of it. Harper keeps such a node's own sockets closed
+    even after it is added back, until it restarts (docs/harper-semantics.md section 3), so that restart follows the
+    add_node at once rather than after the grace an observed `reconnect` gets. A joining node never looks like
+    this: it holds no records before its add_node."""
+    o = observed.nodes.get(name)
+    if not o or not o.reachable or not o.peers or any(r.connected for r in o.peers.values()):
+        return False
+    return not any(name in observed.nodes[a].peers for a in up if a != name and a in observed.nodes)
 
 
 _FORGET_CA = "forget the old certificate authority of {}, which was wiped"
@@ -451,6 +464,8 @@ def plan(desired: DesiredCluster, observed: ObservedCluster, *, restart_for_rout
             joined = row(seed, name) is not None and row(name, seed) is not None if name != seed else True
             if not joined:
                 mesh.append(AddNode(caller, target))
+                if _removed(name, view, up):
+                    restarts.append(Restart(name, REJOIN_RESTART))
                 continue
             kinds: set[str] = set()
             for a in full:
