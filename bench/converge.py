@@ -59,6 +59,14 @@ def plain_script(nodes) -> dict:
     return {"calls_s": calls, "mesh_s": time.monotonic() - started, "writes": len(nodes) - 1}
 
 
+def ready_for_a_run(bed, nodes, fresh: bool) -> None:
+    """No replication peers and no test data; with `fresh`, brand-new nodes that never met (see above)."""
+    if fresh:
+        bed.fleet.reinstall(nodes)
+    else:
+        bed.fleet.reset()
+
+
 def _writes_between(log: Path, start: float, end: float) -> list[tuple[float, float]]:
     """(sent, answered) wall-clock times of the operator's `Harper write: op (outcome, 0.123s)` log lines answered
     within [start, end]: the line is logged at the answer, with the call's own duration."""
@@ -156,20 +164,13 @@ def main() -> int:
         try:
             for size in sizes:
                 nodes = bed.fleet.nodes[:size]
-
-                def ready_nodes() -> None:
-                    if args.fresh:
-                        bed.fleet.reinstall(nodes)
-                    else:
-                        bed.fleet.reset()
-
                 if not args.fresh:
                     bed.fleet.reset()
                     plain_script(nodes)  # the first meeting of these nodes: not measured (see above)
                 for i in range(args.repeat):
-                    ready_nodes()
+                    ready_for_a_run(bed, nodes, args.fresh)
                     plain = plain_script(nodes)
-                    ready_nodes()
+                    ready_for_a_run(bed, nodes, args.fresh)
                     ns = f"bench-{size}-{i}"
                     kubectl(bed, "create", "namespace", ns)
                     ours = operator_run(bed, operator, nodes, ns)

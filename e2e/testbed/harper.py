@@ -280,10 +280,8 @@ class HarperFleet:
             for node in self.nodes:
                 node.start()
             self._each(lambda n: n.wait_healthy(timeout))
-            # What a fresh node looks like, to return to it in reset().
             for node in self.nodes:
-                self._baseline[node.name] = node.schema()
-                self._configs[node.name] = (node.root / "harperdb-config.yaml").read_bytes()
+                self._remember_fresh(node)
         except BaseException:
             self.stop()
             raise
@@ -372,8 +370,12 @@ class HarperFleet:
         them still knows its old certificate: the wiped-node case (section 9)."""
         self._each(lambda n: n.reinstall(timeout), nodes)
         for node in nodes or self.nodes:
-            self._baseline[node.name] = node.schema()
-            self._configs[node.name] = (node.root / "harperdb-config.yaml").read_bytes()
+            self._remember_fresh(node)
+
+    def _remember_fresh(self, node: HarperNode) -> None:
+        """What a fresh node looks like, to return to it in reset()."""
+        self._baseline[node.name] = node.schema()
+        self._configs[node.name] = (node.root / "harperdb-config.yaml").read_bytes()
 
     def _clear_peers(self, timeout: float) -> None:
         # remove_node spreads to the peers, and a node that was removed elsewhere still lists its
