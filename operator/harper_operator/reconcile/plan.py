@@ -168,7 +168,7 @@ def _removed(name: str, observed: ObservedCluster, up: Iterable[str]) -> bool:
     o = observed.nodes.get(name)
     if not o or not o.reachable or not o.peers or any(r.connected for r in o.peers.values()):
         return False
-    return not any(name in observed.nodes[a].peers for a in up if a != name and a in observed.nodes)
+    return not any(name in observed.nodes[a].peers for a in up if a != name)  # `up` answered: it is observed
 
 
 _FORGET_CA = "forget the old certificate authority of {}, which was wiped"
