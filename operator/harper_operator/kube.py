@@ -309,19 +309,23 @@ def _patcher(api: aio.ApiClient, kind: str):
             GROUP, VERSION, namespace, "harpernodes", name, body, **kw)
     core = aio.CoreV1Api(api)
     return {"Service": core.patch_namespaced_service, "Secret": core.patch_namespaced_secret,
+            "Pod": core.patch_namespaced_pod, "PersistentVolumeClaim": core.patch_namespaced_persistent_volume_claim,
             "StatefulSet": aio.AppsV1Api(api).patch_namespaced_stateful_set,
             "PodDisruptionBudget": aio.PolicyV1Api(api).patch_namespaced_pod_disruption_budget,
             }[kind]
 
 
 def _deleter(api: aio.ApiClient, kind: str):
-    """What the operator deletes itself: a pod (rolling restart) and a HarperNode (scale-down); Kubernetes'
-    garbage collector removes the rest through owner references."""
+    """What the operator deletes itself: a pod (rolling restart), a HarperNode (scale-down) and a volume claim whose
+    data was proven safe elsewhere (scale-down); Kubernetes' garbage collector removes the rest through owner
+    references."""
     if kind == "HarperNode":
         custom = aio.CustomObjectsApi(api)
         return lambda name, namespace, **kw: custom.delete_namespaced_custom_object(
             GROUP, VERSION, namespace, "harpernodes", name, **kw)
-    return {"Pod": aio.CoreV1Api(api).delete_namespaced_pod}[kind]
+    core = aio.CoreV1Api(api)
+    return {"Pod": core.delete_namespaced_pod,
+            "PersistentVolumeClaim": core.delete_namespaced_persistent_volume_claim}[kind]
 
 
 def _known(kind: str, known: tuple[str, ...]) -> None:
@@ -330,8 +334,8 @@ def _known(kind: str, known: tuple[str, ...]) -> None:
         raise KeyError(kind)
 
 
-_PATCHED = ("HarperNode", "Service", "Secret", "StatefulSet", "PodDisruptionBudget")
-_DELETED = ("HarperNode", "Pod")
+_PATCHED = ("HarperNode", "Service", "Secret", "StatefulSet", "PodDisruptionBudget", "Pod", "PersistentVolumeClaim")
+_DELETED = ("HarperNode", "Pod", "PersistentVolumeClaim")
 
 
 async def apply(obj: dict[str, Any]) -> dict[str, Any]:
@@ -392,5 +396,12 @@ async def list_statefulsets(namespace: str, selector: str) -> list[dict[str, Any
 
 async def list_pods(namespace: str, selector: str) -> list[dict[str, Any]]:
     found = await _call(lambda api: aio.CoreV1Api(api).list_namespaced_pod(
+        namespace, label_selector=selector, _request_timeout=TIMEOUT))
+    return [_plain(x) for x in found.items]
+
+
+async def list_claims(namespace: str, selector: str) -> list[dict[str, Any]]:
+    """Volume claims of a StatefulSet: Kubernetes labels them with the StatefulSet's selector."""
+    found = await _call(lambda api: aio.CoreV1Api(api).list_namespaced_persistent_volume_claim(
         namespace, label_selector=selector, _request_timeout=TIMEOUT))
     return [_plain(x) for x in found.items]

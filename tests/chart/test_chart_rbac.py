@@ -51,7 +51,8 @@ PROVISION = [
     {"apiGroups": ["apps"], "resources": ["statefulsets"], "verbs": ["get", "list", "watch", "create", "patch"]},
     {"apiGroups": [""], "resources": ["services"], "verbs": ["get", "create", "patch"]},
     {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": ["get", "create", "patch"]},
-    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch", "delete"]},
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch", "patch", "delete"]},
+    {"apiGroups": [""], "resources": ["persistentvolumeclaims"], "verbs": ["list", "patch", "delete"]},
 ]
 BASE = [OWN, STATUS, SECRETS, EVENTS]
 STRICT = {"provisioning": False}  # external Harper only: the operator touches no workload and writes no Secret
@@ -190,9 +191,12 @@ def test_provisioning_rights_stay_narrow(helm, values):
                 or rule["resources"] == ["harperclusters/finalizers"], rule
     for verb in ("list", "watch", "update", "delete"):
         assert not grants(docs, "secrets", verb), verb
-    for resource in ("deployments", "configmaps", "persistentvolumeclaims", "persistentvolumes"):
+    for resource in ("deployments", "configmaps", "persistentvolumes"):
         assert not [r for role in roles(docs) for r in role["rules"] if resource in r["resources"]], resource
-    assert not grants(docs, "pods", "create") and not grants(docs, "pods", "patch")
+    # Pods are labelled in or out of the client Service, never created; volume claims are never read in full,
+    # created or changed beyond the operator's own mark (docs/safety.md, S2).
+    assert not grants(docs, "pods", "create") and not grants(docs, "persistentvolumeclaims", "get")
+    assert not grants(docs, "persistentvolumeclaims", "create") and not grants(docs, "persistentvolumeclaims", "watch")
 
 
 def test_rbac_off_renders_no_rbac(helm):
@@ -215,6 +219,10 @@ CLIENT_CALLS = {
     "patch_namespaced_secret": ("", "secrets", "patch"),
     "patch_namespaced_service": ("", "services", "patch"),
     "delete_namespaced_pod": ("", "pods", "delete"),
+    "patch_namespaced_pod": ("", "pods", "patch"),
+    "list_namespaced_persistent_volume_claim": ("", "persistentvolumeclaims", "list"),
+    "patch_namespaced_persistent_volume_claim": ("", "persistentvolumeclaims", "patch"),
+    "delete_namespaced_persistent_volume_claim": ("", "persistentvolumeclaims", "delete"),
     "list_namespaced_pod": ("", "pods", "list"),
     "read_namespaced_stateful_set": ("apps", "statefulsets", "get"),
     "list_namespaced_stateful_set": ("apps", "statefulsets", "list"),

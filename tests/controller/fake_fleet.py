@@ -48,6 +48,8 @@ class FakeFleet:
     answers: dict[str, Callable[[], Any]] = field(default_factory=dict)
     reports: dict[str, str] = field(default_factory=dict)
     not_harper: set[str] = field(default_factory=set)  # replication URL answered by something else
+    # (node, peer) -> extra fields of the node's "data" socket to that peer (lastReceivedVersion, sendingMessage...)
+    sockets: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, *names: str) -> "FakeFleet":
@@ -110,7 +112,8 @@ class FakeClient:
                 "subscriptions": None if peer.subscriptions is None else [
                     {"database": s.database, "table": s.table, "subscribe": s.subscribe, "publish": s.publish}
                     for s in peer.subscriptions],
-                "database_sockets": [{"database": "data", "connected": peer.connected}]})
+                "database_sockets": [{"database": "data", "connected": peer.connected,
+                                      **self.fleet.sockets.get((self.name, peer.name), {})}]})
         return wire.ClusterStatus.model_validate({
             "node_name": self.fleet.reports.get(self.name, self.name), "shard": seen.shard,
             "connections": connections})
@@ -331,3 +334,7 @@ class FakeKubeObjects:
     async def list_pods(self, namespace: str, selector: str) -> list[dict]:
         return [copy.deepcopy(o) for (kind, _), o in sorted(self.objects.items())
                 if kind == "Pod" and _selects(o, selector)]
+
+    async def list_claims(self, namespace: str, selector: str) -> list[dict]:
+        return [copy.deepcopy(o) for (kind, _), o in sorted(self.objects.items())
+                if kind == "PersistentVolumeClaim" and _selects(o, selector)]

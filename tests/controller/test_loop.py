@@ -629,3 +629,121 @@ async def test_new_members_during_the_verify_end_it_for_the_next_round(fleet, fa
     fleet.model.stop(C)  # the verify would wait for C until its timeout
     result = await r.reconcile(cluster_body(), nodes(A, B, C), members_changed=lambda: True)
     assert looks == [3, 3] and result.again  # the round's look, one verify look, and the next round is due at once
+
+
+# --- Data safety (docs/safety.md) ----------------------------------------------------------------------------------
+
+
+def leaving(host: str, *, out: bool = True):
+    from harper_operator.controller.provision import PodView
+    return PodView(replicas=3, selector="x", leaving=frozenset({host}),
+                   out_of_service=frozenset({host}) if out else frozenset())
+
+
+async def test_a_leaving_member_is_proven_drained_only_after_its_writes_stay_confirmed_for_the_quiet_window(
+        fleet, fake_kube):
+    """S1: the proof needs the leaving member out of the client Service, every socket up, nothing in flight, and
+    the survivors' received versions still for QUIET seconds."""
+    from harper_operator.reconcile.drain import QUIET
+    clock = Clock()
+    r, _ = reconciler(fleet, clock)
+    body, members = cluster_body(), nodes(A, B, C)
+    await converge(r, body, members, fake_kube)
+    result = await r.reconcile(body, members, pods=leaving(C, out=False))
+    assert result.drained == set() and result.drain_waits == {C: f"taking {C} out of the client Service first"}
+    fleet.sockets.update({(A, C): {"lastReceivedVersion": 5.0}, (B, C): {"lastReceivedVersion": 5.0},
+                          (C, A): {"sendingMessage": "Wed, 25 Nov 2026 18:35:21 GMT"}})
+    result = await r.reconcile(body, members, pods=leaving(C))
+    assert result.drain_waits == {C: f"{C} is still sending database data to {A}"}
+    fleet.sockets[(C, A)] = {}
+    result = await r.reconcile(body, members, pods=leaving(C))
+    assert not result.drained and "to confirm" in result.drain_waits[C] and result.restart_due == QUIET
+    clock.now += QUIET
+    fleet.sockets[(A, C)] = {"lastReceivedVersion": 6.0}  # a write C had still reached A: the window starts again
+    assert not (await r.reconcile(body, members, pods=leaving(C))).drained
+    clock.now += QUIET
+    result = await r.reconcile(body, members, pods=leaving(C))
+    assert result.drained == {C} and result.drain_waits == {}
+    assert not [c for c in fleet.writes() if c.operation == "remove_node"], "the proof itself writes nothing"
+
+
+async def test_a_leaving_member_cut_off_from_its_peers_is_never_proven(fleet, fake_kube):
+    clock = Clock()
+    r, _ = reconciler(fleet, clock)
+    body, members = cluster_body(), nodes(A, B, C)
+    await converge(r, body, members, fake_kube)
+    fleet.sockets.update({(C, A): {"connected": False}, (A, C): {"connected": False}})  # C cut off from A
+    for _ in range(3):
+        result = await r.reconcile(body, members, pods=leaving(C))
+        clock.now += 5
+    assert not result.drained and "not connected on database data" in result.drain_waits[C]
+
+
+async def test_a_hibernated_cluster_asks_harper_nothing_and_says_so(fleet, fake_kube):
+    """S2: replicas 0 is hibernation: no Harper call, Ready=True with reason Hibernated once every pod stopped,
+    members Ready=False Hibernated, owed restarts kept for the wake-up."""
+    from harper_operator.controller.provision import PodView
+    from harper_operator.reconcile.problems import Problem
+    r, _ = reconciler(fleet)
+    owed = [{"node": B, "reason": "load the routes"}]
+    body, members = cluster_body(status={"owedRestarts": owed}), nodes(A, B, C)
+    fleet.calls.clear()
+    going = PodView(hibernating=True, replicas=1, selector="x",
+                    problem=Problem("Hibernating", "hibernating: waiting for 1 pod(s) to stop", permanent=False))
+    result = await r.reconcile(body, members, pods=going)
+    assert fleet.calls == [] and result.hibernated and not result.converged
+    assert condition(fake_kube.last("harperclusters", "c"), "Reconciling")["reason"] == "Hibernating"
+    result = await r.reconcile(body, members, pods=PodView(hibernating=True, hibernated=True, replicas=0,
+                                                           selector="x"))
+    status = fake_kube.last("harperclusters", "c")
+    assert fleet.calls == [] and result.converged and result.hibernated
+    assert condition(status, "Ready")["status"] == "True" and condition(status, "Ready")["reason"] == "Hibernated"
+    assert condition(status, "Reconciling")["status"] == "False" and status["readyNodes"] == "0/3"
+    assert status["owedRestarts"] == owed
+    node = fake_kube.last("harpernodes", "n1")
+    assert condition(node, "Ready")["status"] == "False" and condition(node, "Ready")["reason"] == "Hibernated"
+    assert condition(node, "Stalled")["status"] == "False"
+
+
+async def test_a_failed_secret_read_forgets_no_owed_restart_or_cooldown(fleet, fake_kube):
+    """S6: one Secret read that fails (an API 500) holds the members that need it; what the budget owes them stays
+    in the status for the next round."""
+    from harper_operator.kube import ApiException
+    r, _ = reconciler(fleet)
+    owed = [{"node": B, "reason": "apply the new subscription list"}]
+    done = [{"node": A, "reason": "load the routes", "at": Clock().now - 10}]
+    body, members = cluster_body(status={"owedRestarts": owed, "lastRestarts": done}), nodes(A, B, C)
+    fake_kube.fail_secret["admin"] = ApiException(500, "Internal Server Error")
+    await r.reconcile(body, members)
+    status = fake_kube.last("harperclusters", "c")
+    assert status["owedRestarts"] == owed and status["lastRestarts"] == done
+
+
+async def test_a_ghost_record_waits_while_a_declared_member_has_not_reported_its_name(fleet, fake_kube):
+    """S4: a member whose Harper name differs from spec.hostname, down for a round, may own any unknown record."""
+    r, _ = reconciler(fleet)
+    body, members = cluster_body(), nodes(A, B)
+    await converge(r, body, members, fake_kube)
+    fleet.model.inject(A, "other-name", "wss://elsewhere:9933")  # the record of a member not read yet
+    late = node_body("n9", "declared-name", host="127.0.0.19")  # a member that never answered in this process
+    await r.reconcile(body, [*members, late])
+    assert not [c for c in fleet.calls if c.operation == "remove_node"]
+    await r.reconcile(body, members)  # everyone declared has answered: now it is a ghost
+    assert [c.detail for c in fleet.calls if c.operation == "remove_node"] == ["other-name"]
+
+
+async def test_a_pod_that_is_not_ready_holds_every_restart(fleet, fake_kube):
+    """S3: one member down at a time, whatever took it down: a routes restart waits while another pod is not Ready,
+    and goes once it is back."""
+    from harper_operator.controller.provision import PodView
+    clock = Clock()
+    r, _ = reconciler(fleet, clock)
+    body, members = cluster_body(routes=[{"hostname": "r.example", "port": 9933}]), nodes(A, B, C)
+    down = PodView(replicas=3, selector="x", not_ready=frozenset({C}))
+    for _ in range(2):
+        await r.reconcile(body, members, pods=down)
+        body["status"] = fake_kube.last("harperclusters", "c")
+        clock.now += 30
+    assert not [c for c in fleet.calls if c.operation == "restart"]
+    await r.reconcile(body, members, pods=PodView(replicas=3, selector="x"))
+    assert len([c for c in fleet.calls if c.operation == "restart"]) == 1

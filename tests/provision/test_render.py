@@ -22,7 +22,8 @@ def test_statefulset_shape():
                                                    "blockOwnerDeletion": True}]
     s = sts["spec"]
     assert s["replicas"] == 3 and s["serviceName"] == "hc" and s["updateStrategy"] == {"type": "OnDelete"}
-    assert s["persistentVolumeClaimRetentionPolicy"] == {"whenDeleted": "Delete", "whenScaled": "Delete"}
+    # whenScaled Retain whatever the policy: replicas 0 hibernates; the operator deletes a proven volume itself.
+    assert s["persistentVolumeClaimRetentionPolicy"] == {"whenDeleted": "Delete", "whenScaled": "Retain"}
     assert s["selector"]["matchLabels"] == {"app.kubernetes.io/name": "harper", "harperoperator.dev/cluster": "hc"}
     (c,) = s["template"]["spec"]["containers"]
     env = {e["name"]: e for e in c["env"]}

@@ -122,7 +122,10 @@ Events (POST, never PATCH; no events.k8s.io).
 Provisioning (HarperCluster spec.instances): the operator writes a StatefulSet, two Services, a
 PodDisruptionBudget, one HarperNode per pod and, when the cluster names no Secret, its admin Secret (created
 once, never replaced; patched only to release it on deletionPolicy Retain). Pods are deleted one at a time for
-rolling changes and restarts. Kubernetes' garbage collector deletes the rest through owner references. Secrets are still read only when labelled harperoperator.dev/readable=true.
+rolling changes and restarts, and labelled in or out of the client Service (a leaving pod leaves it before its data
+is confirmed elsewhere). A scaled-down member's volume claim is marked, then deleted, only once its data was proven
+on the members that stay (docs/safety.md). Kubernetes' garbage collector deletes the rest through owner references.
+Secrets are still read only when labelled harperoperator.dev/readable=true.
 */}}
 - apiGroups: ["harperoperator.dev"]
   resources: ["harpernodes"]
@@ -145,6 +148,9 @@ rolling changes and restarts. Kubernetes' garbage collector deletes the rest thr
   verbs: ["get", "create", "patch"]
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["get", "list", "watch", "delete"]
+  verbs: ["get", "list", "watch", "patch", "delete"]
+- apiGroups: [""]
+  resources: ["persistentvolumeclaims"]
+  verbs: ["list", "patch", "delete"]
 {{- end }}
 {{- end }}

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from .. import kube
 from ..api import PAUSE_ANNOTATION, RETAINED_ANNOTATION, HarperClusterSpec, OwedRestart, RestartRecord
 from ..harper.errors import FalseSuccessError, HarperError, PermanentHarperError
+from ..reconcile.drain import Drain, Mark, drain, survivors_of
 from ..reconcile.plan import Operation, RemoveNode, Restart, diagnose, pending_restart, plan, waiting_for_restarts
 from ..reconcile.ghosts import hold_ghost_removals
 from ..reconcile.problems import Problem
@@ -27,9 +28,10 @@ from ..reconcile.topology import DesiredCluster, url_key
 from .clients import ClientPool
 from .execute import execute
 from .members import Membership, SecretData, membership, secret_names
-from .observe import Sight, look_all, observed
+from .observe import Sight, links, look_all, observed
 from .provision import PodView
-from .status import Round, cluster_status, member_problem, missing_peers, node_status, stuck, unchanged
+from .status import (Round, cluster_status, hibernated_cluster_status, hibernated_node_status, member_problem,
+                     missing_peers, node_status, stuck, unchanged)
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +98,9 @@ class Result:
     ready_nodes: int = 0
     max_lag_ms: float | None = None
     restart_due: float | None = None  # seconds until a restart held back by its grace or cooldown may be made
+    drained: frozenset[str] = frozenset()  # leaving members whose records are proven on the members that stay
+    drain_waits: dict[str, str] = field(default_factory=dict)  # leaving member -> what its proof waits for
+    hibernated: bool = False  # replicas 0: Harper was left alone
 
 
 async def _secret(namespace: str, name: str) -> SecretData | None:
@@ -153,20 +158,20 @@ class Intent:
 
 
 def protected(m: Membership, sights: Mapping[str, Sight], cluster_body: Mapping[str, Any],
-              declared: Declared = Declared()) -> DesiredCluster:
+              declared: Declared = Declared(), remembered: Iterable[str] = ()) -> DesiredCluster:
     """The desired topology with every record the planner must never remove as a ghost: names and URLs any
     HarperNode declares (the members' own too, should the index lag behind them), names members report for
-    themselves, held and retained names."""
+    themselves now or reported in an earlier round (`remembered`), held and retained names."""
     own = Declared.of(declared_entry(x.body.get("spec") or {}) for x in m.members)
-    reported = {s.reported_name for s in sights.values() if s.reported_name}
+    reported = {s.reported_name for s in sights.values() if s.reported_name} | set(remembered)
     return replace(m.desired, keep=declared.names | own.names | reported | m.held | retained(cluster_body),
                    keep_urls=declared.urls | own.urls)
 
 
 def intent(m: Membership, sights: Mapping[str, Sight], cluster_body: Mapping[str, Any], spec: HarperClusterSpec,
-           declared: Declared = Declared()) -> Intent:
+           declared: Declared = Declared(), remembered: Iterable[str] = ()) -> Intent:
     seen = observed(dict(sights))
-    desired = protected(m, sights, cluster_body, declared)
+    desired = protected(m, sights, cluster_body, declared, remembered)
     restart = spec.restart_policy == "Restart"
     owed = [row.get("reason", "") for row in ((cluster_body.get("status") or {}).get("owedRestarts") or [])
             if isinstance(row, Mapping)]
@@ -264,6 +269,8 @@ class ClusterReconciler:
         self._wanted_since: dict[str, float] = {}  # node -> when a restart first looked needed (kept in memory)
         self._sights: dict[str, Sight] = {}  # the last look at each member, for what need not be read again
         self._written: dict[tuple[str, str], dict[str, Any]] = {}  # the last status this process wrote, per object
+        self._marks: dict[str, Mark] = {}
+        self._names: dict[str, str] = {}  # HarperNode -> the name its Harper last reported (docs/safety.md, S4)  # leaving member -> the look its quiet window started at (reconcile/drain)
 
     async def close(self) -> None:
         await self.pool.close()
@@ -275,6 +282,7 @@ class ClusterReconciler:
         a ghost waits out `ghost_grace`. Afterwards it goes in the round that finds it, once the API server's own
         list (not the index, which may lag a HarperNode created a moment ago) confirms nobody declares it."""
         now = self.clock()
+        ops = self._unless_names_unknown(ops, m, say=True)
         born = max([self._born, _created(body), *(_created(n) for n in nodes)])
         self._grace_now = self.ghost_grace if now - born < GHOST_YOUTH else 0.0
         declared = m.desired.by_name()
@@ -286,10 +294,25 @@ class ClusterReconciler:
             ops = [op for op in ops if not (isinstance(op, RemoveNode) and op.hostname in ghosts & listed)]
         return ops
 
+    def _unless_names_unknown(self, ops: list[Operation], m: Membership, say: bool = False) -> list[Operation]:
+        """A record of a declared member is never removed (docs/safety.md, S4): while a member's Harper name is not
+        known (it has not answered in this process: down, held, restarting), any ghost record may be its own."""
+        unknown = sorted(x.resource for x in m.members if x.resource not in self._names)
+        if not unknown:
+            return ops
+        ghosts = [op for op in ops if isinstance(op, RemoveNode) and op.hostname not in m.desired.by_name()]
+        if ghosts and say:
+            log.info("%s/%s: ghost record(s) %s kept: HarperNode(s) %s have not reported their Harper name yet",
+                     self.namespace, self.name, sorted({op.hostname for op in ghosts}), unknown)
+        return [op for op in ops if op not in ghosts]
+
     async def _look_all(self, m: Membership) -> dict[str, Sight]:
         """Every member's sight; what a look cannot change is reused from the last one (see observe)."""
         sights = await look_all(m, self.pool, self._sights)
         self._sights = {name: sight.remembered() for name, sight in sights.items()}
+        current = {x.resource for x in m.members}
+        self._names = {r: n for r, n in self._names.items() if r in current}
+        self._names.update((s.member.resource, s.reported_name) for s in sights.values() if s.reported_name)
         return sights
 
     def _warn_once(self, body: Mapping[str, Any], key: str, problem: Problem | None) -> None:
@@ -302,16 +325,19 @@ class ClusterReconciler:
     def _restarts(self, body: Mapping[str, Any], spec: HarperClusterSpec, m: Membership, sights: Mapping[str, Sight],
                   now_intent: Intent, paused: bool, pods: PodView | None = None) -> Restarts:
         """Every restart goes through one budget: one member at a time, a cooldown, RestartLoop when it repeats."""
-        managed = {x.hostname for x in m.members if x.managed}
-        before = ledger_from_status(body.get("status"), self._wanted_since).only(managed)
+        # Every declared member keeps its entries, managed this round or not: a Secret that could not be read once
+        # (an API error) must not forget an owed restart or a cooldown (docs/safety.md, S6).
+        before = ledger_from_status(body.get("status"), self._wanted_since).only({x.hostname for x in m.members})
         if spec.restart_policy != "Restart" or paused:
             return Restarts(before=before, ledger=before)
         wanted = [op for op in now_intent.operations if isinstance(op, Restart)]
         wanted += restarts_for_pending(now_intent.pending_restart)
-        unreachable = {n for n, s in sights.items() if s.status is None or s.problem is not None}
-        admitted, problems, ledger = admit(before, wanted, self.clock(), unreachable=unreachable,
+        # Down: no answer, or a pod Kubernetes does not call Ready (a roll, a crash, a restart of ours coming back).
+        down = {n for n, s in sights.items() if s.status is None or s.problem is not None}
+        down |= set(pods.not_ready) & {x.hostname for x in m.members} if pods else set()
+        admitted, problems, ledger = admit(before, wanted, self.clock(), unreachable=down,
                                            grace=self.restart_grace, cooldown=self.restart_cooldown,
-                                           changed_at=pods.replaced_at if pods else None)
+                                           changed_at=_others_replaced(pods.created) if pods else None)
         self._wanted_since = dict(ledger.wanted_since)
         return Restarts(admitted, problems, before, ledger,
                         due=next_admission(ledger, wanted, self.clock(), grace=self.restart_grace,
@@ -335,11 +361,13 @@ class ClusterReconciler:
             kept = ledger_from_status(body.get("status"), {})
             await self._write_cluster(body, rnd, generation, _now(), Restarts(before=kept, ledger=kept), pods)
             return Result(permanent=True)
+        if pods is not None and pods.hibernating:
+            return await self._hibernate(body, spec, nodes, pods)
 
         m = await read_membership(body, spec, nodes)
         paused = is_paused(body)
         sights = await self._look_all(m)
-        now_intent = intent(m, sights, body, spec, declared)
+        now_intent = intent(m, sights, body, spec, declared, self._names.values())
         restarts = self._restarts(body, spec, m, sights, now_intent, paused, pods)
         result = Result()
         failure = None
@@ -398,12 +426,56 @@ class ClusterReconciler:
                          and failure is None and not now_intent.pending_restart)
         lags = [s.status.max_lag_ms for s in sights.values() if s.status and s.status.max_lag_ms is not None]
         result.max_lag_ms = max(lags) if lags else None
-        result.restart_due = restarts.due
+        drains = self._drains(m, sights, pods)
+        result.drained = frozenset(h for h, d in drains.items() if d.proven)
+        result.drain_waits = {h: d.waits_for for h, d in drains.items() if not d.proven}
+        result.restart_due = _soonest(restarts.due, *(d.due for d in drains.values()))
         ready = next((c for c in written.get("conditions", []) if c["type"] == "Ready"), {})
         stalled = next((c for c in written.get("conditions", []) if c["type"] == "Stalled"), {})
         result.converged = ready.get("status") == "True"
         result.permanent = stalled.get("status") == "True"
         return result
+
+    def _drains(self, m: Membership, sights: Mapping[str, Sight], pods: PodView | None) -> dict[str, Drain]:
+        """Where each leaving member's proof stands (docs/safety.md, S1): looked at only once it is out of the
+        client Service, with the quiet window kept in this process (a new process starts it again)."""
+        leaving = pods.leaving if pods else frozenset()
+        answered = {n for n, s in sights.items() if s.status is not None and s.problem is None}
+        found = links(sights) if leaving else {}
+        staying = [x.hostname for x in m.members if x.managed and x.hostname not in leaving]
+        out: dict[str, Drain] = {}
+        for host in sorted(leaving):
+            member = m.managed_member(host)
+            if member is None:
+                declared = next((x for x in m.members if x.hostname == host), None)
+                why = declared.problem.message if declared and declared.problem else "it is not managed"
+                out[host] = Drain(False, f"{host} cannot be read ({why})")
+            elif host not in pods.out_of_service:
+                out[host] = Drain(False, f"taking {host} out of the client Service first")
+            else:
+                survivors = survivors_of(host, staying, found, member.spec.subscriptions is not None)
+                out[host] = drain(host, survivors, found, answered, self._marks.get(host), self.clock())
+        self._marks = {h: d.mark for h, d in out.items() if d.mark is not None}
+        return out
+
+    async def _hibernate(self, body, spec: HarperClusterSpec, nodes: list[Mapping[str, Any]], pods: PodView) -> Result:
+        """replicas 0: no Harper read or write; every status says the cluster sleeps, its volumes and records kept
+        (docs/safety.md, S2). What the restart budget owes stays in the status for the wake-up."""
+        m = await read_membership(body, spec, nodes)
+        stamp = _now()
+        for member in m.members:
+            try:
+                await self._write_status("harpernodes", member.resource, member.body.get("status"),
+                                         hibernated_node_status(member, member.body.get("status"), stamp))
+            except Exception:  # noqa: BLE001 - one status that cannot be written must not keep the others
+                log.warning("status of HarperNode %s/%s not written", self.namespace, member.resource, exc_info=True)
+        kept = ledger_from_status(body.get("status"), {})
+        status = hibernated_cluster_status(m, body["metadata"].get("generation"), body.get("status"), stamp,
+                                           waiting=pods.problem)
+        status.update(ledger_to_status(kept), replicas=pods.replicas, selector=pods.selector)
+        await self._write_status("harperclusters", self.name, body.get("status"), status)
+        self._marks = {}
+        return Result(converged=pods.hibernated, hibernated=True)
 
     async def _carry_out(self, body, m: Membership, ops: list[Operation], restarts: Restarts,
                          stopped: Callable[[], bool], restart_via: Mapping[str, Any]) -> tuple[int, Problem | None]:
@@ -470,15 +542,15 @@ class ClusterReconciler:
                             deadline: float, began: float, waiting: set[str], done: list[Operation]):
         while True:
             sights = await self._look_all(m)
-            now_intent = intent(m, sights, body, spec, declared)
+            now_intent = intent(m, sights, body, spec, declared, self._names.values())
             # A node that waits for a restart will not connect by waiting: stop verifying it. Not while its links
             # may still be coming up: then a link is up at one end first, which looks like a member needing a
             # restart (seen 0.1 s after the writes; the round ended there, not Ready, and Ready waited for the next).
             others = stuck(m, sights)
             restarting = set(now_intent.pending_restart) if time.monotonic() - began >= MESHING else set()
             # A ghost still inside its grace will not be removed by waiting here.
-            remaining, _ = hold_ghost_removals(now_intent.operations, m.desired.by_name(), self._ghost_since,
-                                               self.clock(), self._grace_now)
+            remaining, _ = hold_ghost_removals(self._unless_names_unknown(now_intent.operations, m),
+                                               m.desired.by_name(), self._ghost_since, self.clock(), self._grace_now)
             settled = not remaining and all(
                 not missing_peers(x, sights.get(x.hostname), m, others | waiting)
                 or x.hostname in restarting or x.hostname in waiting
@@ -504,6 +576,17 @@ def _created(obj: Mapping[str, Any]) -> float:
         return datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp() if stamp else 0.0
     except ValueError:
         return 0.0
+
+
+def _others_replaced(created: Mapping[str, float]) -> dict[str, float]:
+    """member -> when another member's pod was last created: a restart of the member before that met a need that
+    may be gone; its own pod's creation (its restart itself) proves nothing (restarts.admit)."""
+    return {h: max((t for other, t in created.items() if other != h), default=0.0) for h in created}
+
+
+def _soonest(*seconds: float | None) -> float | None:
+    found = [s for s in seconds if s is not None]
+    return min(found) if found else None
 
 
 def _fresh(planned: Iterable[Operation], done: Iterable[Operation]) -> bool:

@@ -26,6 +26,7 @@ from ..harper import models as wire
 from ..harper.errors import (AuthenticationError, AuthorizationError, HarperError, InvalidTargetError,
                              PermanentHarperError)
 from ..harper.probe import ProbeResult, probe_replication
+from ..reconcile.drain import Links, Socket
 from ..reconcile.problems import Problem
 from ..reconcile.topology import ObservedCluster, ObservedNode, PeerRecord, Route, Subscription
 from .clients import ClientPool
@@ -258,3 +259,20 @@ def observed(sights: dict[str, Sight]) -> ObservedCluster:
             shard=sight.status.shard, routes=sight.routes, routes_on_disk=sight.routes_on_disk,
             ca_serial=sight.ca_serial)
     return ObservedCluster(nodes=nodes)
+
+
+def links(sights: Mapping[str, Sight]) -> Links:
+    """Every answering member's replication sockets, by (member, peer) and database: what a leaving member's proof
+    reads (reconcile/drain.py)."""
+    out: dict[tuple[str, str], dict[str, Socket]] = {}
+    for name, sight in sights.items():
+        if sight.status is None or sight.problem is not None:
+            continue
+        for c in sight.status.connections:
+            if not c.name or c.name == name:
+                continue
+            out[(name, c.name)] = {s.database: Socket(
+                connected=s.connected, received=s.last_received_version,
+                sending=s.sending_message is not None or bool(s.back_pressure_percent))
+                for s in c.database_sockets if s.database}
+    return out

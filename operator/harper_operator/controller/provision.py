@@ -37,7 +37,11 @@ class PodView:
     problem: Problem | None = None  # why the cluster is not done on the Kubernetes side (progress or a stop)
     replicas: int | None = None
     selector: str | None = None
-    replaced_at: float | None = None  # when the newest of the cluster's pods was created (epoch seconds)
+    created: Mapping[str, float] = field(default_factory=dict)  # hostname -> when its pod was created (epoch s)
+    leaving: frozenset[str] = frozenset()  # hostnames of members leaving by a scale-down (their data is proven first)
+    out_of_service: frozenset[str] = frozenset()  # leaving members no longer in the client Service
+    hibernated: bool = False  # replicas 0 and every pod stopped: nothing to read or write in Harper
+    hibernating: bool = False  # replicas 0: the pods are going or gone; Harper is left alone
 
 
 def _digest(obj: Mapping[str, Any]) -> str:
@@ -62,8 +66,10 @@ def _pods(items: list[dict[str, Any]], statefulset: str) -> tuple[Pod, ...]:
             continue
         ready = any(c.get("type") == "Ready" and c.get("status") == "True"
                     for c in (p.get("status") or {}).get("conditions") or [])
-        out.append(Pod(ordinal, meta["name"], ready, (meta.get("labels") or {}).get("controller-revision-hash"),
-                       deleting=bool(meta.get("deletionTimestamp"))))
+        labels = meta.get("labels") or {}
+        serving = {"true": True, "false": False}.get(labels.get(render.SERVING_LABEL, ""))
+        out.append(Pod(ordinal, meta["name"], ready, labels.get("controller-revision-hash"),
+                       deleting=bool(meta.get("deletionTimestamp")), serving=serving))
     return tuple(out)
 
 
@@ -89,10 +95,13 @@ class Provisioner:
         return True
 
     async def ensure(self, body: Mapping[str, Any], nodes: list[Mapping[str, Any]], *, converged: bool,
-                     others: list[Mapping[str, Any]] = ()) -> PodView | None:
+                     others: list[Mapping[str, Any]] = (), drained: frozenset[str] = frozenset(),
+                     waits: Mapping[str, str] | None = None) -> PodView | None:
         """One round of the Kubernetes side; None when the cluster is not provisioned (or its spec is invalid:
         the Harper reconcile reports that). `nodes`: the HarperNodes naming this cluster; `others`: the
-        namespace's other HarperNodes (a name this cluster would give its pods may be taken there)."""
+        namespace's other HarperNodes (a name this cluster would give its pods may be taken there); `drained`:
+        leaving members whose records the last Harper round found on the members that stay, `waits`: what the
+        others' proof still waits for (hostname -> words)."""
         try:
             spec = HarperClusterSpec.model_validate(body.get("spec") or {})
         except ValidationError:
@@ -106,7 +115,8 @@ class Provisioner:
                                                                    "rbac.provisioning=true, or remove spec.instances"))
         owner = render.Owner(self.namespace, self.name, body["metadata"].get("uid", ""), self.domain)
         try:
-            return await self._ensure(body, spec, owner, nodes, list(others), converged)
+            return await self._ensure(body, spec, owner, nodes, list(others), converged,
+                                      Proof(frozenset(drained), dict(waits or {})))
         except kube.ApiException as e:
             reason = "KubernetesRefused" if 400 <= e.status < 500 and e.status not in (409, 429) else "KubernetesError"
             detail = (e.body or e.reason or "")[:500] if isinstance(e.body or e.reason, str) else str(e.status)
@@ -114,7 +124,7 @@ class Provisioner:
                                                    f"{detail}", permanent=reason == "KubernetesRefused"))
 
     async def _ensure(self, body, spec: HarperClusterSpec, owner: render.Owner, nodes, others,
-                      converged: bool) -> PodView:
+                      converged: bool, proof: "Proof") -> PodView:
         instances = spec.instances
         if len(self.name) > render.MAX_NAME:
             return PodView(problem=Problem("NameTooLong", f"a provisioned HarperCluster's name may have at most "
@@ -174,14 +184,33 @@ class Provisioner:
                     self.events(body, "Normal", "SecretCreated", f"generated the admin Secret {name}")
                 self._secret_done = True
 
+        if instances.adopt is not None and instances.replicas == 0 and \
+                ((sts["spec"].get("persistentVolumeClaimRetentionPolicy") or {}).get("whenScaled") == "Delete"):
+            return PodView(problem=Problem("HibernationWouldDeleteVolumes", (
+                f"replicas 0 would delete every volume of StatefulSet {place.statefulset}: its "
+                "persistentVolumeClaimRetentionPolicy.whenScaled is Delete; set it to Retain first, or keep "
+                "replicas above 0")))
         listed = await kube.list_pods(self.namespace, render.selector_text(selector))
         pods = _pods(listed, place.statefulset)
         current = None if sts is None else (sts.get("spec") or {}).get("replicas")
+        # Every ordinal that may still run: the spec's, the StatefulSet's, a pod's and a HarperNode's.
+        top = max(instances.replicas, current or 0, *(p.ordinal + 1 for p in pods), *(o + 1 for o in mine | deleting))
+        hosts = {o: place.host(o, owner) for o in range(top)}
+        ordinal_of = {h: o for o, h in hosts.items()}
+        claims = {} if instances.adopt is not None else _claims(await kube.list_claims(
+            self.namespace, render.selector_text(selector)), place.statefulset)
         plan = steps(Seen(desired=instances.replicas, statefulset_replicas=current,
                           update_revision=((sts or {}).get("status") or {}).get("updateRevision"),
                           node_ordinals=frozenset(mine), deleting_ordinals=frozenset(deleting), pods=pods,
-                          converged=converged))
+                          converged=converged,
+                          drained=frozenset(ordinal_of[h] for h in proof.drained if h in ordinal_of),
+                          waits={ordinal_of[h]: w for h, w in proof.waits.items() if h in ordinal_of},
+                          shards={o.ordinal: o.shard for o in instances.ordinals if o.shard is not None},
+                          claims=frozenset(claims), released=frozenset(o for o, c in claims.items() if c),
+                          volumes_go=spec.deletion_policy == "Delete"))
 
+        # A leaving pod leaves the client Service before anything else, so no new client write reaches it.
+        await self._label_pods(body, place, plan)
         if instances.adopt is not None:
             if current != plan.replicas:
                 await kube.merge_patch("StatefulSet", self.namespace, place.statefulset,
@@ -194,8 +223,8 @@ class Provisioner:
             rendered = render.statefulset(owner, spec, plan.replicas)
             if await self._apply(body, rendered, force=sts is None or current != plan.replicas):
                 if current is not None and current != plan.replicas:
-                    self.events(body, "Normal", "Scaled", f"StatefulSet {self.name}: replicas {current} -> "
-                                                          f"{plan.replicas}")
+                    self.events(body, "Normal", "Hibernating" if plan.replicas == 0 else "Scaled",
+                                f"StatefulSet {self.name}: replicas {current} -> {plan.replicas}")
         live = {(n.get("metadata") or {}).get("name"): n.get("spec") or {} for n in nodes}
         for ordinal in range(instances.replicas):
             rendered = render.harper_node(owner, instances, place, ordinal)
@@ -203,17 +232,22 @@ class Provisioner:
             edited = any(live.get(rendered["metadata"]["name"], {}).get(k) != v for k, v in rendered["spec"].items()) \
                 and rendered["metadata"]["name"] in live
             await self._apply(body, rendered, force=ordinal in plan.create_nodes or edited)
+        await self._mark_claims(body, place, plan)
         for ordinal in plan.delete_nodes:
             if await kube.delete("HarperNode", self.namespace, f"{self.name}-{ordinal}"):
-                self.events(body, "Normal", "ScalingDown", f"deleted HarperNode {self.name}-{ordinal}: its finalizer "
-                                                           "removes it from Harper before its pod goes")
+                self.events(body, "Normal", "ScalingDown", f"deleted HarperNode {self.name}-{ordinal}: its records are "
+                                                           "on the members that stay; its finalizer removes it from "
+                                                           "Harper before its pod goes")
         if plan.delete_pod:
             pod = next(p for p in pods if p.name == plan.delete_pod)
             if await kube.delete("Pod", self.namespace, pod.name):
                 self.events(body, "Normal", "RollingUpdate", f"deleted pod {pod.name} (revision {pod.revision}): "
                                                              "it comes back on the new revision")
-
-        hosts = {o: place.host(o, owner) for o in range(max(instances.replicas, current or 0))}
+        for ordinal in plan.delete_claims:
+            claim = _claim_name(place, ordinal)
+            if await kube.delete("PersistentVolumeClaim", self.namespace, claim):
+                self.events(body, "Normal", "VolumeDeleted", f"deleted volume claim {claim}: its data was confirmed "
+                                                             "on the members that stay before its member left")
 
         def restart(pod_name: str) -> Callable[[], Awaitable[None]]:
             async def go() -> None:
@@ -222,26 +256,96 @@ class Provisioner:
                                                             "subscriptions at start-up")
             return go
 
+        leaving = frozenset(hosts[o] for o in plan.leaving)
+        unserved = {p.ordinal for p in pods if p.serving is False} | set(plan.unserve)
+        hibernating = instances.replicas == 0 and current is not None
         return PodView(
             not_ready=frozenset(h for o, h in hosts.items() if o not in plan.ready_pods),
             restart={h: restart(place.pod(o)) for o, h in hosts.items()},
-            problem=Problem(_progress_reason(plan.progress), plan.progress, permanent=False) if plan.progress else None,
+            problem=_problem(plan),
             replicas=sum(1 for p in pods if not p.deleting), selector=render.selector_text(selector),
-            replaced_at=_newest(listed))
+            created=_created_by_host(listed, place, hosts),
+            leaving=leaving, out_of_service=frozenset(hosts[o] for o in plan.leaving if o in unserved),
+            hibernated=plan.hibernated, hibernating=hibernating)
+
+    async def _label_pods(self, body, place: render.Place, plan) -> None:
+        for ordinal, value in [*((o, "true") for o in plan.serve), *((o, "false") for o in plan.unserve)]:
+            pod = place.pod(ordinal)
+            if await kube.merge_patch("Pod", self.namespace, pod, {"metadata": {"labels": {
+                    render.SERVING_LABEL: value}}}) and value == "false":
+                self.events(body, "Normal", "OutOfService", f"took pod {pod} out of the client Service: no new "
+                                                            "client write reaches it while it leaves")
+
+    async def _mark_claims(self, body, place: render.Place, plan) -> None:
+        """Mark the volumes whose data was just proven safe elsewhere (only marked ones are ever deleted), and unmark
+        those of ordinals wanted again."""
+        for ordinal in plan.release_claims:
+            await kube.merge_patch("PersistentVolumeClaim", self.namespace, _claim_name(place, ordinal),
+                                   {"metadata": {"annotations": {render.RELEASED_ANNOTATION: "true"}}})
+        for ordinal in plan.keep_claims:
+            if await kube.merge_patch("PersistentVolumeClaim", self.namespace, _claim_name(place, ordinal),
+                                      {"metadata": {"annotations": {render.RELEASED_ANNOTATION: None}}}):
+                self.events(body, "Normal", "VolumeKept", f"volume claim {_claim_name(place, ordinal)} is wanted "
+                                                          "again: it is no longer marked for deletion")
 
 
-def _newest(pods: list[dict[str, Any]]) -> float | None:
-    stamps = []
-    for p in pods:
-        created = (p.get("metadata") or {}).get("creationTimestamp")
-        try:
-            stamps.append(datetime.fromisoformat(str(created).replace("Z", "+00:00")).timestamp())
-        except ValueError:
+@dataclass(frozen=True)
+class Proof:
+    """What the last Harper round proved about the leaving members (see reconcile/drain.py)."""
+
+    drained: frozenset[str] = frozenset()
+    waits: Mapping[str, str] = field(default_factory=dict)
+
+
+def _claim_name(place: render.Place, ordinal: int) -> str:
+    return f"{render.CLAIM_TEMPLATE}-{place.pod(ordinal)}"
+
+
+def _claims(items: list[dict[str, Any]], statefulset: str) -> dict[int, bool]:
+    """ordinal -> whether its claim is marked released, for the claims of the StatefulSet's own template."""
+    out = {}
+    for claim in items:
+        meta = claim.get("metadata") or {}
+        name = meta.get("name", "")
+        if not name.startswith(render.CLAIM_TEMPLATE + "-"):
             continue
-    return max(stamps) if stamps else None
+        ordinal = _ordinal(name[len(render.CLAIM_TEMPLATE) + 1:], statefulset)
+        if ordinal is not None and not meta.get("deletionTimestamp"):
+            out[ordinal] = (meta.get("annotations") or {}).get(render.RELEASED_ANNOTATION) == "true"
+    return out
+
+
+def _problem(plan) -> Problem | None:
+    if plan.refused:
+        return Problem("ShardWouldBeLost", plan.refused)
+    if plan.progress:
+        return Problem(_progress_reason(plan.progress), plan.progress, permanent=False)
+    return None
+
+
+def _created_by_host(pods: list[dict[str, Any]], place: render.Place, hosts: Mapping[int, str]) -> dict[str, float]:
+    out = {}
+    for p in pods:
+        meta = p.get("metadata") or {}
+        ordinal = _ordinal(meta.get("name", ""), place.statefulset)
+        stamp = _stamp(meta.get("creationTimestamp"))
+        if ordinal in hosts and stamp is not None:
+            out[hosts[ordinal]] = stamp
+    return out
+
+
+def _stamp(created: Any) -> float | None:
+    try:
+        return datetime.fromisoformat(str(created).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
 
 
 def _progress_reason(progress: str) -> str:
+    if progress.startswith("hibernating"):
+        return "Hibernating"
+    if progress.startswith("scaling down") and "waiting for the leaving" in progress:
+        return "WaitingForReplication"
     if progress.startswith("scaling down"):
         return "ScalingDown"
     if progress.startswith("rolling out"):

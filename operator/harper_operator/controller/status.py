@@ -10,6 +10,7 @@ from ..api import HarperClusterStatus, HarperNodeStatus
 from ..api.cluster import MemberStatus
 from ..api.node import Certificate, PeerStatus, SocketStatus
 from ..reconcile.conditions import conditions as make_conditions
+from ..reconcile.conditions import hibernated
 from ..reconcile.problems import Problem
 from .members import Member, Membership
 from .observe import Sight
@@ -201,3 +202,28 @@ def cluster_status(rnd: Round, generation: int | None, previous: Mapping[str, An
         members=rows,
         pending_restart=list(rnd.pending_restart))
     return _full(status)
+
+
+def hibernated_node_status(member: Member, previous: Mapping[str, Any] | None, now: datetime) -> dict[str, Any]:
+    """A member of a hibernated cluster: its pod is stopped on purpose, its volume and records kept."""
+    generation = member.body["metadata"].get("generation")
+    return _full(HarperNodeStatus(observed_generation=generation, conditions=hibernated(
+        ready=False, message="its cluster is hibernated (spec.instances.replicas is 0): its pod is stopped, its volume "
+                             "and Harper's records are kept", generation=generation,
+        previous=(previous or {}).get("conditions", []), now=now)))
+
+
+def hibernated_cluster_status(m: Membership, generation: int | None, previous: Mapping[str, Any] | None,
+                              now: datetime, waiting: Problem | None = None) -> dict[str, Any]:
+    """replicas 0: Ready as declared once every pod stopped (`waiting`: the pods still going)."""
+    rows = [MemberStatus(name=x.resource, hostname=x.hostname, message="hibernated") for x in m.members]
+    earlier = (previous or {}).get("conditions", [])
+    if waiting is not None:
+        found = make_conditions(problem=_clipped(waiting), busy=True, generation=generation, previous=earlier, now=now)
+    else:
+        found = hibernated(ready=True, message=f"hibernated (spec.instances.replicas is 0): no pod runs; the "
+                                               f"{len(rows)} member(s)' volumes and Harper's records are kept; set "
+                                               "replicas above 0 to bring the same data back",
+                           generation=generation, previous=earlier, now=now)
+    return _full(HarperClusterStatus(observed_generation=generation, conditions=found,
+                                     ready_nodes=f"0/{len(rows)}", members=rows))

@@ -63,6 +63,7 @@ async def run_cluster(namespace, name, body, stopped, members: kopf.Index, decla
     provisioner = Provisioner(namespace, name, events=events.post, domain=config.current.cluster_domain,
                               enabled=config.current.provisioning)
     converged, hurried = False, False
+    proof: dict = {}  # the last round's word on leaving members: drained (proven) and waits (what each waits for)
     wake = registry.register(namespace, name)
     uid = body.get("metadata", {}).get("uid", "")
     backoff = 2.0
@@ -85,16 +86,19 @@ async def run_cluster(namespace, name, body, stopped, members: kopf.Index, decla
                     # Only a provisioned cluster looks at other clusters' HarperNodes (a walk of the namespace).
                     provisioned = (body.get("spec") or {}).get("instances") is not None
                     others = neighbours(members, namespace, name) if provisioned else []
-                    pods = await provisioner.ensure(body, nodes, converged=converged, others=others)
+                    pods = await provisioner.ensure(body, nodes, converged=converged, others=others, **proof)
                     result = await reconciler.reconcile(body, nodes, declared=Declared.of(declared.get(namespace, ())),
                                                         stopped=stopping, members_changed=lambda: _names(
                                                             members.get((namespace, name), [])) != _names(nodes),
                                                         pods=pods)
                     # The roll's gate is Harper's own picture: the cluster is not Ready while it rolls.
                     converged = result.meshed
+                    proof = {"drained": result.drained, "waits": result.drain_waits}
                 metrics.RECONCILES.labels("converged" if result.converged else
                                           "stalled" if result.permanent else "progressing").inc()
-                metrics.cluster_round(namespace, name, seconds=time.monotonic() - began, declared=len(nodes),
+                # A hibernated cluster declares no running member: the "not ready" alerts stay quiet by design.
+                metrics.cluster_round(namespace, name, seconds=time.monotonic() - began,
+                                      declared=0 if result.hibernated else len(nodes),
                                       ready=result.ready_nodes, max_lag_ms=result.max_lag_ms)
                 if result.converged or result.permanent:
                     backoff = 2.0  # permanent problems wait for a change or the interval: no retry storm

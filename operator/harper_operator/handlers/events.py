@@ -24,12 +24,16 @@ def post(body: Mapping[str, Any], type_: str, reason: str, message: str) -> None
     kopf.event(body, type=type_, reason=reason, message=message)
 
 
-def removals(body: Mapping[str, Any], removal: Removal, retry: int, retries: int = 3) -> None:
+def removals(body: Mapping[str, Any], removal: Removal, retry: int, retries: int | None = 3) -> None:
     """Report what a deletion did; retry failures a few times, then let the finalizer go so deletion never
-    hangs, saying what Harper may still hold."""
+    hangs, saying what Harper may still hold. retries=None: retry until it works (a provisioned member, whose pod
+    and volume go once the finalizer is released: docs/safety.md, S1)."""
     for line in removal.done:
         post(body, "Normal", "RemoveNode", line)
-    if removal.failures and retry < retries:
+    if removal.failures and (retries is None or retry < retries):
+        if retries is None and retry % 6 == 5:  # every ~30 s: say why the scale-down is not done yet
+            post(body, "Warning", "RemoveNodeRetrying", "; ".join(removal.failures) + " (its pod and volume stay "
+                                                        "until Harper has forgotten it)")
         raise kopf.TemporaryError("; ".join(removal.failures), delay=5)
     for line in removal.failures:
         post(body, "Warning", "RemoveNodeFailed", line + " (finalizer released anyway)")

@@ -101,5 +101,6 @@ async def deleted(namespace, name, spec, body, retry, members: kopf.Index, **_):
     nodes = list(members.get((namespace, cluster_name), []))
     async with registry.exclusive(namespace, cluster_name):
         removal = await remove_member(cluster, cluster_spec, nodes, hostname, observer=metrics.observe_call)
-    events.removals(body, removal, retry)
+    # A provisioned member's finalizer is what holds its pod and volume: it is released only once Harper forgot it.
+    events.removals(body, removal, retry, retries=None if _provisioned(body) else 3)
     registry.poke(namespace, cluster_name)

@@ -16,6 +16,14 @@ from ..api.instances import Instances
 CLUSTER_LABEL = f"{GROUP}/cluster"
 ORDINAL_LABEL = f"{GROUP}/ordinal"
 POD_ANNOTATION = f"{GROUP}/pod"  # on a provisioned HarperNode: the pod it describes (restarts delete it)
+# On a pod: "true" puts it in the client Service; a leaving pod gets "false" before its data is confirmed elsewhere,
+# so no new client write reaches it (docs/safety.md, S1). Set by the operator on the pods, not in the template: a
+# template change would roll every pod.
+SERVING_LABEL = f"{GROUP}/serving"
+# On a volume claim: its data was proven to be on the members that stay when its member left (S2). Only a marked
+# claim is ever deleted by the operator; the mark goes when the ordinal is wanted again.
+RELEASED_ANNOTATION = f"{GROUP}/released"
+CLAIM_TEMPLATE = "data"
 FIELD_MANAGER = "harper-operator"
 
 OPS_PORT, HTTP_PORT, REPLICATION_PORT = 9925, 9926, 9933
@@ -93,7 +101,8 @@ def headless_service(owner: Owner) -> dict[str, Any]:
 
 def client_service(owner: Owner) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Service", "metadata": _meta(owner, f"{owner.name}-client"),
-            "spec": {"type": "ClusterIP", "selector": selector(owner), "ports": _ports()[:2]}}
+            "spec": {"type": "ClusterIP", "selector": {**selector(owner), SERVING_LABEL: "true"},
+                     "ports": _ports()[:2]}}
 
 
 def disruption_budget(owner: Owner) -> dict[str, Any]:
@@ -163,6 +172,8 @@ def statefulset(owner: Owner, spec: HarperClusterSpec, replicas: int) -> dict[st
     Parallel: pods start together; the operator, not the pod order, decides who joins whom."""
     instances = spec.instances
     keep = "Retain" if spec.deletion_policy == "Retain" else "Delete"
+    # whenScaled Retain whatever the policy: replicas 0 hibernates, and a scaled-down member's volume is deleted by
+    # the operator itself, only once its data is proven safe elsewhere (provision/scale.py).
     t = instances.pod_template
     claim: dict[str, Any] = {"accessModes": ["ReadWriteOnce"],
                              "resources": {"requests": {"storage": instances.storage.size}}}
@@ -172,12 +183,12 @@ def statefulset(owner: Owner, spec: HarperClusterSpec, replicas: int) -> dict[st
             "spec": {
                 "replicas": replicas, "serviceName": owner.name, "podManagementPolicy": "Parallel",
                 "updateStrategy": {"type": "OnDelete"},
-                "persistentVolumeClaimRetentionPolicy": {"whenDeleted": keep, "whenScaled": keep},
+                "persistentVolumeClaimRetentionPolicy": {"whenDeleted": keep, "whenScaled": "Retain"},
                 "selector": {"matchLabels": selector(owner)},
                 "template": {"metadata": {"labels": {**dict(t.labels), **labels(owner)},
                                           **({"annotations": dict(t.annotations)} if t.annotations else {})},
                              "spec": _pod_spec(instances, spec.secret_name(owner.name), owner)},
-                "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": claim}]}}
+                "volumeClaimTemplates": [{"metadata": {"name": CLAIM_TEMPLATE}, "spec": claim}]}}
 
 
 def harper_node(owner: Owner, instances: Instances, place: Place, ordinal: int) -> dict[str, Any]:

@@ -6,6 +6,10 @@ Rules (kstatus conventions):
 * paused with work to do                                      -> Reconciling=True with reason Paused, Ready=False,
                                                                  Stalled=False (nothing is written to Harper)
 * nothing to do and verified (paused or not)                  -> Ready=True
+* hibernated (spec.instances.replicas 0, every pod stopped)   -> reason Hibernated, Reconciling=False,
+                                                                 Stalled=False; the cluster Ready=True (it is as
+                                                                 declared: kstatus Current, no alert), its members
+                                                                 Ready=False (no Harper runs)
 kstatus (Flux's health checks) reads Reconciling=True as InProgress: a paused resource with work left is not done,
 and a Kustomization waiting on it waits (and times out) rather than passing. Paused with nothing to do is Ready,
 so Current: Harper matches the spec, and the pause only holds back writes that nobody needs yet.
@@ -74,3 +78,18 @@ def conditions(*, problem: Problem | None = None, busy: bool = False, paused: bo
     return [c(READY, True, ready_reason, ready_message),
             c(RECONCILING, False, ready_reason, "nothing to do"),
             c(STALLED, False, ready_reason, "no permanent problem")]
+
+
+HIBERNATED = "Hibernated"
+
+
+def hibernated(*, ready: bool, message: str, generation: int | None = None,
+               previous: Iterable[Mapping[str, Any]] = (), now: datetime | str) -> list[dict[str, Any]]:
+    """The three conditions of a hibernated cluster (ready=True) or of one of its members (ready=False)."""
+    previous = list(previous or ())
+
+    def c(t: str, s: bool, m: str) -> dict[str, Any]:
+        return condition(t, s, HIBERNATED, m, generation=generation, previous=previous, now=now)
+
+    return [c(READY, ready, message), c(RECONCILING, False, "nothing to do while hibernated"),
+            c(STALLED, False, "no permanent problem")]

@@ -4,8 +4,9 @@ Every restart the operator makes goes through admit(): those plan() asks for aft
 re-created explicit pair) and those pending_restart() shows (reconnect, shard; see restarts_for_pending). A restart
 takes a member out of replication for a while, so:
 
-* one member at a time, and none while a member restarted within `cooldown` still does not answer: it is coming
-  back, and restarting another now would take two members out of replication at once;
+* one member down at a time (docs/safety.md, S3): none while any member does not answer or its pod is not Ready,
+  whatever took it down (a restart of ours coming back, a roll, a crash): restarting another now would take two
+  members out of replication at once;
 * a restart wanted because of something merely observed (Restart.settle) waits until the picture has lasted
   `grace` seconds: a joining node shows the same picture for a moment;
 * a member is not restarted twice within `cooldown`: when Harper still needs a restart right after one, the restart
@@ -124,15 +125,16 @@ def _grace(want: Restart, default: float) -> float:
 
 def admit(ledger: RestartLedger, wanted: Sequence[Restart], now: float, *, unreachable: Collection[str] = (),
           grace: float = 10.0, cooldown: float = 120.0,
-          changed_at: float | None = None) -> tuple[list[Restart], list[Problem], RestartLedger]:
+          changed_at: Mapping[str, float] | None = None) -> tuple[list[Restart], list[Problem], RestartLedger]:
     """The restarts to run now (at most one), the problems to report, and the ledger for the next call.
 
     wanted: every restart wanted this round (plan()'s and restarts_for_pending()'s); owed ones are added.
-    unreachable: the members that did not answer this round.
-    changed_at: when a member last came back as a new pod (a new address): restarts made before it are no
-    evidence of a loop, since the need they met is gone and a new one may follow (seen: a rolling update
-    replaced a pod 59 s after a survivor's reconnect restart, and the survivor's next reconnect was called a
-    RestartLoop, Stalled).
+    unreachable: the members that are down this round (no answer, or a pod that is not Ready).
+    changed_at: node -> when ANOTHER member last came back as a new pod (a new address): the node's restarts made
+    before it are no evidence of a loop, since the need they met is gone and a new one may follow (seen: a rolling
+    update replaced a pod 59 s after a survivor's reconnect restart, and the survivor's next reconnect was called a
+    RestartLoop, Stalled). Never the node's own pod: a restart replaces it, and counting that reset the cooldown at
+    every restart (seen: one pod deleted 8 times in 105 s, and no RestartLoop).
     """
     down = set(unreachable)
     wishes: dict[str, list[Restart]] = {}
@@ -144,8 +146,9 @@ def admit(ledger: RestartLedger, wanted: Sequence[Restart], now: float, *, unrea
 
     # Restarts within the cooldown. One stamped further ahead than a whole cooldown comes from another clock
     # (the ledger was written elsewhere): trusting it could hold a node back for ever.
+    changed = changed_at or {}
     recent = {n: (r, t) for n, (r, t) in ledger.done.items() if t <= now + cooldown and now - t < cooldown
-              and (changed_at is None or t >= changed_at)}
+              and t >= changed.get(n, t)}
     since = {n: min(ledger.wanted_since.get(n, now), now) for n in merged}
 
     problems = []
@@ -163,10 +166,9 @@ def admit(ledger: RestartLedger, wanted: Sequence[Restart], now: float, *, unrea
                 f"({want.reason}): the restart did not take effect; check the node's logs and configuration (the "
                 f"operator tries again after {cooldown:.0f}s)", node=node, permanent=True))
 
-    coming_back = any(n in down for n in recent)
     eligible = [n for n, want in merged.items()
                 if n not in recent and n not in down and (not want.settle or now - since[n] >= _grace(want, grace))]
-    admitted = [merged[eligible[0]]] if eligible and not coming_back else []
+    admitted = [merged[eligible[0]]] if eligible and not down else []
 
     made = {r.on for r in admitted}
     done = dict(recent)
