@@ -747,3 +747,47 @@ async def test_a_pod_that_is_not_ready_holds_every_restart(fleet, fake_kube):
     assert not [c for c in fleet.calls if c.operation == "restart"]
     await r.reconcile(body, members, pods=PodView(replicas=3, selector="x"))
     assert len([c for c in fleet.calls if c.operation == "restart"]) == 1
+
+
+async def test_a_restart_of_a_pod_that_does_not_take_effect_is_a_restart_loop(fleet, fake_kube):
+    """S3: a restart of a provisioned member is a pod deletion, and its new pod's creation time must not reset its
+    cooldown (seen before: one pod deleted 8 times in 105 s, no RestartLoop). A need that persists ends in
+    RestartLoop after one restart of each member, one member at a time."""
+    from harper_operator.controller.provision import PodView
+    clock = Clock()
+    r, _ = reconciler(fleet, clock)
+    fleet.model.restart = lambda on: None  # Harper comes back without loading the routes
+    deleted: list[str] = []
+
+    def restart_via_pod(host: str):
+        async def go() -> None:
+            deleted.append(host)  # the StatefulSet makes a new pod: a new one for every restart
+        return go
+
+    body, members = cluster_body(routes=[{"hostname": "r.example", "port": 9933}]), nodes(A, B, C)
+    for _ in range(8):  # 105 s, within the 120 s cooldown (after it the operator tries once more, as it says)
+        pods = PodView(replicas=3, selector="x", restart={h: restart_via_pod(h) for h in (A, B, C)})
+        await r.reconcile(body, members, pods=pods)
+        body["status"] = fake_kube.last("harperclusters", "c")
+        clock.now += 15
+    assert sorted(deleted) == [A, B, C], deleted
+    assert condition(fake_kube.last("harperclusters", "c"), "Stalled")["reason"] == "RestartLoop"
+
+
+async def test_a_reconnect_need_after_a_roll_of_another_pod_is_a_new_need_not_a_loop(fleet, fake_kube):
+    """A rolling update gives a peer a new address: a survivor restarted just before may need to reconnect again,
+    and that is admitted after its grace, not called RestartLoop (restarts.admit's changed_at, from the rolls this
+    process made; never from pod creation times)."""
+    from harper_operator.controller.provision import PodView
+    clock = Clock()
+    r, _ = reconciler(fleet, clock)
+    body, members = cluster_body(), nodes(A, B, C)
+    await converge(r, body, members, fake_kube)
+    body["status"] = {**body["status"], "lastRestarts": [{"node": A, "reason": "reconnect to its peers",
+                                                          "at": clock.now - 30}]}
+    fleet.model.remove_node(B, A)  # A's own sockets are down: it needs a reconnect restart
+    await r.reconcile(body, members, pods=PodView(replicas=3, selector="x", rolled=C))
+    clock.now += 15
+    await r.reconcile(body, members, pods=PodView(replicas=3, selector="x"))
+    cluster = fake_kube.last("harperclusters", "c")
+    assert condition(cluster, "Stalled")["status"] == "False", cluster["conditions"]

@@ -270,6 +270,7 @@ class ClusterReconciler:
         self._sights: dict[str, Sight] = {}  # the last look at each member, for what need not be read again
         self._written: dict[tuple[str, str], dict[str, Any]] = {}  # the last status this process wrote, per object
         self._marks: dict[str, Mark] = {}
+        self._rolled: dict[str, float] = {}  # member -> when its pod was deleted for a rolling update
         self._names: dict[str, str] = {}  # HarperNode -> the name its Harper last reported (docs/safety.md, S4)  # leaving member -> the look its quiet window started at (reconcile/drain)
 
     async def close(self) -> None:
@@ -293,6 +294,15 @@ class ClusterReconciler:
                                                                                             self.namespace)}
             ops = [op for op in ops if not (isinstance(op, RemoveNode) and op.hostname in ghosts & listed)]
         return ops
+
+    def _others_rolled(self, pods: PodView | None) -> dict[str, float]:
+        """member -> when this process last rolled another member's pod (a new address: a need to reconnect after it
+        is a new need, not a loop; restarts.admit). Only rolls count: a restart of ours is a pod deletion too, and
+        counting every new pod let two members' restarts reset each other's cooldown for ever."""
+        if pods is not None and pods.rolled:
+            self._rolled[pods.rolled] = self.clock()
+        return {h: max((t for other, t in self._rolled.items() if other != h), default=0.0)
+                for h in {x for x in self._sights} | set(self._rolled)}
 
     def _unless_names_unknown(self, ops: list[Operation], m: Membership, say: bool = False) -> list[Operation]:
         """A record of a declared member is never removed (docs/safety.md, S4): while a member's Harper name is not
@@ -337,7 +347,7 @@ class ClusterReconciler:
         down |= set(pods.not_ready) & {x.hostname for x in m.members} if pods else set()
         admitted, problems, ledger = admit(before, wanted, self.clock(), unreachable=down,
                                            grace=self.restart_grace, cooldown=self.restart_cooldown,
-                                           changed_at=_others_replaced(pods.created) if pods else None)
+                                           changed_at=self._others_rolled(pods))
         self._wanted_since = dict(ledger.wanted_since)
         return Restarts(admitted, problems, before, ledger,
                         due=next_admission(ledger, wanted, self.clock(), grace=self.restart_grace,
@@ -576,12 +586,6 @@ def _created(obj: Mapping[str, Any]) -> float:
         return datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp() if stamp else 0.0
     except ValueError:
         return 0.0
-
-
-def _others_replaced(created: Mapping[str, float]) -> dict[str, float]:
-    """member -> when another member's pod was last created: a restart of the member before that met a need that
-    may be gone; its own pod's creation (its restart itself) proves nothing (restarts.admit)."""
-    return {h: max((t for other, t in created.items() if other != h), default=0.0) for h in created}
 
 
 def _soonest(*seconds: float | None) -> float | None:

@@ -12,7 +12,6 @@ import json
 import logging
 import secrets
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, Awaitable, Callable, Mapping
 
 from pydantic import ValidationError
@@ -37,7 +36,7 @@ class PodView:
     problem: Problem | None = None  # why the cluster is not done on the Kubernetes side (progress or a stop)
     replicas: int | None = None
     selector: str | None = None
-    created: Mapping[str, float] = field(default_factory=dict)  # hostname -> when its pod was created (epoch s)
+    rolled: str | None = None  # hostname of the member whose pod this round deleted for a rolling update
     leaving: frozenset[str] = frozenset()  # hostnames of members leaving by a scale-down (their data is proven first)
     out_of_service: frozenset[str] = frozenset()  # leaving members no longer in the client Service
     hibernated: bool = False  # replicas 0 and every pod stopped: nothing to read or write in Harper
@@ -264,7 +263,7 @@ class Provisioner:
             restart={h: restart(place.pod(o)) for o, h in hosts.items()},
             problem=_problem(plan),
             replicas=sum(1 for p in pods if not p.deleting), selector=render.selector_text(selector),
-            created=_created_by_host(listed, place, hosts),
+            rolled=hosts[next(p.ordinal for p in pods if p.name == plan.delete_pod)] if plan.delete_pod else None,
             leaving=leaving, out_of_service=frozenset(hosts[o] for o in plan.leaving if o in unserved),
             hibernated=plan.hibernated, hibernating=hibernating)
 
@@ -321,24 +320,6 @@ def _problem(plan) -> Problem | None:
     if plan.progress:
         return Problem(_progress_reason(plan.progress), plan.progress, permanent=False)
     return None
-
-
-def _created_by_host(pods: list[dict[str, Any]], place: render.Place, hosts: Mapping[int, str]) -> dict[str, float]:
-    out = {}
-    for p in pods:
-        meta = p.get("metadata") or {}
-        ordinal = _ordinal(meta.get("name", ""), place.statefulset)
-        stamp = _stamp(meta.get("creationTimestamp"))
-        if ordinal in hosts and stamp is not None:
-            out[hosts[ordinal]] = stamp
-    return out
-
-
-def _stamp(created: Any) -> float | None:
-    try:
-        return datetime.fromisoformat(str(created).replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
 
 
 def _progress_reason(progress: str) -> str:
