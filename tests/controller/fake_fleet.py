@@ -50,6 +50,10 @@ class FakeFleet:
     not_harper: set[str] = field(default_factory=set)  # replication URL answered by something else
     # (node, peer) -> extra fields of the node's "data" socket to that peer (lastReceivedVersion, sendingMessage...)
     sockets: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    # Records, for a leaving member's proof: node -> its audit log, entries (table, key, version, operation) of the
+    # database "data" with the audit key equal to the version; (node, table, key) -> the version it holds.
+    audit: dict[str, list[tuple[str, Any, float, str]]] = field(default_factory=dict)
+    held: dict[tuple[str, str, str], float] = field(default_factory=dict)
 
     @classmethod
     def of(cls, *names: str) -> "FakeFleet":
@@ -70,7 +74,8 @@ class FakeFleet:
         self.model.set_node = refuse
 
     def writes(self) -> list[Call]:
-        return [c for c in self.calls if c.operation not in ("cluster_status", "routes", "probe")]
+        return [c for c in self.calls if c.operation not in ("cluster_status", "routes", "probe", "describe_database",
+                                                            "read_audit_log", "search_by_id")]
 
     async def probe(self, url: str, **_: Any) -> ProbeResult:
         name = url.split("://", 1)[1].rsplit(":", 1)[0]
@@ -170,6 +175,22 @@ class FakeClient:
     async def cluster_delete_routes(self, routes: list[wire.Route]):
         self._enter("cluster_delete_routes", routes)
         self.fleet.model.delete_routes(self.name, [Route(r.hostname, r.port) for r in routes])
+
+    async def describe_database(self, database: str) -> dict[str, str]:
+        self._enter("describe_database", database)
+        return {"t": "id", "u": "id"} if database == "data" else {}
+
+    async def read_audit_log(self, database: str, table: str, since: float, limit: int):
+        from harper_operator.harper.records import AuditEntry
+        self._enter("read_audit_log", (database, table, since))
+        found = [AuditEntry(op, version, (key,)) for t, key, version, op in self.fleet.audit.get(self.name, [])
+                 if database == "data" and t == table and version >= since]
+        return sorted(found, key=lambda e: e.version)[:limit]
+
+    async def record_versions(self, database: str, table: str, key: str, ids):
+        self._enter("search_by_id", (database, table, tuple(ids)))
+        return {str(i): self.fleet.held[(self.name, table, str(i))] for i in ids
+                if (self.name, table, str(i)) in self.fleet.held}
 
     async def restart(self):
         self._enter("restart")

@@ -640,10 +640,9 @@ def leaving(host: str, *, out: bool = True):
                    out_of_service=frozenset({host}) if out else frozenset())
 
 
-async def test_a_leaving_member_is_proven_drained_only_after_its_writes_stay_confirmed_for_the_quiet_window(
-        fleet, fake_kube):
-    """S1: the proof needs the leaving member out of the client Service, every socket up, nothing in flight, and
-    the survivors' received versions still for QUIET seconds."""
+async def test_a_leaving_member_is_proven_drained_only_when_every_write_it_holds_is_on_the_others(fleet, fake_kube):
+    """S1: out of the client Service first; then every entry of its audit log after what the survivors received
+    from it must be held by every survivor, in two passing looks QUIET seconds apart."""
     from harper_operator.reconcile.drain import QUIET
     clock = Clock()
     r, _ = reconciler(fleet, clock)
@@ -651,32 +650,46 @@ async def test_a_leaving_member_is_proven_drained_only_after_its_writes_stay_con
     await converge(r, body, members, fake_kube)
     result = await r.reconcile(body, members, pods=leaving(C, out=False))
     assert result.drained == set() and result.drain_waits == {C: f"taking {C} out of the client Service first"}
-    fleet.sockets.update({(A, C): {"lastReceivedVersion": 5.0}, (B, C): {"lastReceivedVersion": 5.0},
-                          (C, A): {"sendingMessage": "Wed, 25 Nov 2026 18:35:21 GMT"}})
+    # A and B received C's writes up to version 5; C wrote k2 at 7 (cut off, say), and relayed A's k9 at 6.
+    fleet.sockets.update({(A, C): {"lastReceivedVersion": 5.0}, (B, C): {"lastReceivedVersion": 5.0}})
+    fleet.audit[C] = [("t", "k1", 5.0, "upsert"), ("t", "k9", 6.0, "upsert"), ("t", "k2", 7.0, "upsert")]
+    fleet.held.update({(n, "t", k): v for n in (A, B) for k, v in (("k1", 5.0), ("k9", 6.0))})
     result = await r.reconcile(body, members, pods=leaving(C))
-    assert result.drain_waits == {C: f"{C} is still sending database data to {A}"}
-    fleet.sockets[(C, A)] = {}
+    assert result.drain_waits == {C: f"{A} does not hold the write of data.t 'k2' (version 7.000) that {C} has"}
+    reads = [c.detail for c in fleet.calls if c.operation == "read_audit_log"]
+    assert reads[-1][:2] == ("data", "u") and reads[-2][:2] == ("data", "t") and 5.0 < reads[-1][2] < 5.0001
+    fleet.held.update({(A, "t", "k2"): 7.0, (B, "t", "k2"): 8.0})  # B has a newer version still: as good
     result = await r.reconcile(body, members, pods=leaving(C))
-    assert not result.drained and "to confirm" in result.drain_waits[C] and result.restart_due == QUIET
+    assert not result.drained and "confirming again" in result.drain_waits[C] and result.restart_due == QUIET
     clock.now += QUIET
-    fleet.sockets[(A, C)] = {"lastReceivedVersion": 6.0}  # a write C had still reached A: the window starts again
+    fleet.audit[C].append(("t", "k3", 9.0, "delete"))  # a request still in flight at the first look
+    fleet.held[(A, "t", "k3")] = 3.0  # A still holds what C deleted
     assert not (await r.reconcile(body, members, pods=leaving(C))).drained
+    del fleet.held[(A, "t", "k3")]
+    assert not (await r.reconcile(body, members, pods=leaving(C))).drained, "a failed look starts the window again"
     clock.now += QUIET
     result = await r.reconcile(body, members, pods=leaving(C))
     assert result.drained == {C} and result.drain_waits == {}
     assert not [c for c in fleet.writes() if c.operation == "remove_node"], "the proof itself writes nothing"
 
 
-async def test_a_leaving_member_cut_off_from_its_peers_is_never_proven(fleet, fake_kube):
+async def test_a_leaving_member_that_does_not_answer_or_whose_log_cannot_be_read_is_never_proven(fleet, fake_kube):
+    from harper_operator.harper.errors import UnexpectedAnswerError
     clock = Clock()
     r, _ = reconciler(fleet, clock)
     body, members = cluster_body(), nodes(A, B, C)
     await converge(r, body, members, fake_kube)
-    fleet.sockets.update({(C, A): {"connected": False}, (A, C): {"connected": False}})  # C cut off from A
+    fleet.failures[(C, "read_audit_log")] = UnexpectedAnswerError("read_audit_log", 200, "not a list", url="x")
     for _ in range(3):
         result = await r.reconcile(body, members, pods=leaving(C))
         clock.now += 5
-    assert not result.drained and "not connected on database data" in result.drain_waits[C]
+    assert not result.drained and result.drain_waits[C].startswith(f"reading {C}'s audit log failed")
+    del fleet.failures[(C, "read_audit_log")]
+    fleet.model.stop(C)
+    for _ in range(3):
+        result = await r.reconcile(body, members, pods=leaving(C))
+        clock.now += 5
+    assert not result.drained and "does not answer" in result.drain_waits[C]
 
 
 async def test_a_hibernated_cluster_asks_harper_nothing_and_says_so(fleet, fake_kube):

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from .. import kube
 from ..api import PAUSE_ANNOTATION, RETAINED_ANNOTATION, HarperClusterSpec, OwedRestart, RestartRecord
 from ..harper.errors import FalseSuccessError, HarperError, PermanentHarperError
-from ..reconcile.drain import Drain, Mark, drain, survivors_of
+from ..reconcile.drain import Drain, drain, received, survivors_of
 from ..reconcile.plan import Operation, RemoveNode, Restart, diagnose, pending_restart, plan, waiting_for_restarts
 from ..reconcile.ghosts import hold_ghost_removals
 from ..reconcile.problems import Problem
@@ -27,6 +27,7 @@ from ..reconcile.restarts import RestartLedger, admit, next_admission, restarts_
 from ..reconcile.topology import DesiredCluster, url_key
 from .clients import ClientPool
 from .execute import execute
+from .leaving import proof_look
 from .members import Membership, SecretData, membership, secret_names
 from .observe import Sight, links, look_all, observed
 from .provision import PodView
@@ -269,9 +270,9 @@ class ClusterReconciler:
         self._wanted_since: dict[str, float] = {}  # node -> when a restart first looked needed (kept in memory)
         self._sights: dict[str, Sight] = {}  # the last look at each member, for what need not be read again
         self._written: dict[tuple[str, str], dict[str, Any]] = {}  # the last status this process wrote, per object
-        self._marks: dict[str, Mark] = {}
+        self._passed: dict[str, float] = {}  # leaving member -> when its passing looks began (reconcile/drain)
         self._rolled: dict[str, float] = {}  # member -> when its pod was deleted for a rolling update
-        self._names: dict[str, str] = {}  # HarperNode -> the name its Harper last reported (docs/safety.md, S4)  # leaving member -> the look its quiet window started at (reconcile/drain)
+        self._names: dict[str, str] = {}  # HarperNode -> the name its Harper last reported (docs/safety.md, S4)
 
     async def close(self) -> None:
         await self.pool.close()
@@ -436,7 +437,7 @@ class ClusterReconciler:
                          and failure is None and not now_intent.pending_restart)
         lags = [s.status.max_lag_ms for s in sights.values() if s.status and s.status.max_lag_ms is not None]
         result.max_lag_ms = max(lags) if lags else None
-        drains = self._drains(m, sights, pods)
+        drains = await self._drains(m, sights, pods)
         result.drained = frozenset(h for h, d in drains.items() if d.proven)
         result.drain_waits = {h: d.waits_for for h, d in drains.items() if not d.proven}
         result.restart_due = _soonest(restarts.due, *(d.due for d in drains.values()))
@@ -446,9 +447,9 @@ class ClusterReconciler:
         result.permanent = stalled.get("status") == "True"
         return result
 
-    def _drains(self, m: Membership, sights: Mapping[str, Sight], pods: PodView | None) -> dict[str, Drain]:
+    async def _drains(self, m: Membership, sights: Mapping[str, Sight], pods: PodView | None) -> dict[str, Drain]:
         """Where each leaving member's proof stands (docs/safety.md, S1): looked at only once it is out of the
-        client Service, with the quiet window kept in this process (a new process starts it again)."""
+        client Service; when its passing looks began is kept in this process (a new process starts again)."""
         leaving = pods.leaving if pods else frozenset()
         answered = {n for n, s in sights.items() if s.status is not None and s.problem is None}
         found = links(sights) if leaving else {}
@@ -459,13 +460,16 @@ class ClusterReconciler:
             if member is None:
                 declared = next((x for x in m.members if x.hostname == host), None)
                 why = declared.problem.message if declared and declared.problem else "it is not managed"
-                out[host] = Drain(False, f"{host} cannot be read ({why})")
+                waits = f"{host} cannot be read ({why})"
             elif host not in pods.out_of_service:
-                out[host] = Drain(False, f"taking {host} out of the client Service first")
+                waits = f"taking {host} out of the client Service first"
             else:
                 survivors = survivors_of(host, staying, found, member.spec.subscriptions is not None)
-                out[host] = drain(host, survivors, found, answered, self._marks.get(host), self.clock())
-        self._marks = {h: d.mark for h, d in out.items() if d.mark is not None}
+                versions = received(host, survivors, found, answered)
+                waits = versions if isinstance(versions, str) else await proof_look(
+                    member, [m.managed_member(s) for s in survivors], self.pool, versions)
+            out[host] = drain(host, waits, self._passed.get(host), self.clock())
+        self._passed = {h: d.passed_at for h, d in out.items() if d.passed_at is not None}
         return out
 
     async def _hibernate(self, body, spec: HarperClusterSpec, nodes: list[Mapping[str, Any]], pods: PodView) -> Result:
@@ -484,7 +488,7 @@ class ClusterReconciler:
                                            waiting=pods.problem)
         status.update(ledger_to_status(kept), replicas=pods.replicas, selector=pods.selector)
         await self._write_status("harperclusters", self.name, body.get("status"), status)
-        self._marks = {}
+        self._passed = {}
         return Result(converged=pods.hibernated, hibernated=True)
 
     async def _carry_out(self, body, m: Membership, ops: list[Operation], restarts: Restarts,

@@ -271,8 +271,6 @@ def links(sights: Mapping[str, Sight]) -> Links:
         for c in sight.status.connections:
             if not c.name or c.name == name:
                 continue
-            out[(name, c.name)] = {s.database: Socket(
-                connected=s.connected, received=s.last_received_version,
-                sending=s.sending_message is not None or bool(s.back_pressure_percent))
-                for s in c.database_sockets if s.database}
+            out[(name, c.name)] = {s.database: Socket(connected=s.connected, received=s.last_received_version)
+                                   for s in c.database_sockets if s.database}
     return out

@@ -50,6 +50,7 @@ from .errors import (
     clip_message,
     parse_peer_failure,
 )
+from . import records
 from .models import (
     FALSE_SUCCESS_MARKER,
     Certificate,
@@ -813,6 +814,33 @@ class HarperClient:
 
         return await self._call("cluster_get_routes", {"operation": "cluster_get_routes"}, interpret,
                                 retry_stale=True)
+
+    # ------------------------------------------------------------------ records (a leaving member's proof)
+
+    async def _records(self, operation: str, body: dict[str, Any], read: Callable[[Any], T]) -> T:
+        def interpret(parsed: Any) -> T:
+            try:
+                return read(parsed)
+            except records.UnreadableAnswer as e:
+                raise UnexpectedAnswerError(operation, 200, str(e), url=self.operations_url) from None
+        return await self._call(operation, body, interpret, retry_stale=True)
+
+    async def describe_database(self, database: str) -> dict[str, str]:
+        """Table name -> primary key attribute, of one database on this node."""
+        return await self._records("describe_database", {"operation": "describe_database", "database": database},
+                                   records.tables)
+
+    async def read_audit_log(self, database: str, table: str, since: float, limit: int) -> list[records.AuditEntry]:
+        """This node's audit log entries of one table from audit key `since` (inclusive), oldest first."""
+        return await self._records("read_audit_log", {
+            "operation": "read_audit_log", "schema": database, "table": table, "search_type": "timestamp",
+            "search_values": [since], "limit": limit}, records.audit_entries)
+
+    async def record_versions(self, database: str, table: str, key: str, ids: Sequence[Any]) -> dict[str, float]:
+        """The version (__updatedtime__) of each of these records this node holds, by key as text."""
+        return await self._records("search_by_id", {
+            "operation": "search_by_id", "database": database, "table": table, "ids": list(ids),
+            "get_attributes": [key, "__updatedtime__"]}, lambda parsed: records.versions(parsed, key))
 
     # ------------------------------------------------------------------ process
 

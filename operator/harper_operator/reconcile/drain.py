@@ -1,24 +1,31 @@
 """Proof that a leaving member's records are on the members that stay (docs/safety.md, S1). Pure: `now` is passed in.
 
-A member leaves (scale-down) only once this module says its data is safe elsewhere. What proves it, from Harper's
-own replication state (docs/harper-semantics.md, section 12):
-* the leaving member L answers, and so does every member S that stays and should hold L's data (every member for a
-  fully replicating L; for an L with explicit subscriptions, the members it holds a pair record of);
-* for every database L replicates, L's socket to S and S's socket to L are connected, and L is sending nothing to S
-  (no message in flight, no back-pressure);
-* what each S has received from L (lastReceivedVersion, per database) has not moved for QUIET seconds, looked at
-  after L left the client Service: L has no new writes, and the last one it had reached S.
-Anything else is a wait, with the words a person reads in the cluster's Reconciling condition.
+A member leaves (scale-down) only once this module says its data is safe elsewhere. No rule on cluster_status alone
+can say so: with one write unsent behind a cut link, every field looks exactly like a drained link (connected,
+nothing being sent, versions still; docs/harper-semantics.md, section 12). What proves it:
+1. `received`: from the survivors' cluster_status, for each database, the smallest version any of them has received
+   from the leaving member L (its `lastReceivedVersion`: an audit key of L's, set as L's own writes arrive);
+2. `Write`s: every entry of L's audit log after that version, of every table (the shell reads them with
+   read_audit_log; entries L received from others are there too);
+3. `held`: each survivor's version of each of those records (search_by_id): a write is confirmed on a survivor that
+   holds the record at that version or newer (or, for a delete, holds it no more).
+A look passes when every write is confirmed on every survivor and the audit log was read to its end. L is proven
+drained after two passing looks at least QUIET seconds apart, both made after L left the client Service: a write
+still in flight at the first look shows in the second. Anything else is a wait, with the words a person reads in
+the cluster's Reconciling condition.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Collection, Mapping
 
-# Seconds the survivors' received versions must stay still. Long enough to see a writer that writes every second or
-# faster; a slower one shows as versions that move from one look to the next, and the wait goes on.
+# Seconds between the two passing looks: a client request that reached L just before it left the client Service has
+# committed by then, and shows in the second look's audit log if it was not sent.
 QUIET = 2.0
+# Audit entries read per table and look: past it the look cannot pass (writes keep arriving faster than they are
+# confirmed); the cluster says so and waits.
+AUDIT_LIMIT = 1000
 
 
 @dataclass(frozen=True)
@@ -26,7 +33,6 @@ class Socket:
     """One replication socket of one member to one peer, for one database, as that member reports it."""
 
     connected: bool
-    sending: bool = False  # a message in flight or back-pressure: data still on its way
     received: float | None = None  # lastReceivedVersion: the newest version received from the peer
 
 
@@ -35,67 +41,97 @@ Links = Mapping[tuple[str, str], Mapping[str, Socket]]
 
 
 @dataclass(frozen=True)
-class Mark:
-    """What the members that stay had received from a leaving member at one look."""
+class Write:
+    """One entry of the leaving member's audit log: a record written (or deleted) at a version."""
 
-    at: float
-    received: Mapping[tuple[str, str], float | None] = field(default_factory=dict)  # (survivor, database) -> version
+    database: str
+    table: str
+    key: str  # the record's primary key, as text
+    version: float  # the record version (audit entry `timestamp`)
+    deleted: bool = False
+
+
+# (survivor, database, table, key) -> that survivor's version of the record; None: it holds no such record.
+Held = Mapping[tuple[str, str, str, str], float | None]
 
 
 @dataclass(frozen=True)
 class Drain:
-    """The state of one leaving member's proof: `proven`, or what it waits for."""
+    """Where one leaving member's proof stands: `proven`, or what it waits for."""
 
     proven: bool
     waits_for: str = ""
-    mark: Mark | None = None  # this look, for the next one to compare with
-    due: float | None = None  # seconds until the quiet window could end
+    passed_at: float | None = None  # when the first of the two passing looks was made
+    due: float | None = None  # seconds until the second look may prove it
 
 
 def survivors_of(leaving: str, staying: Collection[str], links: Links, explicit: bool) -> list[str]:
-    """The members that stay and should hold the leaving member's data."""
+    """The members that stay and should hold the leaving member's data: every one for a fully replicating member,
+    the ones it holds a pair with for explicit subscriptions."""
     if not explicit:
         return sorted(staying)
     return sorted(s for s in staying if (leaving, s) in links)
 
 
-def _look(leaving: str, survivors: list[str], links: Links, answered: Collection[str]) -> Mapping | str:
-    """(survivor, database) -> version received from the leaving member; or why it cannot be read now."""
+def received(leaving: str, survivors: list[str], links: Links, answered: Collection[str]) -> dict[str, float] | str:
+    """database -> the smallest version any survivor received from the leaving member (0: nothing yet); or why the
+    look cannot be made."""
     if leaving not in answered:
         return f"{leaving} does not answer, so its records cannot be confirmed elsewhere"
     if not survivors:
         return f"no member that stays replicates from {leaving}"
-    received = {}
+    out: dict[str, float] = {}
     for s in survivors:
         if s not in answered:
             return f"{s} does not answer, so it cannot confirm {leaving}'s records"
-        out, back = links.get((leaving, s)), links.get((s, leaving))
-        if not out:
-            return f"{leaving} holds no replication socket to {s}"
-        if not back:
-            return f"{s} holds no replication socket from {leaving}"
-        for database, socket in sorted(out.items()):
-            theirs = back.get(database)
-            if not socket.connected or theirs is None or not theirs.connected:
-                return f"{leaving} and {s} are not connected on database {database}"
-            if socket.sending:
-                return f"{leaving} is still sending database {database} to {s}"
-            received[(s, database)] = theirs.received
-    return received
+        theirs, mine = links.get((s, leaving)), links.get((leaving, s))
+        if not theirs or not mine:
+            return f"{s} and {leaving} hold no replication link to each other yet"
+        for database in mine:
+            socket = theirs.get(database)
+            if socket is None:
+                return f"{s} holds no {database} socket from {leaving}"
+            out[database] = min(out.get(database, float("inf")), socket.received or 0.0)
+    return out
 
 
-def drain(leaving: str, survivors: list[str], links: Links, answered: Collection[str], previous: Mark | None,
-          now: float, quiet: float = QUIET) -> Drain:
-    """One look at a leaving member that is out of the client Service. `previous`: the last look's mark (None
-    starts the quiet window)."""
-    seen = _look(leaving, survivors, links, answered)
-    if isinstance(seen, str):
-        return Drain(False, seen)
-    mark = Mark(now, dict(seen))
-    if previous is None or previous.received != mark.received:
-        return Drain(False, f"waiting {quiet:.0f} s for {', '.join(survivors)} to confirm {leaving}'s last writes",
-                     mark, due=quiet)
-    if now - previous.at < quiet:
-        return Drain(False, f"waiting {quiet:.0f} s for {', '.join(survivors)} to confirm {leaving}'s last writes",
-                     previous, due=quiet - (now - previous.at))
-    return Drain(True, mark=previous)
+def unconfirmed(writes: list[Write], survivors: list[str], held: Held) -> tuple[Write, str] | None:
+    """The first write some survivor does not hold yet, and that survivor."""
+    for w in writes:
+        for s in survivors:
+            version = held.get((s, w.database, w.table, w.key))
+            ok = (version is None or version >= w.version) if w.deleted else (version is not None
+                                                                              and version >= w.version)
+            if not ok:
+                return w, s
+    return None
+
+
+def look(leaving: str, survivors: list[str], writes: list[Write] | str, held: Held, truncated: bool) -> str:
+    """'' when this look passes; else what it waits for. `writes`: L's audit entries after what the survivors
+    received (or why they could not be read); `truncated`: a table had AUDIT_LIMIT entries or more."""
+    if isinstance(writes, str):
+        return writes
+    missing = unconfirmed(writes, survivors, held)
+    if missing is not None:
+        w, s = missing
+        what = "the deletion of" if w.deleted else "the write of"
+        return (f"{s} does not hold {what} {w.database}.{w.table} {w.key!r} (version {w.version:.3f}) "
+                f"that {leaving} has")
+    if truncated:
+        return (f"{leaving} has more than {AUDIT_LIMIT} writes in a table after what the members that stay "
+                "received from it: waiting for them to be confirmed")
+    return ""
+
+
+def drain(leaving: str, waits: str, previous: float | None, now: float, quiet: float = QUIET) -> Drain:
+    """The proof after one look (`waits`: '' when it passed); `previous`: when the passing looks began."""
+    if waits:
+        return Drain(False, waits)
+    if previous is None or now < previous:
+        return Drain(False, f"{leaving}'s writes are all on the members that stay; confirming again in "
+                            f"{quiet:.0f} s", passed_at=now, due=quiet)
+    if now - previous < quiet:
+        return Drain(False, f"{leaving}'s writes are all on the members that stay; confirming again in "
+                            f"{quiet:.0f} s", passed_at=previous, due=quiet - (now - previous))
+    return Drain(True, passed_at=previous)
