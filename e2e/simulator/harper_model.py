@@ -23,6 +23,9 @@ What it models:
 * Routes: set appends to the loaded list (mutating it in memory when one was loaded) and writes loaded+new to the
   file; delete writes loaded-minus-deleted; restart loads the file; the running process uses what it loaded.
 * Restart resets the node's own record shard to its configured shard (seen: a shard set by update_node is cleared).
+* Lost gossip (`lose_gossip`): a record that gossip never brings to one node (seen on pods after two add_node
+  through one seed: one member held no record of another for ten minutes, a restart did not help); only a write
+  of that record on the node itself (an add_node ON it) brings it.
 """
 
 from __future__ import annotations
@@ -88,6 +91,7 @@ class HarperModel:
         for n in names:
             self.nodes[n] = ModelNode(n, (urls or {}).get(n, f"wss://{n}:9933"))
         self.writes: list[Operation] = []
+        self.lost: set[tuple[str, str]] = set()  # (node, record name): gossip never brings it there
 
     # --- records ---
     def rec(self, node: str, key: str) -> Rec | None:
@@ -99,6 +103,7 @@ class HarperModel:
         return bool(r and r.replicates)
 
     def _write(self, node: str, key: str, rec: Rec | None) -> None:
+        self.lost.discard((node, key))  # written there directly: gossip is not needed
         self.clock += 1
         n = self.nodes[node]
         if key == node and rec is None and n.up and self.rec(node, node) is not None:
@@ -135,6 +140,8 @@ class HarperModel:
                     if src == dst or not self._flows(src, dst):
                         continue
                     for key, e in sorted(self.nodes[src].table.items()):
+                        if (dst, key) in self.lost:
+                            continue
                         mine = self.nodes[dst].table.get(key)
                         if mine is None or mine.ts < e.ts:
                             if key == dst and e.rec is None and self.rec(dst, dst) is not None:
@@ -256,6 +263,11 @@ class HarperModel:
         n = self.nodes[name]
         self.nodes[name] = ModelNode(name, n.url, up=n.up, config_shard=n.config_shard)
 
+    def lose_gossip(self, on: str, name: str) -> None:
+        """`on` loses its record of `name`, and gossip never brings it back."""
+        self.nodes[on].table.pop(name, None)
+        self.lost.add((on, name))
+
     def inject(self, on: str, name: str, url: str, *, replicates: bool = True,
                subscriptions: tuple[Subscription, ...] | None = None) -> None:
         """A record written by hand or by a bad add_node (a ghost)."""
@@ -314,7 +326,7 @@ def run_operator(model: HarperModel, desired, *, rounds: int = 8, restart_pendin
     Returns (rounds used, list of plans). Raises AssertionError if it does not converge, or if a plan targets a
     node that did not answer, or if Harper (the model) rejects an operation.
     """
-    from harper_operator.reconcile.plan import pending_restart, plan
+    from harper_operator.reconcile.plan import mends, pending_restart, plan
 
     names = sorted(set(names or ()) | set(desired_names(desired)))
     plans = []
@@ -324,6 +336,8 @@ def run_operator(model: HarperModel, desired, *, rounds: int = 8, restart_pendin
                    restart_for_subscriptions=restart_for_subscriptions)
         assert ops == plan(desired, observed, restart_for_routes=restart_for_routes,
                            restart_for_subscriptions=restart_for_subscriptions), "plan is not deterministic"
+        # The shell adds the mends after a grace; here every round lasts longer than that.
+        ops += mends(desired, observed) if not ops else []
         check_targets(ops, observed)
         pending = pending_restart(desired, observed)
         if not ops and (not pending or not restart_pending):

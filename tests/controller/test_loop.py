@@ -804,3 +804,25 @@ async def test_a_reconnect_need_after_a_roll_of_another_pod_is_a_new_need_not_a_
     await r.reconcile(body, members, pods=PodView(replicas=3, selector="x"))
     cluster = fake_kube.last("harperclusters", "c")
     assert condition(cluster, "Stalled")["status"] == "False", cluster["conditions"]
+
+
+async def test_a_record_gossip_never_brought_is_mended_after_its_grace_not_before(fleet, fake_kube):
+    """Issue 21: a member that lacks a joined member's record (Harper's gossip lost it) gets one add_node ON it,
+    once the hole has lasted MEND_GRACE: a join shows the same hole for a moment, and writes nothing then."""
+    from harper_operator.controller.loop import MEND_GRACE
+    clock = Clock()
+    r, events = reconciler(fleet, clock)
+    body, members = cluster_body(), nodes(A, B, C)
+    await converge(r, body, members, fake_kube)
+    fleet.model.lose_gossip(B, C)
+    fleet.calls.clear()
+    result = await r.reconcile(body, members)
+    assert fleet.writes() == [] and not result.converged
+    clock.now += MEND_GRACE / 2
+    await r.reconcile(body, members)
+    assert fleet.writes() == []
+    clock.now += MEND_GRACE / 2
+    result = await r.reconcile(body, members)
+    assert [(c.node, c.operation, c.detail) for c in fleet.writes()] == [(B, "add_node", C)]
+    assert result.converged
+    assert any("gossip never brought it" in e[2] for e in events if e[1] == "AddNode")

@@ -17,7 +17,7 @@ from harper_model import HarperModel, ModelNode, run_operator, verify  # noqa: E
 from harper_operator.reconcile import (AddNode, DeleteRoutes, DesiredCluster, DesiredNode, ObservedCluster,
                                        ObservedNode, RemoveNode, Restart, Route, SetRoutes, Subscription,
                                        UpdateNode, choose_seed, diagnose, pending_restart, plan)
-from harper_operator.reconcile.plan import REJOIN_RESTART, waiting_for_restarts
+from harper_operator.reconcile.plan import REJOIN_RESTART, mends, waiting_for_restarts
 from harper_operator.reconcile.topology import PeerRecord, pair_subscriptions, url_key
 
 T = Subscription("data", "t", True, True)
@@ -672,3 +672,32 @@ def test_a_member_cut_off_from_everyone_is_not_restarted():
     # Two members only: nobody is connected to anyone else, so no restart either.
     two = _cut(converged(["n1", "n2"]).observe(), "n1", "n2")
     assert pending_restart(full("n1", "n2"), two) == {}
+
+
+def test_a_record_gossip_never_brought_is_mended_by_an_add_node_on_the_member_that_lacks_it():
+    """Seen on pods after 3 -> 5 (two add_node through one seed): hc-3 held no record of hc-4, which held hc-3's,
+    for ten minutes; nothing was planned since the seed's records were whole. plan() still writes nothing (a mesh
+    on its way shows such holes for a moment); mends() names the add_node ON the member that lacks the record,
+    which the shell makes after a grace."""
+    m = converged(["n1", "n2", "n3", "n4", "n5"])
+    m.lose_gossip("n4", "n5")
+    obs = m.observe()
+    assert "n5" not in obs.nodes["n4"].peers and not obs.nodes["n5"].peers["n4"].connected
+    d = full("n1", "n2", "n3", "n4", "n5")
+    assert plan(d, obs) == []
+    (mend,) = mends(d, obs)
+    assert (mend.on, mend.target.name, mend.mend) == ("n4", "n5", True)
+    assert "n4 lacks this record" in mend.describe()
+    m.apply(mend)
+    assert verify(m, d) == [] and mends(d, m.observe()) == []
+
+
+def test_no_mend_for_a_member_not_joined_yet_or_held():
+    m = converged(["n1", "n2", "n3"])
+    d = full("n1", "n2", "n3", "n4")
+    assert mends(d, m.observe(["n1", "n2", "n3", "n4"])) == []  # n4 is joined by plan(), not mended
+    m.lose_gossip("n2", "n3")
+    m.lose_gossip("n3", "n2")
+    both = mends(full("n1", "n2", "n3"), m.observe())
+    assert [(x.on, x.target.name) for x in both] == [("n2", "n3")]  # both lack each other: the smaller name calls
+    assert mends(full("n1", "n2", "n3"), m.observe(), hold={"n2"}) == []

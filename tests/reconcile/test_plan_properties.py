@@ -49,7 +49,7 @@ def clusters(draw, min_size=1):
     return DesiredCluster(nodes=tuple(nodes), routes=routes)
 
 
-drift = st.lists(st.tuples(st.sampled_from(["stop", "start", "remove", "ghost", "wipe", "shard", "route"]),
+drift = st.lists(st.tuples(st.sampled_from(["stop", "start", "remove", "ghost", "wipe", "shard", "route", "lose"]),
                            st.sampled_from(POOL), st.sampled_from(POOL), st.integers(0, 3)), max_size=4)
 
 
@@ -70,6 +70,8 @@ def apply_drift(m: HarperModel, actions) -> None:
             m.set_node(a, DesiredNode(b, m.nodes[b].url, shard=k))
         elif kind == "route" and na.up:
             m.set_routes(a, [ROUTES[k % len(ROUTES)]])
+        elif kind == "lose" and a != b:
+            m.lose_gossip(a, b)
 
 
 def blocked(desired, observed) -> set[str]:
@@ -185,3 +187,20 @@ def test_plan_never_removes_a_kept_record_and_removes_only_declared_names_or_tru
             m.apply(op)
     still = {p for o in m.observe(names).nodes.values() for p in o.peers}
     assert listed_at_first <= still
+
+
+@SETTINGS
+@given(size=st.integers(3, 5), lost=st.lists(st.tuples(st.integers(0, 4), st.integers(0, 4)), min_size=1, max_size=4))
+def test_records_gossip_never_brings_are_mended_and_the_mesh_completes(size, lost):
+    """Harper's gossip may never bring a record to a member (seen on pods): plan() and the mends after their grace
+    (what the shell runs) bring every member every record, whichever records were lost."""
+    names = POOL[:size]
+    desired = DesiredCluster(nodes=tuple(DesiredNode(n, f"wss://{n}:9933") for n in names))
+    m = HarperModel(names)
+    run_operator(m, desired)
+    for a, b in lost:
+        if a < size and b < size and a != b:
+            m.lose_gossip(names[a], names[b])
+    m.sync()
+    run_operator(m, desired, rounds=10)
+    assert verify(m, desired) == []

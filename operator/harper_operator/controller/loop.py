@@ -20,8 +20,9 @@ from .. import kube
 from ..api import PAUSE_ANNOTATION, RETAINED_ANNOTATION, HarperClusterSpec, OwedRestart, RestartRecord
 from ..harper.errors import FalseSuccessError, HarperError, PermanentHarperError
 from ..reconcile.drain import Drain, drain, received, survivors_of
-from ..reconcile.plan import Operation, RemoveNode, Restart, diagnose, pending_restart, plan, waiting_for_restarts
-from ..reconcile.ghosts import hold_ghost_removals
+from ..reconcile.plan import (Operation, RemoveNode, Restart, diagnose, mends, pending_restart, plan,
+                              waiting_for_restarts)
+from ..reconcile.ghosts import hold_ghost_removals, hold_mends
 from ..reconcile.problems import Problem
 from ..reconcile.restarts import RestartLedger, admit, next_admission, restarts_for_pending
 from ..reconcile.topology import DesiredCluster, url_key
@@ -58,6 +59,10 @@ def verify_delay(elapsed: float, verifying_members: int) -> float:
     """Seconds until the verify loop's next look, `elapsed` seconds after its writes."""
     wanted = VERIFY_POLL_FAST if elapsed < MESHING else VERIFY_POLL_MAX
     return min(max(wanted, verifying_members / VERIFY_READS_PER_SECOND), VERIFY_POLL_MAX)
+
+# Seconds a record gossip has not brought must stay missing before the add_node that mends it (plan._mends): a join
+# shows the same picture for a second or two.
+MEND_GRACE = 10.0
 
 LEGACY_RETAINED_PREFIX = "retained.harperoperator.dev/"  # written by 0.1.0; still honoured
 
@@ -178,6 +183,7 @@ def intent(m: Membership, sights: Mapping[str, Sight], cluster_body: Mapping[str
             if isinstance(row, Mapping)]
     ops = plan(desired, seen, restart_for_routes=restart, restart_for_subscriptions=restart,
                hold=waiting_for_restarts(owed))
+    ops += mends(desired, seen, hold=waiting_for_restarts(owed))  # held for a grace by the shell (hold_mends)
     # Retained nodes are left alone until a HarperNode declares the hostname again.
     blocked = m.held | (retained(cluster_body) - {x.hostname for x in m.members})
     # A member with a problem of its own (a name mismatch, a foreign endpoint) is never written to or about.
@@ -264,6 +270,8 @@ class ClusterReconciler:
         self.restart_grace, self.restart_cooldown = restart_grace, restart_cooldown
         self.ghost_grace = ghost_grace
         self._ghost_since: dict[str, float] = {}  # ghost record -> since when (memory: a new process waits again)
+        self._mend_since: dict[str, float] = {}  # a mend (plan._mends) -> since when it has been wanted
+        self.mend_grace = MEND_GRACE
         self._born = clock()  # a new process (or a new cluster's daemon) waits out the ghost grace again
         self._grace_now = ghost_grace
         self._last_reasons: dict[str, str] = {}
@@ -289,6 +297,7 @@ class ClusterReconciler:
         self._grace_now = self.ghost_grace if now - born < GHOST_YOUTH else 0.0
         declared = m.desired.by_name()
         ops, self._ghost_since = hold_ghost_removals(ops, declared, self._ghost_since, now, self._grace_now)
+        ops, self._mend_since = hold_mends(ops, self._mend_since, now, self.mend_grace)
         ghosts = {op.hostname for op in ops if isinstance(op, RemoveNode) and op.hostname not in declared}
         if ghosts and not self._grace_now:
             listed = {(n.get("spec") or {}).get("hostname") for n in await kube.list_objects("harpernodes",
@@ -565,6 +574,7 @@ class ClusterReconciler:
             # A ghost still inside its grace will not be removed by waiting here.
             remaining, _ = hold_ghost_removals(self._unless_names_unknown(now_intent.operations, m),
                                                m.desired.by_name(), self._ghost_since, self.clock(), self._grace_now)
+            remaining, _ = hold_mends(remaining, self._mend_since, self.clock(), self.mend_grace)
             settled = not remaining and all(
                 not missing_peers(x, sights.get(x.hostname), m, others | waiting)
                 or x.hostname in restarting or x.hostname in waiting

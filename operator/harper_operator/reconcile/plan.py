@@ -48,6 +48,7 @@ class AddNode:
     on: str
     target: DesiredNode
     restart_required: bool = False  # a re-created explicit pair: `on` applies the new list only after a restart
+    mend: bool = False  # `on` lacks the record of a joined member that gossip never brought (see plan(), step 3)
 
     def describe(self) -> str:
         text = f"add_node on {self.on}: {self.target.name} at {self.target.url}, {_subs_text(self.target.subscriptions)}"
@@ -55,6 +56,8 @@ class AddNode:
             text += f", shard {self.target.shard}"
         if self.restart_required:
             text += f" (restart {self.on} afterwards so it applies the new list)"
+        if self.mend:
+            text += f" ({self.on} lacks this record: gossip never brought it)"
         return text
 
 
@@ -369,6 +372,39 @@ def _ghost(name: str, desired: DesiredCluster, observed: ObservedCluster) -> boo
     return True
 
 
+def mends(desired: DesiredCluster, observed: ObservedCluster, hold: Iterable[str] = ()) -> list[AddNode]:
+    """add_node ON a joined full member for a joined full member whose record it lacks. Not part of plan(): while a
+    mesh is on its way every look shows such holes for a moment, and plan() writes nothing then; the shell adds
+    these once they have lasted a grace period (reconcile/ghosts.hold_mends).
+
+    Seen on pods (4.7.29), after two add_node through one seed: ten minutes later one new member held no record of
+    the other, which held its record, and nothing was planned (the seed's records were whole). A restart of it did
+    not help; an add_node on it for the other mended it within 3 s. When both lack each other's record, the smaller
+    name calls."""
+    problems = diagnose(desired, observed)
+    if any(p.blocking and p.node is None for p in problems):
+        return []
+    blocked = {p.node for p in problems if p.blocking and p.node}
+    nodes = {n.name: n for n in desired.nodes if n.name not in blocked}
+    seed = choose_seed(desired, observed, skip=blocked)
+    if seed is None:
+        return []
+
+    def row(a: str, b: str) -> PeerRecord | None:
+        o = observed.nodes.get(a)
+        return o.peers.get(b) if o and o.reachable else None
+
+    held = set(hold)
+    joined = {n for n, d in nodes.items() if d.full and observed.reachable(n) and n not in held and (
+        n == seed or (row(seed, n) is not None and row(n, seed) is not None))}
+    out = []
+    for a in sorted(joined - {seed}):
+        for b in sorted(joined - {a, seed}):
+            if row(a, b) is None and (row(b, a) is not None or a < b):
+                out.append(AddNode(a, replace(nodes[b], subscriptions=None), mend=True))
+    return out
+
+
 def plan(desired: DesiredCluster, observed: ObservedCluster, *, restart_for_routes: bool = False,
          restart_for_subscriptions: bool = False, hold: Iterable[str] = ()) -> list[Operation]:
     """Operations, in the order to run them, that make Harper match `desired`. [] when it already does.
@@ -476,6 +512,7 @@ def plan(desired: DesiredCluster, observed: ObservedCluster, *, restart_for_rout
                 if name == seed and row(caller, name) is None:
                     continue
                 mesh.append(UpdateNode(caller, target))
+
 
     # 4. Explicit pairs: each written by an add_node ON the explicit node (the smaller name when both are).
     mesh_record_fixed: set[str] = set()
