@@ -9,6 +9,7 @@ the images and the chart, which the e2e fixtures provide); this prints the table
 bench/results/provision.json and provision.md.
 
     .venv/bin/python bench/provision.py [--repeat 3] [--sizes 3,5]
+    .venv/bin/python bench/provision.py --scale-down [--repeat 3]   # what the data-safety wait costs 5 -> 3
 """
 
 from __future__ import annotations
@@ -53,16 +54,31 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def scale_down_table(rows: list[dict]) -> str:
+    def med(side: str, key: str) -> float | None:
+        values = [r[side][key] for r in rows if r[side].get(key) is not None]
+        return round(statistics.median(values), 1) if values else None
+    floor, mine = med("floor", "scale_down_s"), med("operator", "scale_down_s")
+    ratio = "-" if floor is None or mine is None else f"{mine / max(floor, 0.1):.2f}x"
+    return ("| scale-down 5 -> 3, writer 0.2 s | runs | by hand (floor) | operator: both proven and removed | "
+            "operator: Ready 3/3, pods gone | operator / floor | records missing (floor, operator) |\n"
+            "|---|---|---|---|---|---|---|\n"
+            f"| | {len(rows)} | {floor} s | {med('operator', 'until_removed_s')} s | {mine} s | {ratio} | "
+            f"{sum(r['floor']['missing'] for r in rows)}, {sum(r['operator']['missing'] for r in rows)} |")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=1, help="runs per size (default 1)")
     parser.add_argument("--sizes", default="3,5", help="cluster sizes (default 3,5)")
+    parser.add_argument("--scale-down", action="store_true",
+                        help="measure 5 -> 3 with a writer against the same by hand (the data-safety wait)")
     args = parser.parse_args()
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
-    raw = out / "provision.json"
+    raw = out / ("provision-scale-down.json" if args.scale_down else "provision.json")
     env = {**os.environ, "PROVISION_SIZES": args.sizes, "PROVISION_REPEAT": str(args.repeat),
-           "PROVISION_RESULTS": str(raw)}
+           "PROVISION_RESULTS": str(raw), **({"PROVISION_SCALE_DOWN": "1"} if args.scale_down else {})}
     done = subprocess.run([sys.executable, "-m", "pytest", "e2e/pods/provision_bench.py", "-q", "-s",
                            "-p", "no:cacheprovider"], cwd=ROOT, env=env)
     if done.returncode or not raw.exists():
@@ -70,6 +86,13 @@ def main() -> int:
     rows = json.loads(raw.read_text())["rows"]
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     machine = f"{platform.machine()}, {os.cpu_count()} cores"
+    if args.scale_down:
+        text = (f"# Provisioned cluster: scale-down 5 -> 3 with a writer, {stamp}\n\n{machine}; medians of "
+                f"{args.repeat} run(s)\n\n" + scale_down_table(rows))
+        raw.write_text(json.dumps({"when": stamp, "machine": machine, "rows": rows}, indent=2))
+        (out / "provision-scale-down.md").write_text(text + "\n")
+        print("\n" + text + f"\n\nwritten to {raw} and {out / 'provision-scale-down.md'}")
+        return 0
     text = (f"# Provisioned cluster: apply -> Ready, {stamp}\n\n{machine}; medians of {args.repeat} run(s) per size; "
             "floor = plain StatefulSet + hand-driven add_node\n\n" + table(rows))
     raw.write_text(json.dumps({"when": stamp, "machine": machine, "rows": rows}, indent=2))
