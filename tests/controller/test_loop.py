@@ -772,14 +772,17 @@ async def test_a_restart_of_a_pod_that_does_not_take_effect_is_a_restart_loop(fl
     fleet.model.restart = lambda on: None  # Harper comes back without loading the routes
     deleted: list[str] = []
 
+    uids = {h: f"{h}-0" for h in (A, B, C)}
+
     def restart_via_pod(host: str):
         async def go() -> None:
-            deleted.append(host)  # the StatefulSet makes a new pod: a new one for every restart
+            deleted.append(host)  # the StatefulSet makes a new pod: a new uid for every restart
+            uids[host] = f"{host}-{len(deleted)}"
         return go
 
     body, members = cluster_body(routes=[{"hostname": "r.example", "port": 9933}]), nodes(A, B, C)
     for _ in range(8):  # 105 s, within the 120 s cooldown (after it the operator tries once more, as it says)
-        pods = PodView(replicas=3, selector="x", restart={h: restart_via_pod(h) for h in (A, B, C)})
+        pods = PodView(replicas=3, selector="x", restart={h: restart_via_pod(h) for h in (A, B, C)}, pods=dict(uids))
         await r.reconcile(body, members, pods=pods)
         body["status"] = fake_kube.last("harperclusters", "c")
         clock.now += 15
@@ -787,10 +790,10 @@ async def test_a_restart_of_a_pod_that_does_not_take_effect_is_a_restart_loop(fl
     assert condition(fake_kube.last("harperclusters", "c"), "Stalled")["reason"] == "RestartLoop"
 
 
-async def test_a_reconnect_need_after_a_roll_of_another_pod_is_a_new_need_not_a_loop(fleet, fake_kube):
-    """A rolling update gives a peer a new address: a survivor restarted just before may need to reconnect again,
-    and that is admitted after its grace, not called RestartLoop (restarts.admit's changed_at, from the rolls this
-    process made; never from pod creation times)."""
+async def test_a_reconnect_need_after_another_pod_was_replaced_is_a_new_need_not_a_loop(fleet, fake_kube):
+    """A roll, a crash or a pod deleted by hand gives a peer a new address: a survivor restarted just before may
+    need to reconnect again, and that is admitted, not called RestartLoop (restarts.admit's changed_at: a new pod
+    uid that no restart of ours made)."""
     from harper_operator.controller.provision import PodView
     clock = Clock()
     r, _ = reconciler(fleet, clock)
@@ -799,9 +802,9 @@ async def test_a_reconnect_need_after_a_roll_of_another_pod_is_a_new_need_not_a_
     body["status"] = {**body["status"], "lastRestarts": [{"node": A, "reason": "reconnect to its peers",
                                                           "at": clock.now - 30}]}
     fleet.model.remove_node(B, A)  # A's own sockets are down: it needs a reconnect restart
-    await r.reconcile(body, members, pods=PodView(replicas=3, selector="x", rolled=C))
+    await r.reconcile(body, members, pods=PodView(replicas=3, selector="x", pods={A: "a1", B: "b1", C: "c1"}))
     clock.now += 15
-    await r.reconcile(body, members, pods=PodView(replicas=3, selector="x"))
+    await r.reconcile(body, members, pods=PodView(replicas=3, selector="x", pods={A: "a1", B: "b1", C: "c2"}))
     cluster = fake_kube.last("harperclusters", "c")
     assert condition(cluster, "Stalled")["status"] == "False", cluster["conditions"]
 

@@ -279,7 +279,8 @@ class ClusterReconciler:
         self._sights: dict[str, Sight] = {}  # the last look at each member, for what need not be read again
         self._written: dict[tuple[str, str], dict[str, Any]] = {}  # the last status this process wrote, per object
         self._passed: dict[str, float] = {}  # leaving member -> when its passing looks began (reconcile/drain)
-        self._rolled: dict[str, float] = {}  # member -> when its pod was deleted for a rolling update
+        self._pod_uids: dict[str, str] = {}  # member -> the uid of its pod at the last round
+        self._replaced: dict[str, float] = {}  # member -> when a new pod of it appeared that no restart of ours made
         self._names: dict[str, str] = {}  # HarperNode -> the name its Harper last reported (docs/safety.md, S4)
 
     async def close(self) -> None:
@@ -305,14 +306,21 @@ class ClusterReconciler:
             ops = [op for op in ops if not (isinstance(op, RemoveNode) and op.hostname in ghosts & listed)]
         return ops
 
-    def _others_rolled(self, pods: PodView | None) -> dict[str, float]:
-        """member -> when this process last rolled another member's pod (a new address: a need to reconnect after it
-        is a new need, not a loop; restarts.admit). Only rolls count: a restart of ours is a pod deletion too, and
-        counting every new pod let two members' restarts reset each other's cooldown for ever."""
-        if pods is not None and pods.rolled:
-            self._rolled[pods.rolled] = self.clock()
-        return {h: max((t for other, t in self._rolled.items() if other != h), default=0.0)
-                for h in {x for x in self._sights} | set(self._rolled)}
+    def _others_replaced(self, pods: PodView | None, ours: RestartLedger) -> dict[str, float]:
+        """member -> when another member last came back as a new pod that no restart of ours made (a roll, a crash, a
+        pod deleted by hand): a new address, so a need to reconnect after it is a new need, not a loop
+        (restarts.admit). A restart of ours is a new pod too: counting those let two members' restarts reset each
+        other's cooldown for ever, and a member's own restart reset its own (seen: 8 deletions in 105 s)."""
+        if pods is None:
+            return {}
+        now = self.clock()
+        for host, uid in pods.pods.items():
+            before = self._pod_uids.get(host)
+            restarted = host in ours.done and now - ours.done[host][1] < self.restart_cooldown
+            if before is not None and before != uid and not restarted:
+                self._replaced[host] = now
+        self._pod_uids = dict(pods.pods)
+        return {h: max((t for other, t in self._replaced.items() if other != h), default=0.0) for h in pods.pods}
 
     def _unless_names_unknown(self, ops: list[Operation], m: Membership, say: bool = False) -> list[Operation]:
         """A record of a declared member is never removed (docs/safety.md, S4): while a member's Harper name is not
@@ -357,7 +365,7 @@ class ClusterReconciler:
         down |= set(pods.not_ready) & {x.hostname for x in m.members} if pods else set()
         admitted, problems, ledger = admit(before, wanted, self.clock(), unreachable=down,
                                            grace=self.restart_grace, cooldown=self.restart_cooldown,
-                                           changed_at=self._others_rolled(pods))
+                                           changed_at=self._others_replaced(pods, before))
         self._wanted_since = dict(ledger.wanted_since)
         return Restarts(admitted, problems, before, ledger,
                         due=next_admission(ledger, wanted, self.clock(), grace=self.restart_grace,

@@ -36,7 +36,7 @@ class PodView:
     problem: Problem | None = None  # why the cluster is not done on the Kubernetes side (progress or a stop)
     replicas: int | None = None
     selector: str | None = None
-    rolled: str | None = None  # hostname of the member whose pod this round deleted for a rolling update
+    pods: Mapping[str, str] = field(default_factory=dict)  # hostname -> the uid of its pod (running, not deleting)
     leaving: frozenset[str] = frozenset()  # hostnames of members leaving by a scale-down (their data is proven first)
     out_of_service: frozenset[str] = frozenset()  # leaving members no longer in the client Service
     hibernated: bool = False  # replicas 0 and every pod stopped: nothing to read or write in Harper
@@ -263,7 +263,7 @@ class Provisioner:
             restart={h: restart(place.pod(o)) for o, h in hosts.items()},
             problem=_problem(plan),
             replicas=sum(1 for p in pods if not p.deleting), selector=render.selector_text(selector),
-            rolled=hosts[next(p.ordinal for p in pods if p.name == plan.delete_pod)] if plan.delete_pod else None,
+            pods=_uids(listed, place, hosts),
             leaving=leaving, out_of_service=frozenset(hosts[o] for o in plan.leaving if o in unserved),
             hibernated=plan.hibernated, hibernating=hibernating)
 
@@ -311,6 +311,16 @@ def _claims(items: list[dict[str, Any]], statefulset: str) -> dict[int, bool]:
         ordinal = _ordinal(name[len(render.CLAIM_TEMPLATE) + 1:], statefulset)
         if ordinal is not None and not meta.get("deletionTimestamp"):
             out[ordinal] = (meta.get("annotations") or {}).get(render.RELEASED_ANNOTATION) == "true"
+    return out
+
+
+def _uids(listed: list[dict[str, Any]], place: render.Place, hosts: Mapping[int, str]) -> dict[str, str]:
+    out = {}
+    for p in listed:
+        meta = p.get("metadata") or {}
+        ordinal = _ordinal(meta.get("name", ""), place.statefulset)
+        if ordinal in hosts and meta.get("uid") and not meta.get("deletionTimestamp"):
+            out[hosts[ordinal]] = meta["uid"]
     return out
 
 

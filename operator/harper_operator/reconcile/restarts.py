@@ -130,12 +130,11 @@ def admit(ledger: RestartLedger, wanted: Sequence[Restart], now: float, *, unrea
 
     wanted: every restart wanted this round (plan()'s and restarts_for_pending()'s); owed ones are added.
     unreachable: the members that are down this round (no answer, or a pod that is not Ready).
-    changed_at: node -> when the operator last rolled ANOTHER member's pod (a new address): the node's restarts made
-    before it are no evidence of a loop, since the need they met is gone and a new one may follow (seen: a rolling
-    update replaced a pod 59 s after a survivor's reconnect restart, and the survivor's next reconnect was called a
-    RestartLoop, Stalled). Never derived from pod creation times: a restart of a pod makes a new pod too, and
-    counting those reset the cooldown at every restart (seen: one pod deleted 8 times in 105 s, and no
-    RestartLoop).
+    changed_at: node -> when ANOTHER member last came back as a new pod that no restart of the operator's made (a
+    roll, a crash, a pod deleted by hand): a new address, so the node's restarts made before it are no evidence of
+    a loop (seen: a rolling update replaced a pod 59 s after a survivor's reconnect restart, and the survivor's next
+    reconnect was called a RestartLoop, Stalled). The shell excludes the pods of its own restarts: counting those
+    reset the cooldown at every restart (seen: one pod deleted 8 times in 105 s, and no RestartLoop).
     """
     down = set(unreachable)
     wishes: dict[str, list[Restart]] = {}
