@@ -79,6 +79,18 @@ CASES = {
     "allowed-hosts-cidr": (_cluster(allowedHosts=["10.0.0.0/99"]), "spec.allowedHosts"),
     "allowed-hosts-shape": (_cluster(allowedHosts=["https://x"]), "spec.allowedHosts[0]"),
     "secret-name": (_cluster(credentials={"secretRef": {"name": "UPPER"}}), "spec.credentials.secretRef.name"),
+    # Issue 20: hosts the CRD once admitted and urllib.parse raised on; each is refused in words, not only by regex
+    "url-bracketed-ipv4": (_node(url="wss://[1.2.3.4]:9933"), "a host in brackets must be an IPv6 address"),
+    "url-bracketed-bad-ipv6": (_node(url="wss://[::1::2]:9933"), "a host in brackets must be an IPv6 address"),
+    "operations-url-bracketed-ipv4": (_node(operationsUrl="https://[1.2.3.4]:9925"),
+                                      "spec.operationsUrl: Invalid value: \"https://[1.2.3.4]:9925\": a host in brackets"),
+    "operations-url-empty-brackets": (_node(operationsUrl="http://[:]:9925"), "a host in brackets"),
+    "url-port-zero": (_node(url="wss://10.1.2.3:0"), "the port must be a number from 1 to 65535"),
+    "url-port-leading-zero": (_node(url="wss://10.1.2.3:09933"), "the port must be a number from 1 to 65535"),
+    "url-userinfo-in-words": (_node(url="wss://u@10.1.2.3:9933"), "no user info"),
+    "url-label-too-long": (_node(url=f"wss://{'a' * 64}.example:9933"), "spec.url"),
+    "route-bracketed-ipv4": (_cluster(routes=[{"hostname": "[1.2.3.4]", "port": 9933}]),
+                             "spec.routes[0].hostname"),
 }
 
 

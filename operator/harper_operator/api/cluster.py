@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
-from . import hosts
+from . import hosts, urls
 from .instances import Instances
 from .common import (DELETION_POLICY_DOC, GROUP, Conditions, Credentials, DeletionPolicy, Model, TLS, rules)
 
@@ -16,11 +16,19 @@ PAUSE_ANNOTATION = f"{GROUP}/paused"
 RETAINED_ANNOTATION = f"{GROUP}/retained-nodes"
 
 
+def _route_host(value: str) -> str:
+    if (why := urls.why_not_route_host(value)) is not None:
+        raise ValueError(why)
+    return value
+
+
 class Route(Model):
     """A replication peer that a member connects to at start-up (replication.routes)."""
 
-    hostname: Annotated[str, Field(description="Host of a replication peer to connect to at start-up.",
-                                   min_length=1, max_length=253, pattern=r"^[A-Za-z0-9.\-:\[\]]+$")]
+    hostname: Annotated[str, Field(description="Host of a replication peer to connect to at start-up: a DNS name, an "
+                                               "IPv4 address or an IPv6 address (brackets optional).",
+                                   min_length=1, max_length=253, json_schema_extra={"pattern": urls.ROUTE_HOST}),
+                        AfterValidator(_route_host)]
     port: Annotated[int, Field(description="Replication port of that peer.", ge=1, le=65535)]
 
 

@@ -18,15 +18,6 @@ K8S_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 # must not be able to make the operator read one for them (Argo CD marks the Secrets it reads the same way).
 READABLE_LABEL = f"{GROUP}/readable"
 
-# URL pieces the code can parse: a DNS name or IPv4 address, or an IPv6 literal in brackets; a port 1-65535;
-# no user info, path, query or fragment. The CRD refuses anything else at `kubectl apply`.
-_HOST = r"([A-Za-z0-9]([A-Za-z0-9\-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9\-]*[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\])"
-_PORT = r"(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})"
-
-
-def url_pattern(*schemes: str) -> str:
-    return rf"^({'|'.join(schemes)})://{_HOST}(:{_PORT})?/?$"
-
 
 class Model(BaseModel):
     """camelCase on the wire (Kubernetes style), snake_case in Python."""

@@ -5,16 +5,29 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from .common import (DELETION_POLICY_DOC, Conditions, Credentials, DeletionPolicy, LocalObjectReference, Model,
-                     TLS, rules, url_pattern)
+                     TLS, rules)
+from .urls import url_pattern, url_rules, why_not
 
 # Harper's node name: a host name or an IP address (v4, or v6 without brackets).
 NODE_NAME = r"^[A-Za-z0-9]([A-Za-z0-9.\-:]*[A-Za-z0-9])?$"
 REPLICATION_URL = url_pattern("wss", "ws")
 OPERATIONS_URL = url_pattern("https", "http")
+REPLICATION_EXAMPLE = "wss://10.0.0.1:9933"
+OPERATIONS_EXAMPLE = "https://10.0.0.1:9925"
 DATABASE = r"^[A-Za-z0-9_\-]+$"
+
+
+def _url(schemes: tuple[str, ...], example: str) -> AfterValidator:
+    """The URL rule in Python too: the message names the mistake and the fix, where a regular expression would not
+    (and an object stored before the CRD's pattern was tightened is read with it)."""
+    def check(value: str) -> str:
+        if (why := why_not(value, schemes, example)) is not None:
+            raise ValueError(why)
+        return value
+    return AfterValidator(check)
 
 
 class Subscription(Model):
@@ -47,14 +60,15 @@ class HarperNodeSpec(Model):
         description="Replication URL peers connect to, wss://host:port (ws:// only where the HarperCluster "
                     "allows plaintext). Give the port: Harper otherwise assumes the caller's own port. The host "
                     "must be one the HarperCluster's allowedHosts admits.",
-        max_length=512, pattern=REPLICATION_URL,
-        json_schema_extra=rules(("self.startsWith('wss://') || self.startsWith('ws://')",
-                                 "url must start with wss:// or ws://")))]
+        max_length=512, json_schema_extra={"pattern": REPLICATION_URL, **rules(
+            ("self.startsWith('wss://') || self.startsWith('ws://')", "url must start with wss:// or ws://"),
+            *url_rules(REPLICATION_EXAMPLE))}), _url(("wss", "ws"), REPLICATION_EXAMPLE)]
     operations_url: Annotated[str, Field(
         description="Where this node's operations API answers, https://host:port (http:// only where the "
                     "HarperCluster allows plaintext). The operator sends the super_user credentials here, so the "
                     "host must be one the HarperCluster's allowedHosts admits.", max_length=512,
-        pattern=OPERATIONS_URL)]
+        json_schema_extra={"pattern": OPERATIONS_URL, **rules(*url_rules(OPERATIONS_EXAMPLE))}),
+        _url(("https", "http"), OPERATIONS_EXAMPLE)]
     shard: Annotated[int | None, Field(description="Shard number of this node; absent for none.", ge=0,
                                        le=65535)] = None
     subscriptions: Annotated[list[Subscription] | None, Field(

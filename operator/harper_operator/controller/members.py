@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Mapping
-from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
-from ..api import READABLE_LABEL, HarperClusterSpec, HarperNodeSpec
+from ..api import READABLE_LABEL, HarperClusterSpec, HarperNodeSpec, urls
 from ..api.common import TLS, Credentials
 from ..reconcile.problems import Problem
 from ..reconcile.topology import DesiredCluster, DesiredNode, Route, Subscription
@@ -94,22 +93,43 @@ def _not_readable(name: str) -> Problem:
                                         f"{READABLE_LABEL}=true) or name another Secret")
 
 
+URL_FIELDS = ("operationsUrl", "url")
+
+
+def _invalid_url(field_name: str, why: str) -> Problem:
+    return Problem("InvalidURL", f"spec.{field_name} {why}. Until spec.{field_name} is fixed the operator sends this "
+                                 "node nothing and leaves Harper's records of it as they are")
+
+
 def _host_problem(spec: HarperNodeSpec, cluster: HarperClusterSpec, namespace: str) -> Problem | None:
     """The cluster's owner decides where credentials and replication may go: check both URLs before any call."""
     for field_name, url in (("operationsUrl", spec.operations_url), ("url", spec.url)):
-        parts = urlsplit(url)
-        host = parts.hostname or ""
+        parts = urls.split(url)
+        if parts is None:  # the model admitted what urllib cannot read: a gap between the two, held here
+            return _invalid_url(field_name, "cannot be read as scheme://host:port")
+        scheme, host = parts
         if not cluster.admits(host, namespace):
             return Problem("HostNotAllowed", f"spec.{field_name} host {host!r} is not in the HarperCluster's "
                                              f"allowedHosts ({', '.join(cluster.host_entries(namespace))}): the "
                                              "operator sends nothing there; fix the URL, or have the cluster's "
                                              "owner add the host to spec.allowedHosts")
-        if parts.scheme in ("http", "ws") and not cluster.admits_plaintext(host):
-            return Problem("PlaintextNotAllowed", f"spec.{field_name} is {parts.scheme}:// to {host!r}, which would "
+        if scheme in ("http", "ws") and not cluster.admits_plaintext(host):
+            return Problem("PlaintextNotAllowed", f"spec.{field_name} is {scheme}:// to {host!r}, which would "
                                                   "send credentials or records unencrypted: use "
-                                                  f"{parts.scheme}s://, or set allowPlaintext: true on the "
+                                                  f"{scheme}s://, or set allowPlaintext: true on the "
                                                   "HarperCluster")
     return None
+
+
+def _spec_problem(e: ValidationError) -> Problem:
+    """What a spec the model refuses becomes: a URL's own reason when a URL is at fault (the schema of an object
+    stored before the CRD's pattern was tightened), else the first error."""
+    errors = e.errors()
+    bad_url = next((err for err in errors if err["loc"][:1] and err["loc"][0] in URL_FIELDS), None)
+    if bad_url is not None:
+        return _invalid_url(bad_url["loc"][0], bad_url["msg"].removeprefix("Value error, "))
+    first = errors[0]
+    return Problem("InvalidSpec", f"spec.{'.'.join(str(p) for p in first['loc'])}: {first['msg']}")
 
 
 def _access(url: str, credentials: Credentials, tls: TLS, secrets: Secrets) -> Access | Problem:
@@ -167,9 +187,7 @@ def membership(cluster: HarperClusterSpec, nodes: list[Mapping[str, Any]], secre
             parsed.append((body, HarperNodeSpec.model_validate(body.get("spec") or {})))
         except ValidationError as e:
             # The CRD schema rejects most of this at apply time; this catches what it cannot.
-            first = e.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            parsed.append((body, Problem("InvalidSpec", f"spec.{where}: {first['msg']}")))
+            parsed.append((body, _spec_problem(e)))
 
     # The first HarperNode to claim a hostname keeps it; a later claimant must not disturb a working node.
     owner: dict[str, Mapping[str, Any]] = {}
