@@ -98,9 +98,7 @@ def _host(text: str) -> str:
     has many spellings. Compared as written, "Harper-1" and the "harper-1" Harper reports looked like two routes
     and every round restarted every member.
     """
-    host = text.strip()
-    if host.endswith("."):
-        host = host[:-1]
+    host = text.strip().rstrip(".")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     host = host.lower()
@@ -114,23 +112,49 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-@functools.lru_cache(maxsize=16384)  # every round compares each HarperNode of the namespace (bench/scale.py)
-def url_key(url: str) -> str:
-    """The form two replication URLs are compared in: scheme and host lower-cased, an IPv6 host bracketed and
-    compressed, an explicit port kept, user info, path and trailing slash dropped.
+def url_key(url: object) -> str:
+    """The form two replication URLs are compared in: equal keys, same endpoint, however each was spelled.
 
-    Never raises: what does not parse as scheme://host compares as its stripped, lower-cased text.
+    For a URL that reads as scheme://host[:port] (urllib.parse reads it without error and finds a host), these
+    spellings give the same key:
+
+    * surrounding whitespace, and the case of the scheme and of the host (``WSS://Harper-1`` is ``wss://harper-1``);
+    * trailing dots of a DNS name (``harper-1.example.`` is ``harper-1.example``);
+    * every spelling of one IPv6 address: upper or lower case, leading zeros, ``::`` or zero groups, an embedded
+      IPv4 tail (``[::1]``, ``[0:0:0:0:0:0:0:1]`` and ``[0000::0001]`` are one key, written ``[::1]``);
+    * a port with leading zeros (``:09933`` is ``:9933``) and an empty port (``h:`` is ``h``);
+    * user info, path, query and fragment, all dropped (``wss://u:p@h:1/x?y#z`` is ``wss://h:1``), a trailing slash
+      with them.
+
+    Not equal, because they can be different endpoints: another scheme (``ws`` and ``wss``), another port, no port
+    and an explicit one (Harper takes a missing port for the caller's own, so ``wss://h`` is not ``wss://h:9933``),
+    an IPv4 address and its IPv4-mapped IPv6 form (``1.2.3.4``, ``[::ffff:1.2.3.4]``), a name and the address it
+    resolves to (names are never resolved), IPv4 in other notations (``127.1``, octal; Harper's URL parser reads
+    them, Python's does not).
+
+    Anything else (no ``://``, no host, a bracketed host that is no IPv6 address, a port that is not a number
+    from 0 to 65535, not a string at all) is compared as its text: stripped, lower-cased, without a trailing slash.
+    Never raises, and a key is its own key: url_key(url_key(u)) == url_key(u).
     """
-    text = str(url or "").strip()
+    return _url_key(url if isinstance(url, str) else "" if url is None else str(url))
+
+
+@functools.lru_cache(maxsize=16384)  # every round compares each HarperNode of the namespace (bench/scale.py)
+def _url_key(url: str) -> str:
+    text = url.strip()
     try:
         parts = urlsplit(text)
         port = parts.port
     except ValueError:
-        return text.lower()
-    if "://" not in text or not parts.scheme or not parts.hostname:
-        return text.lower()
-    host = _url_host(_host(parts.hostname))
-    return f"{parts.scheme.lower()}://{host}" + (f":{port}" if port is not None else "")
+        return _as_text(text)
+    host = _host(parts.hostname or "")
+    if "://" not in text or not parts.scheme or not host:
+        return _as_text(text)
+    return f"{parts.scheme.lower()}://{_url_host(host)}" + (f":{port}" if port is not None else "")
+
+
+def _as_text(text: str) -> str:
+    return text.lower().rstrip("/").strip()
 
 
 @dataclass(frozen=True, order=True)
