@@ -24,7 +24,7 @@ import logging
 import math
 import ssl
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 from urllib.parse import SplitResult, urlsplit, urlunsplit
@@ -68,7 +68,8 @@ from .tls import client_ssl_context
 
 log = logging.getLogger(__name__)
 
-# Seconds a cluster_status try waits before it is given up and sent again (see HarperClient.cluster_status).
+# Seconds without an answer after which cluster_status is sent again beside the request still waiting
+# (see HarperClient.cluster_status).
 STATUS_FIRST_TRY = 2.0
 _status_locks: dict[tuple[int, str], asyncio.Lock] = {}
 
@@ -83,6 +84,46 @@ def _status_lock(operations_url: str) -> asyncio.Lock:
 
 Observer = Callable[[str, str, float], None]
 T = TypeVar("T")
+
+
+async def _first_to_finish(operation: str, send: Callable[[float], Awaitable[T]], total: float, resend_after: float,
+                           url: str) -> T:
+    """The outcome of whichever of several identical requests finishes first, within `total` seconds.
+
+    `send(seconds)` is started at once, then again every `resend_after` seconds while none has finished; a request
+    already sent keeps waiting (a slow but healthy node answers it), and every request ends at the same deadline.
+    The first to finish wins, answer or error; the others are cancelled (their connections closed).
+    """
+    deadline = time.monotonic() + total
+    pending: set[asyncio.Future[T]] = set()
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if not pending or left > 0:
+                pending.add(asyncio.ensure_future(send(max(left, 0.001))))
+            wait = resend_after if left > resend_after else None  # None: until the requests' own deadline
+            done, pending = await asyncio.wait(pending, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+            if done:
+                return _winner(operation, done, total, url)
+    finally:
+        for future in pending:
+            future.cancel()
+        if pending:
+            await asyncio.wait(pending)
+
+
+def _winner(operation: str, done: set[asyncio.Future[T]], total: float, url: str) -> T:
+    """An answer among requests that finished together, else the first one's error."""
+    answered = [f for f in done if f.exception() is None]
+    if answered:
+        return answered[0].result()
+    error = next(iter(done)).exception()
+    if isinstance(error, TransientHarperError) and error.timed_out:
+        # Each request had what was left of the whole read: the read as a whole went unanswered.
+        raise TransientHarperError(operation, None, f"no answer within {total:g}s", url=url, request_sent=True,
+                                   timed_out=True) from None
+    assert error is not None
+    raise error
 
 # aiohttp drops idle pooled sockets after this many seconds; Harper closes idle keep-alive
 # sockets after 30 s, so staying below that avoids writing into a socket Harper is closing.
@@ -312,17 +353,18 @@ class HarperClient:
 
     async def _call(self, operation: str, body: dict[str, Any], interpret: Callable[[Any], T], *,
                     timeout: float | None = None, retry_stale: bool = False,
-                    secrets: Sequence[str] = (), auth: bool | str = True) -> T:
+                    secrets: Sequence[str] = (), auth: bool | str = True, resend_after: float | None = None) -> T:
         """One observed operation: send (renewing a token once if needed), map errors, interpret.
 
         `auth`: True = this client's credentials (Basic, or a Bearer token it renews), False = no
-        header, a string = that exact header (used for the refresh token). Raises HarperError only.
+        header, a string = that exact header (used for the refresh token); `resend_after`: see _exchange.
+        Raises HarperError only.
         """
         start = time.monotonic()
         outcome = "transient"  # also what a cancelled call reports: its effect is unknown
         try:
             result = await self._interpreted(operation, body, interpret, timeout=timeout, retry_stale=retry_stale,
-                                             secrets=secrets, auth=auth)
+                                             secrets=secrets, auth=auth, resend_after=resend_after)
             outcome = "ok"
             return result
         except HarperError as exc:
@@ -336,13 +378,14 @@ class HarperClient:
 
     async def _interpreted(self, operation: str, body: dict[str, Any], interpret: Callable[[Any], T], *,
                            timeout: float | None, retry_stale: bool, secrets: Sequence[str],
-                           auth: bool | str) -> T:
+                           auth: bool | str, resend_after: float | None) -> T:
         """Send, map the status, interpret. Whatever breaks while reading or interpreting the
         answer becomes an UnexpectedAnswerError: a junk answer is the node's problem."""
         status: int | None = None
         try:
             status, parsed, text = await self._send_authorized(operation, body, timeout=timeout,
-                                                               retry_stale=retry_stale, auth=auth)
+                                                               retry_stale=retry_stale, auth=auth,
+                                                               resend_after=resend_after)
             if not 200 <= status < 300:
                 raise self._error_for(operation, status, parsed, text)
             if isinstance(parsed, _Unreadable):
@@ -366,30 +409,47 @@ class HarperClient:
                                         url=self.operations_url) from None
 
     async def _send_authorized(self, operation: str, body: dict[str, Any], *, timeout: float | None,
-                               retry_stale: bool, auth: bool | str) -> tuple[int, Any, str]:
+                               retry_stale: bool, auth: bool | str,
+                               resend_after: float | None = None) -> tuple[int, Any, str]:
         if isinstance(auth, str):
             header: str | None = auth
         else:
             header = await self._auth_header() if auth else None
-        status, parsed, text = await self._exchange(operation, body, header, timeout, retry_stale)
+        status, parsed, text = await self._exchange(operation, body, header, timeout, retry_stale, resend_after)
         if auth is True and self.use_token and self._token_rejected(status, parsed, text):
             # An expired or revoked operation token: renew once (refresh, else log in) and resend.
             await self._renew_tokens(stale_header=header)
             header = await self._auth_header()
-            status, parsed, text = await self._exchange(operation, body, header, timeout, retry_stale)
+            status, parsed, text = await self._exchange(operation, body, header, timeout, retry_stale, resend_after)
         return status, parsed, text
 
     async def _exchange(self, operation: str, body: dict[str, Any], auth_header: str | None,
-                        timeout: float | None, retry_stale: bool) -> tuple[int, Any, str]:
-        """POST one body; transport failures become HarperErrors. Returns (status, json|_Unreadable, text)."""
-        session = self._get_session()
+                        timeout: float | None, retry_stale: bool,
+                        resend_after: float | None = None) -> tuple[int, Any, str]:
+        """POST one body; transport failures become HarperErrors. Returns (status, json|_Unreadable, text).
+
+        With `resend_after`, the body is sent again each time that many seconds pass without an answer, the
+        earlier requests still waiting: the first to finish wins (see _first_to_finish)."""
         headers = {"Authorization": auth_header} if auth_header else None
         try:
             data = json.dumps(body, default=_json_default)
         except (TypeError, ValueError, RecursionError) as exc:
             raise RequestValidationError(operation, None, f"request cannot be sent as JSON ({type(exc).__name__})",
                                          url=self.operations_url) from None
-        client_timeout = aiohttp.ClientTimeout(total=timeout or self.timeout)
+        total = timeout or self.timeout
+
+        async def post(seconds: float) -> tuple[int, Any, str]:
+            return await self._post_once(operation, data, headers, seconds, retry_stale)
+
+        if resend_after is None or resend_after >= total:
+            return await post(total)
+        return await _first_to_finish(operation, post, total, resend_after, self.operations_url)
+
+    async def _post_once(self, operation: str, data: str, headers: dict[str, str] | None, timeout: float,
+                         retry_stale: bool) -> tuple[int, Any, str]:
+        """One request (sent twice when a pooled connection turns out dead and retry_stale is on)."""
+        session = self._get_session()
+        client_timeout = aiohttp.ClientTimeout(total=timeout)
         attempts = 2 if retry_stale else 1
         for attempt in range(attempts):
             try:
@@ -412,7 +472,7 @@ class HarperClient:
                 raise TransientHarperError(operation, None, f"connection lost: {type(exc).__name__}: {exc}",
                                            url=self.operations_url, request_sent=True) from None
             except asyncio.TimeoutError:
-                raise TransientHarperError(operation, None, f"no answer within {timeout or self.timeout:g}s",
+                raise TransientHarperError(operation, None, f"no answer within {timeout:g}s",
                                            url=self.operations_url, request_sent=True, timed_out=True) from None
             except aiohttp.InvalidURL:
                 raise InvalidTargetError(operation, None, "aiohttp cannot use operations_url",
@@ -612,24 +672,13 @@ class HarperClient:
     async def cluster_status(self) -> ClusterStatus:
         """Harper 4.7.29 answers only one of the cluster_status requests one of its worker threads holds at once;
         the others never get an answer (docs/harper-semantics.md, section 10; seen: 10 s lost in the verify loop
-        while a poller read the same node). This process sends one at a time to a node, and a try that is still
-        unanswered after STATUS_FIRST_TRY seconds (an answer takes milliseconds) is given up and sent again, until
-        the client's timeout."""
-        deadline = time.monotonic() + self.timeout
+        while a poller read the same node). This process sends one read at a time to a node; within it, a request
+        unanswered after STATUS_FIRST_TRY seconds (an answer takes milliseconds) is sent again beside it, every
+        STATUS_FIRST_TRY seconds, and the first answer of any of them is the read's (a node that answers in 2.5 s
+        is read, not timed out on every try). The whole read is bounded by the client's timeout."""
         async with _status_lock(self.operations_url):
-            while True:
-                left = deadline - time.monotonic()
-                try:
-                    return await self._call("cluster_status", {"operation": "cluster_status"},
-                                            ClusterStatus.model_validate, timeout=max(min(STATUS_FIRST_TRY, left), 0.001),
-                                            retry_stale=True)
-                except TransientHarperError as e:
-                    if not e.timed_out:
-                        raise
-                    if deadline - time.monotonic() <= 0.05:
-                        raise TransientHarperError("cluster_status", None, f"no answer within {self.timeout:g}s",
-                                                   url=self.operations_url, request_sent=True,
-                                                   timed_out=True) from None
+            return await self._call("cluster_status", {"operation": "cluster_status"}, ClusterStatus.model_validate,
+                                    retry_stale=True, resend_after=STATUS_FIRST_TRY)
 
     async def list_certificates(self) -> list[Certificate]:
         """The node's certificates (names, authority flag, serial numbers); read for a node that holds no records,

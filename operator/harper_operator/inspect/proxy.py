@@ -16,7 +16,7 @@ import json
 from typing import Any
 
 from ..controller.members import Access
-from ..harper.client import HarperClient, _decode
+from ..harper.client import HarperClient, _decode, _first_to_finish
 from ..harper.errors import HarperError, InvalidTargetError, TransientHarperError, UnexpectedAnswerError
 
 
@@ -76,15 +76,25 @@ class ProxiedHarperClient(HarperClient):
         return resp.status, bytes(raw), charset, [c for c in cookies if "=" in c]
 
     async def _exchange(self, operation: str, body: dict[str, Any], auth_header: str | None,
-                        timeout: float | None, retry_stale: bool) -> tuple[int, Any, str]:
+                        timeout: float | None, retry_stale: bool,
+                        resend_after: float | None = None) -> tuple[int, Any, str]:
         # auth_header (HarperClient's Basic credentials) is never sent: the API server would drop it.
         if operation != "login" and self._cookie is None:
             await self._log_in()
+        total = timeout or self.timeout
+        if resend_after is None or resend_after >= total:
+            return await self._proxied(operation, body, total)
+        # A request given up on keeps its thread until its own timeout: harmless in a short-lived command.
+        return await _first_to_finish(operation, lambda seconds: self._proxied(operation, body, seconds), total,
+                                      resend_after, self.operations_url)
+
+    async def _proxied(self, operation: str, body: dict[str, Any], timeout: float) -> tuple[int, Any, str]:
+        """One request through the API server (asked again while Harper has not stored a fresh session)."""
         waits = iter(() if operation == "login" else SESSION_SETTLING)
         while True:
             try:
                 status, raw, charset, cookies = await asyncio.to_thread(
-                    self._post, body, None if operation == "login" else self._cookie, timeout or self.timeout)
+                    self._post, body, None if operation == "login" else self._cookie, timeout)
             except Exception as e:  # noqa: BLE001 - the API server unreachable, TLS, kubeconfig credentials
                 raise TransientHarperError(operation, None, f"cannot reach the API server: {type(e).__name__}: "
                                                             f"{str(e)[:300]}", url=self.operations_url) from None
