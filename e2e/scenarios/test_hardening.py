@@ -8,12 +8,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import uuid
 
 import pytest
+import yaml
 
+from ..operator_process import ROOT
 from . import kit
 from .rogue import Rogue
 
@@ -173,3 +176,98 @@ def test_retain_of_a_long_hostname_releases_the_finalizer(kube, operator, harper
     retained = json.loads(kube.get("harpercluster", "keep")["metadata"]["annotations"]
                           ["harperoperator.dev/retained-nodes"])
     assert retained == [long_name]
+
+
+# --- Issue 20 (S5): every value the CRD admits, and every value it once admitted, is one the code handles ---------
+
+NODE_CRD = ROOT / "crds" / "harperoperator.dev_harpernodes.yaml"
+
+
+@contextlib.contextmanager
+def _urls_unchecked(kube):
+    """The HarperNode CRD with no rule on url and operationsUrl, as an older release's loose pattern was: objects
+    stored meanwhile stay stored after the strict CRD is back, and the operator reads them back from then on."""
+    crd = yaml.safe_load(NODE_CRD.read_text())
+    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+    for field in ("url", "operationsUrl"):
+        spec[field] = {"type": "string", "description": spec[field]["description"]}
+    kube.run("apply", "-f", "-", input=json.dumps(crd))
+    try:
+        yield
+    finally:
+        kube.run("apply", "-f", str(NODE_CRD))
+
+
+def _cluster_observed(kube, name: str) -> dict:
+    return kit.wait_until(f"{name}'s status at its generation",
+                          lambda: (h := kube.get("harpercluster", name))["status"].get("observedGeneration") ==
+                          h["metadata"]["generation"] and h, timeout=60)
+
+
+def test_urls_stored_before_the_crd_refused_them_stop_no_round_and_no_finalizer(kube, operator, harper_nodes):
+    a, b = harper_nodes[:2]
+    kube.apply(kit.secret("harper-admin", a.username, a.password), kit.cluster("brk", interval=INTERVAL),
+               kit.node("brk-a", "brk", a), kit.node("brk-b", "brk", b))
+    kit.ready_with(kube, "harpercluster", "brk", "2/2")
+    stored = [_hn("brk-v4", "brk", "127.0.0.250", "wss://127.0.0.250:9933", "https://[1.2.3.4]:9925"),
+              _hn("brk-v6", "brk", "127.0.0.251", "wss://[::1::2]:9933", "https://127.0.0.251:9925")]
+    with _urls_unchecked(kube):
+        kit.wait_until("the loose CRD in force", lambda: kube.apply(*stored, check=False).returncode == 0, timeout=30)
+    late = _hn("brk-late", "brk", "127.0.0.252", "wss://[1.2.3.4]:9933", "https://127.0.0.252:9925")
+    kit.wait_until("the strict CRD back in force", lambda: kube.run(
+        "apply", "--dry-run=server", "-f", "-", input=json.dumps(late), check=False).returncode != 0, timeout=30)
+
+    for name, field in (("brk-v4", "operationsUrl"), ("brk-v6", "url")):
+        stalled = _reason(kube, name, "Stalled", "InvalidURL")
+        assert stalled["message"].startswith(f"spec.{field} host [") and "IPv6" in stalled["message"], stalled
+    # The round goes on: the old Ready=True is gone, the cause is named, a spec change is still observed.
+    kube.patch("harpercluster", "brk", {"spec": {"reconcileIntervalSeconds": INTERVAL + 1}})
+    hc = _cluster_observed(kube, "brk")
+    assert kit.condition(hc, "Ready")["status"] == "False"
+    stalled = kit.condition(hc, "Stalled")
+    assert stalled["reason"] == "InvalidURL" and stalled["message"].startswith("HarperNode brk-v"), stalled
+    assert hc["status"]["readyNodes"] == "2/4"
+    assert kube.ready("harpernode", "brk-a") and kube.ready("harpernode", "brk-b")
+    assert kit.peers(a) == {b.name: True}, "nothing was written about the held members"
+
+    started = time.monotonic()
+    kube.delete("harpernode", "brk-v4")  # --wait: returns once the finalizer is released
+    kube.delete("harpercluster", "brk")
+    assert kube.get("harpernode", "brk-v4") is None and kube.get("harpercluster", "brk") is None
+    assert time.monotonic() - started < 60, "a deletion was retried"
+    left = " ".join(e["message"] for e in kube.events("brk") if e["reason"] == "RecordsLeft")
+    assert "127.0.0.251" in left and "spec.url" in left, left
+    for name in ("brk-v6", "brk-a", "brk-b"):
+        kube.delete("harpernode", name)
+
+
+# Pattern-valid, and each one an edge: an IPv4-mapped loopback address (not loopback to allowedHosts), the
+# unspecified addresses, a 63-character label, port 65535 and port 1, an all-numeric name that is no address.
+ADMITTED_EDGES = {
+    "edge-mapped": ("wss://[::ffff:127.0.0.1]:9933", "https://[::FFFF:7F00:1]:9925"),
+    "edge-unspecified": ("wss://[::]:65535", "https://0.0.0.0:1"),
+    "edge-long-label": (f"wss://{'a' * 63}.example:9933", f"https://{'b' * 63}.example:9925"),
+    "edge-numeric": ("wss://999.1.1.1:9933", "https://1.2.3.4.5:9925/"),
+}
+
+
+def test_admitted_edge_urls_are_each_their_members_problem_and_release_their_finalizers(kube, operator,
+                                                                                         harper_nodes):
+    a, b = harper_nodes[:2]
+    kube.apply(kit.secret("harper-admin", a.username, a.password),
+               kit.cluster("edge", interval=INTERVAL, allowedHosts=[a.ip, b.ip, "::/0"]),
+               kit.node("edge-a", "edge", a), kit.node("edge-b", "edge", b))
+    kit.ready_with(kube, "harpercluster", "edge", "2/2")
+    kube.apply(*(_hn(name, "edge", f"{name}.example", url, ops) for name, (url, ops) in ADMITTED_EDGES.items()))
+    for name in ADMITTED_EDGES:
+        kit.wait_until(f"{name} not Ready, with a reason", lambda: (c := kit.condition(
+            kube.get("harpernode", name) or {}, "Ready")).get("status") == "False" and c.get("reason") and c, timeout=90)
+    kube.patch("harpercluster", "edge", {"spec": {"reconcileIntervalSeconds": INTERVAL + 1}})
+    hc = _cluster_observed(kube, "edge")
+    rows = {r["name"]: r for r in hc["status"]["members"]}
+    assert all(rows[name]["message"] for name in ADMITTED_EDGES), rows
+    assert kit.peers(a).get(b.name) and kit.peers(b).get(a.name), "the good pair stays meshed"
+    for name in ADMITTED_EDGES:
+        kube.delete("harpernode", name)
+    kube.delete("harpercluster", "edge")
+    assert kube.get("harpercluster", "edge") is None
