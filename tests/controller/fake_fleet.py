@@ -180,11 +180,11 @@ class FakeClient:
         self._enter("describe_database", database)
         return {"t": "id", "u": "id"} if database == "data" else {}
 
-    async def read_audit_log(self, database: str, table: str, since: float, limit: int):
+    async def read_audit_log(self, database: str, table: str, since: float, limit: int, until: float | None = None):
         from harper_operator.harper.records import AuditEntry
         self._enter("read_audit_log", (database, table, since))
         found = [AuditEntry(op, version, (key,)) for t, key, version, op in self.fleet.audit.get(self.name, [])
-                 if database == "data" and t == table and version >= since]
+                 if database == "data" and t == table and version >= since and (until is None or version < until)]
         return sorted(found, key=lambda e: e.version)[:limit]
 
     async def record_versions(self, database: str, table: str, key: str, ids):

@@ -649,7 +649,7 @@ async def test_a_leaving_member_is_proven_drained_only_when_every_write_it_holds
     body, members = cluster_body(), nodes(A, B, C)
     await converge(r, body, members, fake_kube)
     result = await r.reconcile(body, members, pods=leaving(C, out=False))
-    assert result.drained == set() and result.drain_waits == {C: f"taking {C} out of the client Service first"}
+    assert result.drained == {} and result.drain_waits == {C: f"taking {C} out of the client Service first"}
     # A and B received C's writes up to version 5; C wrote k2 at 7 (cut off, say), and relayed A's k9 at 6.
     fleet.sockets.update({(A, C): {"lastReceivedVersion": 5.0}, (B, C): {"lastReceivedVersion": 5.0}})
     fleet.audit[C] = [("t", "k1", 5.0, "upsert"), ("t", "k9", 6.0, "upsert"), ("t", "k2", 7.0, "upsert")]
@@ -669,8 +669,39 @@ async def test_a_leaving_member_is_proven_drained_only_when_every_write_it_holds
     assert not (await r.reconcile(body, members, pods=leaving(C))).drained, "a failed look starts the window again"
     clock.now += QUIET
     result = await r.reconcile(body, members, pods=leaving(C))
-    assert result.drained == {C} and result.drain_waits == {}
+    assert result.drained == {C: {A, B}} and result.drain_waits == {}  # with the members it covered
     assert not [c for c in fleet.writes() if c.operation == "remove_node"], "the proof itself writes nothing"
+
+
+async def test_a_leaving_member_whose_log_holds_more_than_a_read_is_paged_not_held_for_ever(fleet, fake_kube):
+    """A member that received more writes than one read_audit_log answers since its own last write (found by the
+    model-level tests: 1,000 writes held a scale-down for ever): the look splits the range by audit key."""
+    from harper_operator.reconcile import drain as drain_module
+    clock = Clock()
+    r, _ = reconciler(fleet, clock)
+    body, members = cluster_body(), nodes(A, B, C)
+    await converge(r, body, members, fake_kube)
+    fleet.sockets.update({(A, C): {"lastReceivedVersion": 5.0}, (B, C): {"lastReceivedVersion": 5.0}})
+    now_ms = clock.now * 1000  # audit keys are the member's clock in ms
+    fleet.audit[C] = [("t", f"k{i}", now_ms - 5000 + i, "upsert") for i in range(25)]
+    fleet.held.update({(n, "t", f"k{i}"): now_ms for n in (A, B) for i in range(25)})
+    import harper_operator.controller.leaving as leaving_module
+    for module in (drain_module, leaving_module):
+        setattr(module, "AUDIT_LIMIT", 4)
+    try:
+        await r.reconcile(body, members, pods=leaving(C))
+        clock.now += 3
+        result = await r.reconcile(body, members, pods=leaving(C))
+        assert result.drained == {C: {A, B}}, result.drain_waits
+        reads = [c for c in fleet.calls if c.operation == "read_audit_log" and c.detail[1] == "t"]
+        assert len(reads) > 2 * 7  # every look paged (25 entries, 4 a read)
+        fleet.audit[C] += [("t", f"j{i}", now_ms - 4000 + i, "upsert") for i in range(400)]  # more than 64 reads
+        fleet.held.update({(n, "t", f"j{i}"): now_ms for n in (A, B) for i in range(400)})
+        result = await r.reconcile(body, members, pods=leaving(C))
+        assert not result.drained and "reads of its audit log hold" in result.drain_waits[C]
+    finally:
+        for module in (drain_module, leaving_module):
+            setattr(module, "AUDIT_LIMIT", 1000)
 
 
 async def test_a_leaving_member_that_does_not_answer_or_whose_log_cannot_be_read_is_never_proven(fleet, fake_kube):

@@ -104,7 +104,7 @@ class Result:
     ready_nodes: int = 0
     max_lag_ms: float | None = None
     restart_due: float | None = None  # seconds until a restart held back by its grace or cooldown may be made
-    drained: frozenset[str] = frozenset()  # leaving members whose records are proven on the members that stay
+    drained: dict[str, frozenset[str]] = field(default_factory=dict)  # leaving member proven -> the survivors covered
     drain_waits: dict[str, str] = field(default_factory=dict)  # leaving member -> what its proof waits for
     hibernated: bool = False  # replicas 0: Harper was left alone
 
@@ -278,7 +278,8 @@ class ClusterReconciler:
         self._wanted_since: dict[str, float] = {}  # node -> when a restart first looked needed (kept in memory)
         self._sights: dict[str, Sight] = {}  # the last look at each member, for what need not be read again
         self._written: dict[tuple[str, str], dict[str, Any]] = {}  # the last status this process wrote, per object
-        self._passed: dict[str, float] = {}  # leaving member -> when its passing looks began (reconcile/drain)
+        # leaving member -> (when its passing looks began, the members that stay they covered) (reconcile/drain)
+        self._passed: dict[str, tuple[float, frozenset[str]]] = {}
         self._pod_uids: dict[str, str] = {}  # member -> the uid of its pod at the last round
         self._replaced: dict[str, float] = {}  # member -> when a new pod of it appeared that no restart of ours made
         self._names: dict[str, str] = {}  # HarperNode -> the name its Harper last reported (docs/safety.md, S4)
@@ -455,7 +456,7 @@ class ClusterReconciler:
         lags = [s.status.max_lag_ms for s in sights.values() if s.status and s.status.max_lag_ms is not None]
         result.max_lag_ms = max(lags) if lags else None
         drains = await self._drains(m, sights, pods)
-        result.drained = frozenset(h for h, d in drains.items() if d.proven)
+        result.drained = {h: d.survivors for h, d in drains.items() if d.proven}
         result.drain_waits = {h: d.waits_for for h, d in drains.items() if not d.proven}
         result.restart_due = _soonest(restarts.due, *(d.due for d in drains.values()))
         ready = next((c for c in written.get("conditions", []) if c["type"] == "Ready"), {})
@@ -470,10 +471,12 @@ class ClusterReconciler:
         leaving = pods.leaving if pods else frozenset()
         answered = {n for n, s in sights.items() if s.status is not None and s.problem is None}
         found = links(sights) if leaving else {}
-        staying = [x.hostname for x in m.members if x.managed and x.hostname not in leaving]
+        # Every other member, managed or not (one that cannot be read cannot confirm anything, and says so), leaving
+        # or not (a reverted scale-down keeps it, and Harper never relays what only the leaving member had).
+        others = [x.hostname for x in m.members if not x.deleting]
         out: dict[str, Drain] = {}
         for host in sorted(leaving):
-            member = m.managed_member(host)
+            member, survivors = m.managed_member(host), []
             if member is None:
                 declared = next((x for x in m.members if x.hostname == host), None)
                 why = declared.problem.message if declared and declared.problem else "it is not managed"
@@ -481,12 +484,16 @@ class ClusterReconciler:
             elif host not in pods.out_of_service:
                 waits = f"taking {host} out of the client Service first"
             else:
-                survivors = survivors_of(host, staying, found, member.spec.subscriptions is not None)
+                survivors = survivors_of(host, [x for x in others if x != host], found,
+                                         member.spec.subscriptions is not None)
                 versions = received(host, survivors, found, answered)
                 waits = versions if isinstance(versions, str) else await proof_look(
                     member, [m.managed_member(s) for s in survivors], self.pool, versions)
-            out[host] = drain(host, waits, self._passed.get(host), self.clock())
-        self._passed = {h: d.passed_at for h, d in out.items() if d.passed_at is not None}
+            covered = frozenset(survivors)
+            began, before = self._passed.get(host, (None, frozenset()))
+            out[host] = replace(drain(host, waits, began if before == covered else None, self.clock()),
+                                survivors=covered)
+        self._passed = {h: (d.passed_at, d.survivors) for h, d in out.items() if d.passed_at is not None}
         return out
 
     async def _hibernate(self, body, spec: HarperClusterSpec, nodes: list[Mapping[str, Any]], pods: PodView) -> Result:

@@ -20,6 +20,7 @@ from .. import kube
 from ..api import HarperClusterSpec
 from ..provision import render
 from ..provision.scale import Pod, Seen, steps
+from ..reconcile.drain import still_proven
 from ..reconcile.problems import Problem
 
 log = logging.getLogger(__name__)
@@ -94,13 +95,13 @@ class Provisioner:
         return True
 
     async def ensure(self, body: Mapping[str, Any], nodes: list[Mapping[str, Any]], *, converged: bool,
-                     others: list[Mapping[str, Any]] = (), drained: frozenset[str] = frozenset(),
+                     others: list[Mapping[str, Any]] = (), drained: Mapping[str, frozenset[str]] | None = None,
                      waits: Mapping[str, str] | None = None) -> PodView | None:
         """One round of the Kubernetes side; None when the cluster is not provisioned (or its spec is invalid:
         the Harper reconcile reports that). `nodes`: the HarperNodes naming this cluster; `others`: the
         namespace's other HarperNodes (a name this cluster would give its pods may be taken there); `drained`:
-        leaving members whose records the last Harper round found on the members that stay, `waits`: what the
-        others' proof still waits for (hostname -> words)."""
+        leaving members whose records the last Harper round found on the members that stay, with the members it
+        covered; `waits`: what the others' proof still waits for (hostname -> words)."""
         try:
             spec = HarperClusterSpec.model_validate(body.get("spec") or {})
         except ValidationError:
@@ -115,7 +116,7 @@ class Provisioner:
         owner = render.Owner(self.namespace, self.name, body["metadata"].get("uid", ""), self.domain)
         try:
             return await self._ensure(body, spec, owner, nodes, list(others), converged,
-                                      Proof(frozenset(drained), dict(waits or {})))
+                                      Proof(dict(drained or {}), dict(waits or {})))
         except kube.ApiException as e:
             reason = "KubernetesRefused" if 400 <= e.status < 500 and e.status not in (409, 429) else "KubernetesError"
             detail = (e.body or e.reason or "")[:500] if isinstance(e.body or e.reason, str) else str(e.status)
@@ -202,7 +203,8 @@ class Provisioner:
                           update_revision=((sts or {}).get("status") or {}).get("updateRevision"),
                           node_ordinals=frozenset(mine), deleting_ordinals=frozenset(deleting), pods=pods,
                           converged=converged,
-                          drained=frozenset(ordinal_of[h] for h in proof.drained if h in ordinal_of),
+                          drained=frozenset(ordinal_of[h] for h in still_proven(proof.drained, [
+                              hosts[o] for o in mine]) if h in ordinal_of),
                           waits={ordinal_of[h]: w for h, w in proof.waits.items() if h in ordinal_of},
                           shards={o.ordinal: o.shard for o in instances.ordinals if o.shard is not None},
                           claims=frozenset(claims), released=frozenset(o for o, c in claims.items() if c),
@@ -292,7 +294,7 @@ class Provisioner:
 class Proof:
     """What the last Harper round proved about the leaving members (see reconcile/drain.py)."""
 
-    drained: frozenset[str] = frozenset()
+    drained: Mapping[str, frozenset[str]] = field(default_factory=dict)  # proven -> the members it covered
     waits: Mapping[str, str] = field(default_factory=dict)
 
 

@@ -879,11 +879,14 @@ class HarperClient:
         return await self._records("describe_database", {"operation": "describe_database", "database": database},
                                    records.tables)
 
-    async def read_audit_log(self, database: str, table: str, since: float, limit: int) -> list[records.AuditEntry]:
-        """This node's audit log entries of one table from audit key `since` (inclusive), oldest first."""
+    async def read_audit_log(self, database: str, table: str, since: float, limit: int,
+                             until: float | None = None) -> list[records.AuditEntry]:
+        """This node's audit log entries of one table from audit key `since` (inclusive) to `until` (exclusive; None:
+        to the end), oldest first."""
+        bounds = [since] if until is None else [since, until]
         return await self._records("read_audit_log", {
             "operation": "read_audit_log", "schema": database, "table": table, "search_type": "timestamp",
-            "search_values": [since], "limit": limit}, records.audit_entries)
+            "search_values": bounds, "limit": limit}, records.audit_entries)
 
     async def record_versions(self, database: str, table: str, key: str, ids: Sequence[Any]) -> dict[str, float]:
         """The version (__updatedtime__) of each of these records this node holds, by key as text."""
