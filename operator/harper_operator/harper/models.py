@@ -143,9 +143,12 @@ def _check_replication_url(url: str) -> str:
 
 
 def node_name_from_url(url: str) -> str:
-    """The name Harper gives a node known only by URL: the URL's host (urlToNodeName)."""
-    host = urlsplit(url).hostname or ""
-    return host
+    """The name Harper gives a node known only by URL: the URL's host (urlToNodeName); "" when there is none, or
+    when urllib cannot read the URL (an echoed `https://[1.2.3.4]` made this property raise ValueError)."""
+    try:
+        return urlsplit(url).hostname or ""
+    except ValueError:
+        return ""
 
 
 class NodeRequest(_Request):
