@@ -24,6 +24,7 @@ import logging
 import math
 import ssl
 import time
+from dataclasses import dataclass, replace
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
@@ -135,9 +136,56 @@ _HTTP_REASONS = {"Bad Request", "Unauthorized", "Forbidden", "Not Found", "Inter
                  "Service Unavailable", "Method Not Allowed", "Payload Too Large", "Request Timeout"}
 
 
-# Answers larger than this are refused unread: a cluster_status of a big cluster is well below it.
+# No answer is read past this many bytes (the constructor's max_answer_bytes); each operation's AnswerBudget
+# may allow fewer.
 DEFAULT_MAX_ANSWER_BYTES = 32 * 1024 * 1024
 _READ_CHUNK_BYTES = 64 * 1024
+_MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class AnswerBudget:
+    """What one answer may hold before it is parsed: bytes, objects and arrays, commas.
+
+    Bytes alone do not bound memory: each `{}` of 3 bytes becomes a dict or a pydantic model of ~1 KB (4 MiB of
+    `{"connections":[{},{},...]}` grew the process by 1 GB), each `"a",` of 4 bytes a 50-byte string. Counting
+    `{`, `[` and `,` (a C-speed scan; ones inside strings count too, which only errs on the safe side) bounds both
+    before json.loads or pydantic runs."""
+
+    max_bytes: int
+    containers: int  # `{` and `[`: each a dict, list or model once parsed
+    commas: int  # an upper bound of every other value
+
+
+# cluster_status, sized from real answers (tests/harper/recorded): per peer ~1 KiB, 3 containers and ~30 commas,
+# plus per database socket ~600 B, 2 containers and ~20 commas; room here for 128 peers (the CRD allows 100
+# replicas) of 32 databases each, with up to 64 subscriptions apiece. Worst case parsed: ~40 MB.
+_STATUS_PEERS, _STATUS_DATABASES = 128, 32
+STATUS_BUDGET = AnswerBudget(max_bytes=_STATUS_PEERS * (4 + _STATUS_DATABASES) * 1024,
+                             containers=_STATUS_PEERS * (72 + 2 * _STATUS_DATABASES),
+                             commas=_STATUS_PEERS * (300 + 32 * _STATUS_DATABASES))
+# A leaving member's proof reads user records (read_audit_log entries carry them): the largest answers.
+RECORDS_BUDGET = AnswerBudget(max_bytes=DEFAULT_MAX_ANSWER_BYTES, containers=128 * 1024, commas=_MIB)
+# Everything else (configuration, certificates, routes, tokens, writes' messages) is a few KiB.
+SMALL_BUDGET = AnswerBudget(max_bytes=4 * _MIB, containers=8 * 1024, commas=64 * 1024)
+_BUDGETS = {"cluster_status": STATUS_BUDGET, "read_audit_log": RECORDS_BUDGET, "search_by_id": RECORDS_BUDGET,
+            "describe_database": RECORDS_BUDGET}
+
+
+def answer_budget(operation: str, max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES) -> AnswerBudget:
+    """The budget of one operation's answer, its bytes capped by the client's max_answer_bytes too."""
+    budget = _BUDGETS.get(operation, SMALL_BUDGET)
+    return replace(budget, max_bytes=min(budget.max_bytes, max_answer_bytes))
+
+
+def over_budget(raw: bytes, budget: AnswerBudget) -> str | None:
+    """Why an answer body is too costly to parse, None when it is not."""
+    containers = raw.count(b"{") + raw.count(b"[")
+    if containers > budget.containers:
+        return f"answer holds more than {budget.containers} objects and arrays"
+    if raw.count(b",") > budget.commas:
+        return f"answer holds more than {budget.commas} values"
+    return None
 # Longest part of a non-JSON answer quoted in an error (after redaction).
 _QUOTED_ANSWER_CHARS = 200
 # Characters that cannot be part of a host name; urlsplit lets them through, aiohttp does not.
@@ -455,7 +503,9 @@ class HarperClient:
             try:
                 async with session.post(self.operations_url, data=data, headers=headers,
                                         timeout=client_timeout) as resp:
-                    parsed, text = _decode(await self._read_capped(operation, resp), resp.charset)
+                    raw = await self._read_capped(operation, resp)
+                    self._check_budget(operation, resp.status, raw)
+                    parsed, text = _decode(raw, resp.charset)
                     return resp.status, parsed, text
             except aiohttp.ClientSSLError as exc:
                 raise TLSVerificationError(operation, None, f"TLS to the operations API failed: {exc}",
@@ -482,28 +532,37 @@ class HarperClient:
                                            url=self.operations_url, request_sent=True) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _read_capped(self, operation: str, resp: aiohttp.ClientResponse) -> bytes:
-        """The answer body, or UnexpectedAnswerError once it is known to pass max_answer_bytes.
+    def _budget(self, operation: str) -> AnswerBudget:
+        return answer_budget(operation, self.max_answer_bytes)
 
-        Never reads more than max_answer_bytes + 1 bytes: a node (or whatever sits at its URL)
-        must not be able to make the operator hold an answer of any size.
+    def _check_budget(self, operation: str, status: int, raw: bytes) -> None:
+        """UnexpectedAnswerError for an answer that would cost too much memory to parse (see AnswerBudget)."""
+        reason = over_budget(raw, self._budget(operation))
+        if reason is not None:
+            raise UnexpectedAnswerError(operation, status, f"{reason}: refused unparsed", url=self.operations_url)
+
+    async def _read_capped(self, operation: str, resp: aiohttp.ClientResponse) -> bytes:
+        """The answer body, or UnexpectedAnswerError once it is known to pass the operation's byte cap.
+
+        Never reads more than that cap + 1 bytes: a node (or whatever sits at its URL) must not be
+        able to make the operator hold an answer of any size.
         """
-        cap = self.max_answer_bytes
+        cap = self._budget(operation).max_bytes
         if resp.content_length is not None and resp.content_length > cap:
-            raise self._too_large(operation, resp)
+            raise self._too_large(operation, resp, cap)
         body = bytearray()
         while len(body) <= cap:
             chunk = await resp.content.read(min(_READ_CHUNK_BYTES, cap + 1 - len(body)))
             if not chunk:
                 return bytes(body)
             body += chunk
-        raise self._too_large(operation, resp)
+        raise self._too_large(operation, resp, cap)
 
-    def _too_large(self, operation: str, resp: aiohttp.ClientResponse) -> UnexpectedAnswerError:
+    def _too_large(self, operation: str, resp: aiohttp.ClientResponse, cap: int) -> UnexpectedAnswerError:
         # close(), not release(): the unread rest is still on the socket, which must not go back
         # to the pool for the next request to read.
         resp.close()
-        return UnexpectedAnswerError(operation, resp.status, f"answer larger than {self.max_answer_bytes} bytes",
+        return UnexpectedAnswerError(operation, resp.status, f"answer larger than {cap} bytes",
                                      url=self.operations_url)
 
     @staticmethod

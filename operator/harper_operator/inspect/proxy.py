@@ -53,8 +53,8 @@ class ProxiedHarperClient(HarperClient):
         self._answered_cookies: list[str] = []
         self._login_lock = asyncio.Lock()
 
-    def _post(self, body: dict[str, Any], cookie: str | None, timeout: float) -> tuple[int, bytes, str | None,
-                                                                                        list[str]]:
+    def _post(self, operation: str, body: dict[str, Any], cookie: str | None,
+              timeout: float) -> tuple[int, bytes, str | None, list[str]]:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if cookie:
             headers["Cookie"] = cookie
@@ -62,10 +62,11 @@ class ProxiedHarperClient(HarperClient):
             "POST", self.path, header_params=headers, body=body, auth_settings=["BearerToken"])
         resp = self._api.call_api(method, url, header_params=headers, body=body, _request_timeout=(5.0, timeout))
         raw = bytearray()
+        cap = self._budget(operation).max_bytes
         try:
             while chunk := resp.response.read(64 * 1024):
                 raw += chunk
-                if len(raw) > self.max_answer_bytes:
+                if len(raw) > cap:
                     break
         finally:
             resp.response.release_conn()
@@ -94,7 +95,7 @@ class ProxiedHarperClient(HarperClient):
         while True:
             try:
                 status, raw, charset, cookies = await asyncio.to_thread(
-                    self._post, body, None if operation == "login" else self._cookie, timeout)
+                    self._post, operation, body, None if operation == "login" else self._cookie, timeout)
             except Exception as e:  # noqa: BLE001 - the API server unreachable, TLS, kubeconfig credentials
                 raise TransientHarperError(operation, None, f"cannot reach the API server: {type(e).__name__}: "
                                                             f"{str(e)[:300]}", url=self.operations_url) from None
@@ -103,13 +104,14 @@ class ProxiedHarperClient(HarperClient):
             if status != 401 or _status_error(raw) is not None or (wait := next(waits, None)) is None:
                 break
             await asyncio.sleep(wait)
-        if len(raw) > self.max_answer_bytes:
-            raise UnexpectedAnswerError(operation, status, f"answer larger than {self.max_answer_bytes} bytes",
-                                        url=self.operations_url)
+        cap = self._budget(operation).max_bytes
+        if len(raw) > cap:
+            raise UnexpectedAnswerError(operation, status, f"answer larger than {cap} bytes", url=self.operations_url)
         if not 200 <= status < 300 and (message := _status_error(raw)) is not None:
             raise self._refusal(operation, status, message)
         if operation == "login":
             self._answered_cookies = cookies
+        self._check_budget(operation, status, raw)
         parsed, text = _decode(raw, charset)
         return status, parsed, text
 
