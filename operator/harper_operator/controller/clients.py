@@ -18,24 +18,45 @@ def _key(access: Access) -> str:
 
 
 class ClientPool:
+    """The current client of each node (by operations URL). A client whose credentials, TLS settings or CA bundle
+    changed is replaced, and the replaced one is retired: closed once no call is under way on it. Without that,
+    every password rotation left a session behind (60 rotations of two members: 122 clients, +98 MB)."""
+
     def __init__(self, observer: Callable[[str, str, float], None] | None = None, timeout: float = 10.0):
-        self._clients: dict[str, HarperClient] = {}
+        self._clients: dict[str, HarperClient] = {}  # by _key(access)
+        self._current: dict[str, str] = {}  # operations URL -> the _key of its client
+        self._retiring: set[asyncio.Task[None]] = set()
         self._observer = observer
         self._timeout = timeout
 
+    def __len__(self) -> int:
+        return len(self._clients)
+
     def client(self, access: Access) -> HarperClient:
         key = _key(access)
-        if key not in self._clients:
-            self._clients[key] = HarperClient(
+        found = self._clients.get(key)
+        if found is None:
+            self._replace(access.operations_url)
+            found = self._clients[key] = HarperClient(
                 access.operations_url, username=access.username, password=access.password,
                 verify_tls=access.verify_tls, ca_pem=access.ca_pem, timeout=self._timeout, observer=self._observer)
-        return self._clients[key]
+            self._current[access.operations_url] = key
+        return found
+
+    def _replace(self, operations_url: str) -> None:
+        """Retire the node's client of other credentials, if any (in the background: client() is not async)."""
+        old = self._clients.pop(self._current.pop(operations_url, ""), None)
+        if old is not None:
+            task = asyncio.ensure_future(old.retire())
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
 
     async def retire(self, keep: list[Access]) -> None:
-        """Close clients whose credentials or URL are no longer in use (a Secret changed, a node left)."""
+        """Retire clients whose credentials or URL are no longer in use (a node left)."""
         wanted = {_key(a) for a in keep}
+        self._current = {url: key for url, key in self._current.items() if key in wanted}
         for key in [k for k in self._clients if k not in wanted]:
-            await self._clients.pop(key).close()
+            await self._clients.pop(key).retire()
 
     async def __aenter__(self) -> "ClientPool":
         return self
@@ -47,6 +68,7 @@ class ClientPool:
         """Close every client at once, shielded: Kopf cancels a daemon more than once when it stops it by force, and
         closing one client after another left the rest open ("Unclosed client session" errors on every cluster
         deletion)."""
-        clients, self._clients = list(self._clients.values()), {}
-        if clients:
-            await asyncio.shield(asyncio.gather(*(c.close() for c in clients), return_exceptions=True))
+        clients, self._clients, self._current = list(self._clients.values()), {}, {}
+        waits = [c.close() for c in clients] + list(self._retiring)
+        if waits:
+            await asyncio.shield(asyncio.gather(*waits, return_exceptions=True))

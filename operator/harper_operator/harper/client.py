@@ -321,6 +321,9 @@ class HarperClient:
         self._session: aiohttp.ClientSession | None = None
         self._tokens: Tokens | None = None
         self._token_lock = asyncio.Lock()
+        self._in_flight = 0  # calls under way (see retire)
+        self._retired = False
+        self._closing = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -340,6 +343,27 @@ class HarperClient:
         session, self._session = self._session, None
         if session is not None and not session.closed:
             await session.close()
+
+    @property
+    def open(self) -> bool:
+        """Whether this client holds a session (sockets) now."""
+        return self._session is not None and not self._session.closed
+
+    async def retire(self) -> None:
+        """Close this client once no call is under way on it: now when idle, else when the last call ends.
+
+        For a client replaced by another (new credentials): a call that started on it finishes, and a call made
+        on it later still works, its session being closed again after it, so nothing stays open."""
+        self._retired = True
+        await self._close_if_idle()
+
+    async def _close_if_idle(self) -> None:
+        if self._retired and not self._in_flight and not self._closing:
+            self._closing = True  # close() itself may call (a proxied client's logout)
+            try:
+                await asyncio.shield(self.close())  # a cancelled call still closes its session
+            finally:
+                self._closing = False
 
     def _get_session(self) -> aiohttp.ClientSession:
         # Created lazily so the session binds to the loop that actually uses it.
@@ -410,6 +434,7 @@ class HarperClient:
         """
         start = time.monotonic()
         outcome = "transient"  # also what a cancelled call reports: its effect is unknown
+        self._in_flight += 1
         try:
             result = await self._interpreted(operation, body, interpret, timeout=timeout, retry_stale=retry_stale,
                                              secrets=secrets, auth=auth, resend_after=resend_after)
@@ -423,6 +448,8 @@ class HarperClient:
             seconds = time.monotonic() - start
             log.debug("harper %s %s -> %s in %.3fs", self.operations_url, operation, outcome, seconds)
             self._observe(operation, outcome, seconds)
+            self._in_flight -= 1
+            await self._close_if_idle()
 
     async def _interpreted(self, operation: str, body: dict[str, Any], interpret: Callable[[Any], T], *,
                            timeout: float | None, retry_stale: bool, secrets: Sequence[str],
@@ -708,6 +735,7 @@ class HarperClient:
         """GET /health (no auth). False on any failure, never raises."""
         start = time.monotonic()
         healthy = False
+        self._in_flight += 1
         try:
             session = self._get_session()
             timeout = aiohttp.ClientTimeout(total=min(self.timeout, 5.0))
@@ -718,6 +746,8 @@ class HarperClient:
             log.debug("health of %s failed: %s", self.health_url, type(exc).__name__)
         finally:
             self._observe("health", "ok" if healthy else "transient", time.monotonic() - start)
+            self._in_flight -= 1
+            await self._close_if_idle()
         return healthy
 
     async def operation(self, body: dict[str, Any], *, timeout: float | None = None) -> Any:
