@@ -73,7 +73,8 @@ class HarperClusterSpec(Model):
         description="Hosts the members may live on; the operator sends credentials and replication peers only there. "
                     "Each entry is a DNS name, `*.` and a domain (every name under it), an IP address or a CIDR "
                     "(matched against IP literals only; names are never resolved for it). Empty: the Services of "
-                    "this cluster's namespace (*.<namespace>.svc and *.<namespace>.svc.cluster.local) and loopback. "
+                    "this cluster's namespace (*.<namespace>.svc and *.<namespace>.svc.<domain>, the operator's "
+                    "cluster domain: cluster.local unless set otherwise) and loopback. "
                     "A HarperNode whose url or operationsUrl is elsewhere is Stalled and receives nothing.",
         max_length=64, json_schema_extra=rules(("self.all(h, !h.contains('/') || isCIDR(h))",
                                                 "an entry with / must be a CIDR such as 10.20.0.0/16")))] = []
@@ -103,12 +104,13 @@ class HarperClusterSpec(Model):
             return self
         return self.model_copy(update={"credentials": Credentials(secret_ref={"name": generated_secret_name(cluster)})})
 
-    def host_entries(self, namespace: str) -> tuple[str, ...]:
-        """The allow-list in force: the spec's, or the namespace's Services and loopback."""
-        return tuple(self.allowed_hosts) or hosts.default_entries(namespace)
+    def host_entries(self, namespace: str, cluster_domain: str = hosts.DEFAULT_CLUSTER_DOMAIN) -> tuple[str, ...]:
+        """The allow-list in force: the spec's, or the namespace's Services (under the operator's cluster domain,
+        the one it names provisioned pods with) and loopback."""
+        return tuple(self.allowed_hosts) or hosts.default_entries(namespace, cluster_domain)
 
-    def admits(self, host: str, namespace: str) -> bool:
-        return hosts.admits(self.host_entries(namespace), host)
+    def admits(self, host: str, namespace: str, cluster_domain: str = hosts.DEFAULT_CLUSTER_DOMAIN) -> bool:
+        return hosts.admits(self.host_entries(namespace, cluster_domain), host)
 
     def admits_plaintext(self, host: str) -> bool:
         return self.allow_plaintext or hosts.is_loopback(host)

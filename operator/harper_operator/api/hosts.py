@@ -8,7 +8,9 @@ name under a domain (`*.harper.db.svc.cluster.local`), an IP address, or a CIDR 
 never resolved to check a CIDR: a DNS answer can change after the check, a literal cannot.
 
 Without entries the cluster admits the Services of its own namespace (`*.<ns>.svc`, `*.<ns>.svc.<domain>`) and
-loopback addresses, which never leave the operator's own pod or machine. Plain http:// and ws:// are accepted for
+loopback addresses, which never leave the operator's own pod or machine. `<domain>` is the operator's cluster
+domain (its --cluster-domain, the chart's clusterDomain), the one it names provisioned pods with: callers pass it
+in, so a cluster provisioned under another domain admits its own HarperNodes. Plain http:// and ws:// are accepted for
 loopback hosts, and for other hosts only with `allowPlaintext: true`.
 """
 
@@ -40,8 +42,14 @@ def is_loopback(host: str) -> bool:
     return ip is not None and ip.is_loopback
 
 
-def default_entries(namespace: str, cluster_domain: str = "cluster.local") -> tuple[str, ...]:
-    return (f"*.{namespace}.svc", f"*.{namespace}.svc.{cluster_domain}", "127.0.0.0/8", "::1")
+DEFAULT_CLUSTER_DOMAIN = "cluster.local"
+
+
+def default_entries(namespace: str, cluster_domain: str = DEFAULT_CLUSTER_DOMAIN) -> tuple[str, ...]:
+    """The allow-list of a cluster without allowedHosts: its namespace's Services under the operator's cluster
+    domain, and loopback."""
+    domain = _name(cluster_domain) or DEFAULT_CLUSTER_DOMAIN
+    return (f"*.{namespace}.svc", f"*.{namespace}.svc.{domain}", "127.0.0.0/8", "::1")
 
 
 def admits(entries: Iterable[str], host: str) -> bool:
