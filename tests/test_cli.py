@@ -398,7 +398,7 @@ def test_kubectl_runs_the_plugin_and_passes_its_exit_code_on(api, tmp_path):
 ])
 def test_a_cluster_name_maps_to_the_api_servers_proxy(url, path):
     assert inspect_.proxy_path(url) == path
-    assert inspect_.route(url, inspect_.LIVE) == path == inspect_.route(url, inspect_.AUTO)
+    assert inspect_.route(url, inspect_.LIVE) == path
     assert inspect_.route(url, inspect_.DIRECT) is None
 
 
@@ -413,10 +413,16 @@ def test_any_other_host_is_refused_not_contacted(url):
     assert inspect_.route(url, inspect_.DIRECT) is None
 
 
-def test_a_loopback_url_is_called_directly_by_plan_only():
-    assert inspect_.route("http://127.0.0.11:9925", inspect_.AUTO) is None
-    with pytest.raises(inspect_.Refused):
-        inspect_.route("http://127.0.0.11:9925", inspect_.LIVE)
+@pytest.mark.parametrize("url", ["http://127.0.0.11:9925", "https://[::1]:9925", "http://LOCALHOST.:9925"])
+def test_a_loopback_url_is_refused_unless_direct_is_asked_for(url):
+    """Issue 21: plan called a loopback operationsUrl from the user's machine, sending the super_user password to
+    whatever listened there. Only --direct calls anything from here."""
+    with pytest.raises(inspect_.Refused, match="loopback address.*only through the API server.*--direct"):
+        inspect_.route(url, inspect_.LIVE)
+    assert inspect_.route(url, inspect_.DIRECT) is None
+
+
+def test_the_proxy_path_follows_the_cluster_domain():
     assert inspect_.proxy_path("https://harper.db.svc.k8s.internal:9925", "k8s.internal").startswith(
         "/api/v1/namespaces/db/services/")
 
@@ -525,14 +531,34 @@ def test_wrong_credentials_through_the_proxy(api, capsys, no_probe):
     assert doc["nodes"][0]["problem"]["reason"] == "WrongCredentials"
 
 
-def test_direct_calls_the_operations_url_from_here(api, capsys, no_probe):
-    """--direct (and plan's default for loopback, the test bed's case) calls operationsUrl as the operator does:
-    here the fake's own address plays Harper, reached without the proxy path."""
+def loopback_cluster(api: FakeApiServer) -> None:
+    """A cluster whose member's operationsUrl is loopback: here the fake's own address plays a Harper that listens on
+    this machine (the e2e test bed's case, or anything else listening there)."""
     proxied_cluster(api)
     api.harpers["direct"] = {"hostname": "127.0.0.1"}
     api.add("harperclusters", cluster("loop"))
     api.add("harpernodes", node("loop-0", "loop", "127.0.0.1", api.url, status=False, url="ws://127.0.0.1:9933"))
-    code, out, err = run(capsys, "plan", "loop")
+
+
+@pytest.mark.parametrize("command", [("plan", "loop"), ("plan", "loop", "--live"), ("status", "loop", "--live")])
+def test_no_credential_leaves_this_machine_but_through_the_api_server(api, capsys, no_probe, command):
+    """Issue 21: `plan` sent the super_user password straight to a loopback operationsUrl. Now plan and status
+    --live refuse such a member, with a message naming --direct, and send nothing but Kubernetes reads."""
+    loopback_cluster(api)
+    code, out, err = run(capsys, *command, "-o", "json")
+    assert code in (0, 3), err
+    doc = json.loads(out)
+    (problem,) = [n["problem"] for n in doc["nodes"]] if command[0] == "status" else doc["leftAlone"]
+    assert problem["reason"] == "InvalidTarget" and "loopback" in problem["message"] and "--direct" in problem["message"]
+    assert PASSWORD not in out + err
+    assert [r for r in api.requests if r["method"] != "GET"] == [], "something was sent to Harper"
+    assert no_probe == []
+
+
+def test_direct_calls_the_operations_url_from_here(api, capsys, no_probe):
+    """--direct, asked for, calls operationsUrl as the operator does, reached without the proxy path."""
+    loopback_cluster(api)
+    code, out, err = run(capsys, "plan", "loop", "--direct")
     assert code == 0, err
     assert out.strip() == "nothing to do"  # one member, Harper agrees: the e2e test bed's answer
     assert no_probe == ["ws://127.0.0.1:9933"]  # probed like the operator does

@@ -104,7 +104,7 @@ def _connection_flags(p: argparse.ArgumentParser, *, given_only: bool) -> None:
 
 
 def _inspect_commands(sub, *, given_only: bool) -> None:
-    AUTO, DIRECT, LIVE = "auto", "direct", "live"  # inspect's names (not imported here: the parser stays light)
+    DIRECT, LIVE = "direct", "live"  # inspect's names (not imported here: the parser stays light)
     status = sub.add_parser("status", help="a cluster's replication mesh from its status (--live: from Harper); "
                                            "no name: the namespace's clusters",
                             description="Without --live or --direct: the HarperCluster's and its HarperNodes' "
@@ -113,17 +113,18 @@ def _inspect_commands(sub, *, given_only: bool) -> None:
     status.add_argument("cluster", nargs="?", help="HarperCluster name (none: list the clusters)")
     status.add_argument("-A", "--all-namespaces", action="store_true", help="list the clusters of every namespace")
     plan = sub.add_parser("plan", help="print the operations the operator would run now (a dry run; no writes)",
-                          description="Reads Harper through the API server's proxy (a loopback operationsUrl "
-                                      "directly); --direct calls every operationsUrl from this machine.")
+                          description="Reads Harper through the API server's proxy only (a member it cannot "
+                                      "proxy to is refused, sent nothing); --direct calls every operationsUrl from "
+                                      "this machine.")
     plan.add_argument("cluster", help="HarperCluster name")
-    for cmd, func, default in ((status, _status, None), (plan, _plan, AUTO)):
+    for cmd, func, default in ((status, _status, None), (plan, _plan, LIVE)):
         _connection_flags(cmd, given_only=given_only)
         how = cmd.add_mutually_exclusive_group()
         how.add_argument("--live", dest="via", action="store_const", const=LIVE, default=default,
                          help="ask Harper now, only through the API server's service/pod proxy (your RBAC decides)")
         how.add_argument("--direct", dest="via", action="store_const", const=DIRECT,
-                         help="ask Harper now by calling every operationsUrl from this machine (in-cluster, or "
-                              "where those names resolve)")
+                         help="ask Harper now by calling every operationsUrl from this machine, Harper's credentials "
+                              "included (in-cluster, or where those names resolve)")
         cmd.add_argument("--cluster-domain", default=os.environ.get("CLUSTER_DOMAIN", "cluster.local"),
                          help="the cluster's DNS domain, as in <svc>.<ns>.svc.<domain> (default cluster.local)")
         cmd.set_defaults(func=func)

@@ -7,11 +7,10 @@ Where the answers come from:
 * through the API server (`status --live`; `plan` by default): Harper's operations API is called through the
   API server's proxy subresource of the Service or pod that `operationsUrl` names, with the user's own
   credentials, so the user's RBAC decides (`create` on `services/proxy` or `pods/proxy`, `get` on the Secret).
-  A host that is not a cluster Service or pod name (an IP, an external name) is refused and never contacted
-  from here. `plan` alone also calls a loopback `operationsUrl` directly: such a Harper listens on this very
-  machine (the loopback test bed), and no proxy can reach it.
-* `--direct`: every `operationsUrl` is called from this machine, as the operator does (in-cluster, or where
-  the names resolve).
+  A host that is not a cluster Service or pod name (an IP, an external name, loopback) is refused and never
+  contacted from here: Harper's credentials travel only through the API server.
+* `--direct`, and only when asked for: every `operationsUrl` is called from this machine, as the operator does
+  (in-cluster, or where the names resolve, such as the loopback test bed).
 
 The modules, from the pure ones to the commands:
 
@@ -26,7 +25,7 @@ The modules, from the pure ones to the commands:
 
 from .commands import Options, plan, status
 from .errors import FAILED, NOT_FOUND, NOT_READY, OK, CliError, NotFound
-from .routing import AUTO, DIRECT, LIVE, Refused, proxy_path, route
+from .routing import DIRECT, LIVE, Refused, proxy_path, route
 
-__all__ = ["AUTO", "DIRECT", "FAILED", "LIVE", "NOT_FOUND", "NOT_READY", "OK", "CliError", "NotFound", "Options",
+__all__ = ["DIRECT", "FAILED", "LIVE", "NOT_FOUND", "NOT_READY", "OK", "CliError", "NotFound", "Options",
            "Refused", "plan", "proxy_path", "route", "status"]

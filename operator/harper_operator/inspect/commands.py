@@ -12,7 +12,7 @@ from .errors import NOT_READY, OK, CliError
 from .kubeapi import connect, get_cluster, list_clusters, nodes_of, read_membership, spec_of
 from .render import (clusters_table, cluster_row, dump, live_document, live_rows, plan_document, plan_lines,
                      status_document, status_rows, table)
-from .routing import AUTO
+from .routing import LIVE
 from .transports import look
 
 
@@ -22,7 +22,7 @@ class Options:
     context: str | None = None
     namespace: str | None = None  # None: the context's
     output: str = "table"
-    via: str | None = None  # None: status from .status; else DIRECT, LIVE or AUTO
+    via: str | None = None  # None: status from .status (plan: LIVE); else DIRECT or LIVE
     all_namespaces: bool = False
     cluster_domain: str = "cluster.local"
     err: TextIO | None = field(default=None, repr=False)  # None: sys.stderr
@@ -77,7 +77,7 @@ def plan(cluster: str, opts: Options, out: TextIO | None = None) -> int:
     body = get_cluster(kube, namespace, cluster)
     spec = spec_of(body)
     m = read_membership(kube, body, spec, nodes_of(kube, body))
-    sights, ways = asyncio.run(look(kube, m, opts.via or AUTO, opts.cluster_domain))
+    sights, ways = asyncio.run(look(kube, m, opts.via or LIVE, opts.cluster_domain))
     doc = plan_document(body, m, sights, ways, intent(m, sights, body, spec))
     if opts.output == "table":
         out.write("".join(line + "\n" for line in plan_lines(doc)))

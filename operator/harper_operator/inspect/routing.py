@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 from ..api import hosts
 
-DIRECT, LIVE, AUTO = "direct", "live", "auto"  # how Harper is reached: see the package's docstring
+DIRECT, LIVE = "direct", "live"  # how Harper is reached: see the package's docstring
 
 
 class Refused(ValueError):
@@ -56,12 +56,18 @@ def proxy_path(operations_url: str, cluster_domain: str = "cluster.local") -> st
 
 
 def route(operations_url: str, via: str, cluster_domain: str = "cluster.local") -> str | None:
-    """None: call the URL from this machine; else the API server's proxy path. Raises Refused."""
+    """None: call the URL from this machine (only when asked to: DIRECT); else the API server's proxy path.
+    Raises Refused for a URL the API server cannot proxy to: nothing, least of all Harper's credentials, is sent
+    anywhere else."""
     if via == DIRECT:
         return None
-    host = (urlsplit(operations_url).hostname or "").rstrip(".")
-    if via == AUTO and (hosts.is_loopback(host) or host == "localhost"):
-        return None
+    host = (urlsplit(operations_url).hostname or "").rstrip(".").lower()
+    if hosts.is_loopback(host) or host == "localhost":
+        # On this machine it is this machine's loopback, not the cluster's: whatever listens there would get the
+        # super_user password (issue 21, `plan` used to call it).
+        raise Refused(f"{host!r} is a loopback address: from this machine it is not the cluster's Harper, and this "
+                      "command sends Harper's credentials only through the API server, so it sent nothing; run it "
+                      "with --direct to call it from here (where that Harper really listens on this machine)")
     try:
         return proxy_path(operations_url, cluster_domain)
     except Refused as e:

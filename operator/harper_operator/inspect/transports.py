@@ -1,5 +1,5 @@
 """How each member is reached: a ClientPool whose clients are either the operator's own HarperClient (called
-from this machine: --direct, and plan's loopback case) or a ProxiedHarperClient (through the API server), chosen
+from this machine: --direct only) or a ProxiedHarperClient (through the API server), chosen
 per operationsUrl by routing.route; and `look`, which reads every managed member's sight through it."""
 
 from __future__ import annotations
