@@ -210,14 +210,16 @@ def test_service_account_grants_namespace_mode(ns_release, kubectl):
     yes += [(v, "statefulsets.apps", watched, None, True) for v in ("get", "list", "watch", "create", "patch")]
     yes += [(v, r, watched, None, True) for r in ("services", "poddisruptionbudgets.policy")
             for v in ("get", "create", "patch")]
-    yes += [(v, "pods", watched, None, True) for v in ("get", "list", "watch", "delete")]
+    yes += [(v, "pods", watched, None, True) for v in ("get", "list", "watch", "patch", "delete")]
+    # A leaving member's volume claim is marked, then deleted, once its data is proven elsewhere (docs/safety.md).
+    yes += [(v, "persistentvolumeclaims", watched, None, True) for v in ("list", "patch", "delete")]
     no = [("get", "secrets", ns, None, False) for ns in (other, home, "default", "kube-system")]
     no += [(v, "secrets", watched, None, False) for v in ("list", "watch", "update", "delete")]
     no += [(v, hc, watched, None, False) for v in ("create", "update", "delete", "deletecollection")]
     no += [(v, hn, watched, None, False) for v in ("update", "deletecollection")]
     no += [(v, hc, ns, None, False) for ns in (other, home) for v in ("get", "list", "patch")]
     no += [("update", hc, watched, "status", False)]
-    no += [(v, "pods", watched, None, False) for v in ("create", "patch", "update")]
+    no += [(v, "pods", watched, None, False) for v in ("create", "update")]
     no += [(v, "pods", ns, None, False) for ns in (other, home) for v in ("get", "delete")]
     no += [(v, "statefulsets.apps", watched, None, False) for v in ("delete", "update")]
     no += [("create", "persistentvolumeclaims", watched, None, False)]
@@ -242,11 +244,11 @@ def test_service_account_grants_cluster_mode(cluster_release, kubectl):
     yes += [("get", "secrets", anywhere, None, True), ("create", "events", anywhere, None, True)]
     yes += [(v, "clusterkopfpeerings.kopf.dev", None, None, True) for v in ("get", "list", "watch", "patch")]
     yes += [(v, hn, None, None, True) for v in ("create", "delete")]  # rbac.provisioning (default on)
-    yes += [(v, "pods", anywhere, None, True) for v in ("get", "delete")]
+    yes += [(v, "pods", anywhere, None, True) for v in ("get", "patch", "delete")]
     no = [(v, "secrets", None, None, False) for v in ("list", "watch", "update", "delete")]
     no += [(v, hc, None, None, False) for v in ("create", "update", "delete")]
     no += [("update", hn, None, None, False)]
-    no += [(v, "pods", anywhere, None, False) for v in ("create", "patch")]
+    no += [(v, "pods", anywhere, None, False) for v in ("create", "update")]
     no += [(v, "namespaces", None, None, False) for v in ("list", "watch")]
     no += [("patch", "kopfpeerings.kopf.dev", anywhere, None, False), ("*", "*", None, None, False)]
     check_grants(kubectl, cluster_release, yes + no)

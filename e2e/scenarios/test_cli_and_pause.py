@@ -25,7 +25,7 @@ def test_plan_status_and_pause(kube, operator, harper_nodes):
     kube.apply(kit.secret("harper-admin", a.username, a.password), kit.cluster("cli"),
                kit.node("cli-a", "cli", a), kit.node("cli-b", "cli", b))
     kit.ready_with(kube, "harpercluster", "cli", "2/2")
-    assert _cli(kube, "plan", "cli").strip() == "nothing to do"
+    assert _cli(kube, "plan", "cli", "--direct").strip() == "nothing to do"
 
     table = _cli(kube, "status", "cli").splitlines()
     assert table[0].split()[:4] == ["NODE", "PEER", "DATABASE", "CONNECTED"]
@@ -40,7 +40,7 @@ def test_plan_status_and_pause(kube, operator, harper_nodes):
     hc = kit.wait_until("cluster says Paused", lambda: (lambda o: o and kit.condition(o, "Ready").get("reason") == "Paused"
                                                          and o)(kube.get("harpercluster", "cli")), timeout=60)
     assert hc["status"]["readyNodes"] != "3/3"  # a and b are declared to peer with c, which is not joined
-    plan = _cli(kube, "plan", "cli")
+    plan = _cli(kube, "plan", "cli", "--direct")
     assert f"add_node on {a.name}: {c.name}" in plan or f"add_node on {b.name}: {c.name}" in plan, plan
     time.sleep(6)
     assert operator.metric(WRITES) == writes, "paused, yet the operator wrote to Harper"

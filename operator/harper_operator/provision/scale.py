@@ -102,7 +102,7 @@ def _scale_down(seen: Seen, leaving: list[int], create: tuple[int, ...]) -> Step
     # The leaving pods keep running until their data is confirmed elsewhere (after hibernation they start again).
     replicas = max(seen.statefulset_replicas or 0, max(leaving) + 1, seen.desired)
     serve = tuple(p.ordinal for p in seen.pods if p.ordinal < seen.desired and p.serving is not True
-                  and not p.deleting)
+                  and not p.deleting and p.ordinal not in seen.deleting_ordinals)
     lost = _lost_shards(seen, [o for o in leaving if o in seen.node_ordinals])
     if lost:
         holders = ", ".join(str(o) for o in leaving if seen.shards.get(o) in lost)
@@ -136,7 +136,7 @@ def steps(seen: Seen) -> Steps:
     if leaving:
         return _scale_down(seen, leaving, create)
     serve = tuple(p.ordinal for p in seen.pods if p.ordinal < seen.desired and p.serving is not True
-                  and not p.deleting)
+                  and not p.deleting and p.ordinal not in seen.deleting_ordinals)
     marks = _claims(seen, seen.desired)
     if current is not None and seen.desired < current:
         return Steps(seen.desired, create, progress=f"scaling down to {seen.desired}: Harper has forgotten the "
