@@ -5,7 +5,9 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from harper_fakes import CertAuthority, RawServer, make_cert_authority, start_fake
+from harper_fakes import CertAuthority, RawServer, Reply, make_cert_authority, recording, start_fake
+
+from harper_operator.harper import HarperClient
 
 
 @pytest.fixture
@@ -14,6 +16,23 @@ async def fake_harper():
     fake, runner = await start_fake()
     yield fake
     await runner.cleanup()
+
+
+@pytest.fixture
+async def replay(fake_harper):
+    """(client, load): a client of `fake_harper`; load(name) makes it answer every operation with that recording."""
+    client = HarperClient(fake_harper.url, username="admin", password="pw", timeout=5)
+
+    def load(name: str) -> None:
+        rec = recording(name)
+        reply = Reply(rec["status"], rec["body"]) if not isinstance(rec["body"], str) else Reply(rec["status"],
+                                                                                                 text=rec["body"])
+        fake_harper.handlers.clear()
+        fake_harper.on(rec["request"].get("operation", ""), reply)
+        fake_harper.on("", reply)
+
+    yield client, load
+    await client.close()
 
 
 @pytest.fixture

@@ -7,14 +7,13 @@ import json
 import re
 
 import pytest
-from harper_fakes import RECORDED, Reply, all_recordings, recording, start_fake
+from harper_fakes import RECORDED, all_recordings, recording
 
 from harper_operator.harper import (
     AuthenticationError,
     AuthorizationError,
     ClusterStatus,
     FalseSuccessError,
-    HarperClient,
     NodeRequest,
     OperationNotFoundError,
     PeerRejectedError,
@@ -150,24 +149,6 @@ GENERIC_ERRORS = {
     "error_update_node_shard_null": RequestValidationError,
     "error_refresh_with_operation_token": RequestValidationError,
 }
-
-
-@pytest.fixture
-async def replay():
-    fake, runner = await start_fake()
-    client = HarperClient(fake.url, username="admin", password="pw", timeout=5)
-
-    def load(name: str) -> None:
-        rec = recording(name)
-        reply = Reply(rec["status"], rec["body"]) if not isinstance(rec["body"], str) else Reply(rec["status"],
-                                                                                                 text=rec["body"])
-        fake.handlers.clear()
-        fake.on(rec["request"].get("operation", ""), reply)
-        fake.on("", reply)
-
-    yield client, load
-    await client.close()
-    await runner.cleanup()
 
 
 @pytest.mark.parametrize("name, expected", sorted(GENERIC_ERRORS.items()))

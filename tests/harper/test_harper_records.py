@@ -4,9 +4,9 @@ and the client (replayed by the fake server), and the answers the proof must ref
 from __future__ import annotations
 
 import pytest
-from harper_fakes import Reply, recording, start_fake
+from harper_fakes import Reply, recording
 
-from harper_operator.harper import HarperClient, UnexpectedAnswerError
+from harper_operator.harper import UnexpectedAnswerError
 from harper_operator.harper.records import AuditEntry, UnreadableAnswer, audit_entries, key_text, tables, versions
 
 
@@ -43,23 +43,9 @@ def test_an_answer_of_another_shape_is_refused_not_guessed(parse, answer):
         parse(answer)
 
 
-@pytest.fixture
-async def replay():
-    fake, runner = await start_fake()
-    client = HarperClient(fake.url, username="admin", password="pw", timeout=5)
-
-    def load(name: str) -> None:
-        rec = recording(name)
-        fake.handlers.clear()
-        fake.on(rec["request"]["operation"], Reply(rec["status"], rec["body"]))
-
-    yield client, load, fake
-    await client.close()
-    await runner.cleanup()
-
-
-async def test_the_client_sends_what_was_recorded_and_reads_the_answers(replay):
-    client, load, fake = replay
+async def test_the_client_sends_what_was_recorded_and_reads_the_answers(replay, fake_harper):
+    client, load = replay
+    fake = fake_harper
     load("read_audit_log_leaving_member_own_and_replicated")
     entries = await client.read_audit_log("data", "t", 1796535465603.1936, 3)
     assert [e.ids for e in entries] == [(1, 2), (2,), (3,)]
