@@ -9,8 +9,8 @@ CLUSTER = HarperClusterSpec.model_validate({"credentials": {"secretRef": {"name"
 SECRETS = {"admin": SecretData(True, {"username": "hdb", "password": "s3cret"})}
 
 
-def membership(cluster, nodes, secrets, namespace="ns"):
-    return _members.membership(cluster, nodes, secrets, namespace=namespace)
+def membership(cluster, nodes, secrets, namespace="ns", **kw):
+    return _members.membership(cluster, nodes, secrets, namespace=namespace, **kw)
 
 
 def node(name, hostname, **spec):
@@ -121,6 +121,20 @@ def test_the_default_admits_the_namespaces_services_and_loopback_only():
     assert reason("harper.db.svc.evil.example") == "HostNotAllowed"
     assert reason("10.0.0.1") == "HostNotAllowed"
     assert reason("harper-0.harper.db.svc", "http") == "PlaintextNotAllowed"
+
+
+def test_the_default_follows_the_operators_cluster_domain():
+    """With a cluster domain other than cluster.local, a provisioned cluster's own members (named under that
+    domain) are admitted, and the problem names the entries that were checked."""
+    body = node("a", "hc-0.hc.db.svc.corp.example")
+    body["spec"]["operationsUrl"] = "https://hc-0.hc.db.svc.corp.example:9925"
+    assert membership(DEFAULT, [body], SECRETS, namespace="db", cluster_domain="corp.example").members[0].problem \
+        is None
+    problem = membership(DEFAULT, [body], SECRETS, namespace="db").members[0].problem
+    assert problem.reason == "HostNotAllowed" and "*.db.svc.cluster.local" in problem.message
+    problem = membership(DEFAULT, [node("b", "hc-0.hc.db.svc.cluster.local")], SECRETS, namespace="db",
+                         cluster_domain="corp.example").members[0].problem
+    assert problem.reason == "HostNotAllowed" and "*.db.svc.corp.example" in problem.message
 
 
 def test_the_replication_url_must_be_allowed_too():

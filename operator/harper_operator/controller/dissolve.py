@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from ..api import HarperClusterSpec
+from ..api import HarperClusterSpec, hosts
 from ..harper.errors import HarperError, UnknownNodeError
 from .clients import ClientPool
 from .loop import read_membership
@@ -51,9 +51,10 @@ Observer = Callable[[str, str, float], None]
 
 
 async def remove_member(cluster_body: Mapping[str, Any], spec: HarperClusterSpec,
-                        nodes: list[Mapping[str, Any]], hostname: str, observer: Observer | None = None) -> Removal:
+                        nodes: list[Mapping[str, Any]], hostname: str, observer: Observer | None = None,
+                        cluster_domain: str = hosts.DEFAULT_CLUSTER_DOMAIN) -> Removal:
     """remove_node(hostname) on the first other member that answers; gossip spreads it to the rest."""
-    m = await read_membership(cluster_body, spec, nodes)
+    m = await read_membership(cluster_body, spec, nodes, cluster_domain)
     out = Removal()
     peers = [x for x in m.members if x.access is not None and x.hostname != hostname and not x.deleting]
     async with ClientPool(observer=observer) as pool:
@@ -81,12 +82,13 @@ async def remove_member(cluster_body: Mapping[str, Any], spec: HarperClusterSpec
 
 
 async def dissolve(cluster_body: Mapping[str, Any], spec: HarperClusterSpec,
-                   nodes: list[Mapping[str, Any]], observer: Observer | None = None) -> Removal:
+                   nodes: list[Mapping[str, Any]], observer: Observer | None = None,
+                   cluster_domain: str = hosts.DEFAULT_CLUSTER_DOMAIN) -> Removal:
     """Every member forgets every peer it lists, so no record of the cluster is left behind.
 
     Members whose own deletionPolicy is Retain are left as they are: nothing is asked of them, and no other
     member removes them."""
-    m = await read_membership(cluster_body, spec, nodes)
+    m = await read_membership(cluster_body, spec, nodes, cluster_domain)
     out = Removal()
     kept = {x.hostname for x in m.members if x.spec is not None and _retains(x, spec)}
     if kept:

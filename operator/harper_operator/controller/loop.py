@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable, Mapping
 from pydantic import ValidationError
 
 from .. import kube
-from ..api import PAUSE_ANNOTATION, RETAINED_ANNOTATION, HarperClusterSpec, OwedRestart, RestartRecord
+from ..api import PAUSE_ANNOTATION, RETAINED_ANNOTATION, HarperClusterSpec, OwedRestart, RestartRecord, hosts
 from ..harper.errors import FalseSuccessError, HarperError, PermanentHarperError
 from ..reconcile.drain import Drain, drain, received, survivors_of
 from ..reconcile.plan import (Operation, RemoveNode, Restart, diagnose, mends, pending_restart, plan,
@@ -117,13 +117,13 @@ async def _secret(namespace: str, name: str) -> SecretData | None:
     return None if found is None else SecretData(*found)
 
 
-async def read_membership(body: Mapping[str, Any], spec: HarperClusterSpec,
-                          nodes: list[Mapping[str, Any]]) -> Membership:
+async def read_membership(body: Mapping[str, Any], spec: HarperClusterSpec, nodes: list[Mapping[str, Any]],
+                          cluster_domain: str = hosts.DEFAULT_CLUSTER_DOMAIN) -> Membership:
     namespace = body["metadata"]["namespace"]
     spec = spec.with_credentials(body["metadata"]["name"])
     names = sorted(secret_names(spec, nodes))
     found = await asyncio.gather(*(_secret(namespace, n) for n in names))
-    return membership(spec, nodes, dict(zip(names, found)), namespace=namespace)
+    return membership(spec, nodes, dict(zip(names, found)), namespace=namespace, cluster_domain=cluster_domain)
 
 
 @dataclass(frozen=True)
@@ -257,8 +257,10 @@ class ClusterReconciler:
 
     def __init__(self, namespace: str, name: str, *, events: EventSink, verify_timeout: float = 30.0,
                  observer: Callable[[str, str, float], None] | None = None, clock: Callable[[], float] = time.time,
-                 restart_grace: float = 10.0, restart_cooldown: float = 120.0, ghost_grace: float = 20.0):
+                 restart_grace: float = 10.0, restart_cooldown: float = 120.0, ghost_grace: float = 20.0,
+                 cluster_domain: str = hosts.DEFAULT_CLUSTER_DOMAIN):
         self.namespace, self.name = namespace, name
+        self.cluster_domain = cluster_domain
         self.pool = ClientPool(observer=observer)
         self.events = events
         self.verify_timeout = verify_timeout
@@ -393,7 +395,7 @@ class ClusterReconciler:
         if pods is not None and pods.hibernating:
             return await self._hibernate(body, spec, nodes, pods)
 
-        m = await read_membership(body, spec, nodes)
+        m = await read_membership(body, spec, nodes, self.cluster_domain)
         paused = is_paused(body)
         sights = await self._look_all(m)
         now_intent = intent(m, sights, body, spec, declared, self._names.values())
@@ -459,6 +461,8 @@ class ClusterReconciler:
         result.drained = {h: d.survivors for h, d in drains.items() if d.proven}
         result.drain_waits = {h: d.waits_for for h, d in drains.items() if not d.proven}
         result.restart_due = _soonest(restarts.due, *(d.due for d in drains.values()))
+        # A member that left, or whose credentials or URL changed, leaves a client nobody will call again.
+        await self.pool.retire([x.access for x in m.members if x.access is not None])
         ready = next((c for c in written.get("conditions", []) if c["type"] == "Ready"), {})
         stalled = next((c for c in written.get("conditions", []) if c["type"] == "Stalled"), {})
         result.converged = ready.get("status") == "True"
@@ -499,7 +503,7 @@ class ClusterReconciler:
     async def _hibernate(self, body, spec: HarperClusterSpec, nodes: list[Mapping[str, Any]], pods: PodView) -> Result:
         """replicas 0: no Harper read or write; every status says the cluster sleeps, its volumes and records kept
         (docs/safety.md, S2). What the restart budget owes stays in the status for the wake-up."""
-        m = await read_membership(body, spec, nodes)
+        m = await read_membership(body, spec, nodes, self.cluster_domain)
         stamp = _now()
         for member in m.members:
             try:

@@ -11,7 +11,7 @@ from typing import Any, Mapping
 
 from pydantic import ValidationError
 
-from ..api import READABLE_LABEL, HarperClusterSpec, HarperNodeSpec, urls
+from ..api import READABLE_LABEL, HarperClusterSpec, HarperNodeSpec, hosts, urls
 from ..api.common import TLS, Credentials
 from ..reconcile.problems import Problem
 from ..reconcile.topology import DesiredCluster, DesiredNode, Route, Subscription
@@ -101,16 +101,17 @@ def _invalid_url(field_name: str, why: str) -> Problem:
                                  "node nothing and leaves Harper's records of it as they are")
 
 
-def _host_problem(spec: HarperNodeSpec, cluster: HarperClusterSpec, namespace: str) -> Problem | None:
+def _host_problem(spec: HarperNodeSpec, cluster: HarperClusterSpec, namespace: str,
+                  cluster_domain: str) -> Problem | None:
     """The cluster's owner decides where credentials and replication may go: check both URLs before any call."""
     for field_name, url in (("operationsUrl", spec.operations_url), ("url", spec.url)):
         parts = urls.split(url)
         if parts is None:  # the model admitted what urllib cannot read: a gap between the two, held here
             return _invalid_url(field_name, "cannot be read as scheme://host:port")
         scheme, host = parts
-        if not cluster.admits(host, namespace):
+        if not cluster.admits(host, namespace, cluster_domain):
             return Problem("HostNotAllowed", f"spec.{field_name} host {host!r} is not in the HarperCluster's "
-                                             f"allowedHosts ({', '.join(cluster.host_entries(namespace))}): the "
+                                             f"allowedHosts ({', '.join(cluster.host_entries(namespace, cluster_domain))}): the "
                                              "operator sends nothing there; fix the URL, or have the cluster's "
                                              "owner add the host to spec.allowedHosts")
         if scheme in ("http", "ws") and not cluster.admits_plaintext(host):
@@ -179,8 +180,9 @@ def _desired_node(member: Member) -> DesiredNode:
 
 
 def membership(cluster: HarperClusterSpec, nodes: list[Mapping[str, Any]], secrets: Secrets, *,
-               namespace: str) -> Membership:
-    """Members of the cluster from the HarperNodes that claim it, with what stops any of them."""
+               namespace: str, cluster_domain: str = hosts.DEFAULT_CLUSTER_DOMAIN) -> Membership:
+    """Members of the cluster from the HarperNodes that claim it, with what stops any of them. `cluster_domain` is
+    the operator's (settings): the default allowedHosts are the namespace's Services under it."""
     parsed: list[tuple[Mapping[str, Any], HarperNodeSpec | Problem]] = []
     for body in sorted(nodes, key=lambda b: b["metadata"]["name"]):
         try:
@@ -211,7 +213,7 @@ def membership(cluster: HarperClusterSpec, nodes: list[Mapping[str, Any]], secre
             problem = Problem("DuplicateHostname", f"hostname {spec.hostname!r} is already declared by HarperNode "
                                                    f"{first}: each node needs its own hostname; fix spec.hostname "
                                                    "(delete and recreate this HarperNode, hostname is immutable)")
-        elif (problem := _host_problem(spec, cluster, namespace)) is None:
+        elif (problem := _host_problem(spec, cluster, namespace, cluster_domain)) is None:
             found = _access(spec.operations_url, spec.credentials or cluster.credentials, spec.tls or cluster.tls,
                             secrets)
             problem, access = (found, None) if isinstance(found, Problem) else (None, found)

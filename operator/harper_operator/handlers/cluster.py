@@ -59,7 +59,7 @@ def _interval(body) -> float:
 async def run_cluster(namespace, name, body, stopped, members: kopf.Index, declared: kopf.Index, **_):
     """Every reconcile of this cluster runs here, one at a time: no two rounds ever race."""
     reconciler = ClusterReconciler(namespace, name, events=events.post, verify_timeout=config.current.verify_timeout,
-                                   observer=metrics.observe_call)
+                                   observer=metrics.observe_call, cluster_domain=config.current.cluster_domain)
     provisioner = Provisioner(namespace, name, events=events.post, domain=config.current.cluster_domain,
                               enabled=config.current.provisioning)
     converged, hurried = False, False
@@ -147,7 +147,7 @@ async def deleted(namespace, name, body, members: kopf.Index, retry, **_):
     # The round in flight ends first, and no new one starts: nothing is added after the removals below.
     async with registry.exclusive(namespace, name, close=body["metadata"]["uid"]):
         removal: Removal = await dissolve(body, spec, list(members.get((namespace, name), [])),
-                                          observer=metrics.observe_call)
+                                          observer=metrics.observe_call, cluster_domain=config.current.cluster_domain)
     events.removals(body, removal, retry)
 
 

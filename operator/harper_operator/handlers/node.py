@@ -10,6 +10,7 @@ import kopf
 from pydantic import ValidationError
 
 from .. import kube, metrics
+from .. import settings as config
 from ..api import GROUP, RETAINED_ANNOTATION, VERSION, HarperClusterSpec
 from ..controller.dissolve import remove_member
 from ..controller.loop import retained
@@ -100,7 +101,8 @@ async def deleted(namespace, name, spec, body, retry, members: kopf.Index, **_):
         return
     nodes = list(members.get((namespace, cluster_name), []))
     async with registry.exclusive(namespace, cluster_name):
-        removal = await remove_member(cluster, cluster_spec, nodes, hostname, observer=metrics.observe_call)
+        removal = await remove_member(cluster, cluster_spec, nodes, hostname, observer=metrics.observe_call,
+                                      cluster_domain=config.current.cluster_domain)
     # A provisioned member's finalizer is what holds its pod and volume: it is released only once Harper forgot it.
     events.removals(body, removal, retry, retries=None if _provisioned(body) else 3)
     registry.poke(namespace, cluster_name)

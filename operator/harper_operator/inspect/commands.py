@@ -54,7 +54,7 @@ def status(cluster: str | None, opts: Options, out: TextIO | None = None) -> int
         doc = status_document(body, nodes)
         rows = status_rows(doc)
     else:
-        m = read_membership(kube, body, spec_of(body), nodes)
+        m = read_membership(kube, body, spec_of(body), nodes, opts.cluster_domain)
         sights, ways = asyncio.run(look(kube, m, opts.via, opts.cluster_domain))
         doc = live_document(body, m, sights, ways)
         rows = live_rows(doc)
@@ -76,7 +76,7 @@ def plan(cluster: str, opts: Options, out: TextIO | None = None) -> int:
     namespace = opts.namespace or kube.namespace
     body = get_cluster(kube, namespace, cluster)
     spec = spec_of(body)
-    m = read_membership(kube, body, spec, nodes_of(kube, body))
+    m = read_membership(kube, body, spec, nodes_of(kube, body), opts.cluster_domain)
     sights, ways = asyncio.run(look(kube, m, opts.via or LIVE, opts.cluster_domain))
     doc = plan_document(body, m, sights, ways, intent(m, sights, body, spec))
     if opts.output == "table":

@@ -14,7 +14,7 @@ import kubernetes
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from ..api import GROUP, READABLE_LABEL, VERSION, HarperClusterSpec
+from ..api import GROUP, READABLE_LABEL, VERSION, HarperClusterSpec, hosts
 from ..controller.members import Membership, SecretData, membership, secret_names
 from .errors import CliError, NotFound
 
@@ -140,8 +140,8 @@ def spec_of(body: Mapping[str, Any]) -> HarperClusterSpec:
 
 
 def read_membership(kube: Kube, cluster: Mapping[str, Any], spec: HarperClusterSpec,
-                    nodes: list[dict[str, Any]]) -> Membership:
+                    nodes: list[dict[str, Any]], cluster_domain: str = hosts.DEFAULT_CLUSTER_DOMAIN) -> Membership:
     namespace = cluster["metadata"]["namespace"]
     spec = spec.with_credentials(cluster["metadata"]["name"])
     secrets = {n: read_secret(kube, namespace, n) for n in sorted(secret_names(spec, nodes))}
-    return membership(spec, nodes, secrets, namespace=namespace)
+    return membership(spec, nodes, secrets, namespace=namespace, cluster_domain=cluster_domain)
