@@ -205,6 +205,7 @@ class FakePool:
 
     def __init__(self, fleet: FakeFleet, *_: Any, **__: Any):
         self.fleet = fleet
+        self.kept: list[str] | None = None  # the operations URLs the last retire() kept
 
     def client(self, access) -> FakeClient:
         return FakeClient(self.fleet, access.operations_url, access.username, access.password)
@@ -214,6 +215,9 @@ class FakePool:
 
     async def __aexit__(self, *exc: Any) -> None:
         pass
+
+    async def retire(self, keep) -> None:
+        self.kept = sorted(a.operations_url for a in keep)
 
     async def close(self) -> None:
         pass

@@ -860,3 +860,14 @@ async def test_a_record_gossip_never_brought_is_mended_after_its_grace_not_befor
     assert [(c.node, c.operation, c.detail) for c in fleet.writes()] == [(B, "add_node", C)]
     assert result.converged
     assert any("gossip never brought it" in e[2] for e in events if e[1] == "AddNode")
+
+
+async def test_each_round_retires_the_clients_of_members_that_left(fleet, fake_kube):
+    """The pool keeps only the clients of this round's members: a HarperNode deleted (or new credentials) leaves
+    no client open for the life of the process."""
+    r, _ = reconciler(fleet)
+    body, members = cluster_body(), nodes(A, B, C)
+    await converge(r, body, members, fake_kube)
+    assert r.pool.kept == [f"http://{h}:9925" for h in (A, B, C)]
+    await r.reconcile(body, members[:2])
+    assert r.pool.kept == [f"http://{h}:9925" for h in (A, B)]
