@@ -491,8 +491,8 @@ async def test_real_probe_and_tls_verification(fleet):
 
 async def test_cluster_status_read_by_others_at_once_still_answers_us(fleet):
     """docs/harper-semantics.md section 10, on real Harper: of several cluster_status requests at once, some are
-    never answered. The client's read still comes back in a few seconds (it gives up a try after
-    STATUS_FIRST_TRY and asks again), not after its whole timeout."""
+    never answered. The client's read still comes back in a few seconds (a try unanswered after STATUS_FIRST_TRY
+    is sent again beside the first, and the first answer of any of them counts), not after its whole timeout."""
     nodes, clients = fleet
     node = nodes[0]
 
