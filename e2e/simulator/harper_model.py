@@ -26,6 +26,14 @@ What it models:
 * Lost gossip (`lose_gossip`): a record that gossip never brings to one node (seen on pods after two add_node
   through one seed: one member held no record of another for ten minutes, a restart did not help); only a write
   of that record on the node itself (an add_node ON it) brings it.
+* A pair apart (`set_apart`): two nodes that hold each other's record and stay disconnected, each connected to
+  its other peers (seen after two add_node 0.1 s apart through one seed: six minutes apart), until one of them
+  restarts. No gossip flows between the two meanwhile.
+* An interrupted add_node (`set_node(..., only_target=True)`): the target wrote its side (add_node_back) and the
+  caller's own writes never happened, leaving a one-sided record.
+
+For exhaustive exploration (tests/modelcheck): `clone()` copies a model, and `key()` is a canonical, hashable
+snapshot of what decides its future (write timestamps by their order only, not their values).
 """
 
 from __future__ import annotations
@@ -92,6 +100,37 @@ class HarperModel:
             self.nodes[n] = ModelNode(n, (urls or {}).get(n, f"wss://{n}:9933"))
         self.writes: list[Operation] = []
         self.lost: set[tuple[str, str]] = set()  # (node, record name): gossip never brings it there
+        self.apart: set[frozenset[str]] = set()  # pairs whose connection stays down until one of them restarts
+
+    # --- snapshots (exhaustive exploration) ---
+    def clone(self) -> "HarperModel":
+        """An independent copy (the log of writes starts empty). Records and entries are immutable: shared."""
+        other = HarperModel(())
+        other.clock = self.clock
+        other.nodes = {name: replace(n, table=dict(n.table),
+                                     routes_loaded=None if n.routes_loaded is None else list(n.routes_loaded),
+                                     routes_disk=None if n.routes_disk is None else list(n.routes_disk),
+                                     routes_running=list(n.routes_running))
+                       for name, n in self.nodes.items()}
+        other.lost = set(self.lost)
+        other.apart = set(self.apart)
+        return other
+
+    def key(self) -> tuple:
+        """Everything that decides what the model does next, hashable and canonical: two models with equal keys
+        answer every operation and observation alike. Timestamps enter by their rank (last-writer-wins compares
+        them only with each other, and a new write always gets a later one), so the ever-growing clock does not
+        make every state new. The log of writes is history, not state: left out."""
+        stamps = sorted({e.ts for n in self.nodes.values() for e in n.table.values()})
+        rank = {t: i for i, t in enumerate(stamps)}
+        nodes = tuple(
+            (name, n.url, n.up, n.config_shard, n.needs_reconnect,
+             tuple((k, rank[e.ts], e.rec) for k, e in sorted(n.table.items())),
+             None if n.routes_loaded is None else tuple(n.routes_loaded),
+             None if n.routes_disk is None else tuple(n.routes_disk),
+             tuple(n.routes_running))
+            for name, n in sorted(self.nodes.items()))
+        return nodes, tuple(sorted(self.lost)), tuple(sorted(tuple(sorted(p)) for p in self.apart))
 
     # --- records ---
     def rec(self, node: str, key: str) -> Rec | None:
@@ -126,7 +165,7 @@ class HarperModel:
 
     def _flows(self, src: str, dst: str) -> bool:
         s, d = self.nodes[src], self.nodes[dst]
-        if not (s.up and d.up) or d.needs_reconnect or not self.full(dst):
+        if not (s.up and d.up) or d.needs_reconnect or not self.full(dst) or frozenset((src, dst)) in self.apart:
             return False
         r = self.rec(dst, src)
         return bool(r and r.replicates) and self.rec(src, dst) is not None
@@ -156,7 +195,9 @@ class HarperModel:
             raise ModelError(f"{name} does not answer")
         return n
 
-    def set_node(self, on: str, target: DesiredNode) -> None:
+    def set_node(self, on: str, target: DesiredNode, *, only_target: bool = False) -> None:
+        """add_node / update_node. only_target: the call is cut off after the target's writes (add_node_back),
+        before the caller's own: a one-sided record."""
         caller = self._need_up(on)
         tnode = next((n for n in self.nodes.values() if n.url == target.url), None)
         if tnode is None or not tnode.up:
@@ -178,6 +219,9 @@ class HarperModel:
                 me["shard"] = tnode.config_shard
             self._ensure(tnode.name, tnode.name, me)
         self._ensure(tnode.name, on, back)
+        if only_target:
+            self.sync()
+            return
         # then the caller's own writes
         rec: dict = {"url": target.url}
         if subs:
@@ -228,6 +272,7 @@ class HarperModel:
         n = self.nodes[on]
         n.up = True
         n.needs_reconnect = False
+        self.apart = {p for p in self.apart if on not in p}
         n.routes_loaded = list(n.routes_disk) if n.routes_disk is not None else None
         n.routes_running = list(n.routes_disk or [])
         own = self.rec(on, on)
@@ -262,6 +307,11 @@ class HarperModel:
         """A fresh install under the same name: empty hdb_nodes, no routes."""
         n = self.nodes[name]
         self.nodes[name] = ModelNode(name, n.url, up=n.up, config_shard=n.config_shard)
+        self.apart = {p for p in self.apart if name not in p}  # a new process: no socket of the old one is left
+
+    def set_apart(self, a: str, b: str) -> None:
+        """`a` and `b` stay disconnected from each other (both ends) until one of them restarts."""
+        self.apart.add(frozenset((a, b)))
 
     def lose_gossip(self, on: str, name: str) -> None:
         """`on` loses its record of `name`, and gossip never brings it back."""
@@ -277,7 +327,8 @@ class HarperModel:
     # --- what cluster_status shows ---
     def _connected(self, a: str, b: str, rec: Rec) -> bool:
         na, nb = self.nodes[a], self.nodes.get(b)
-        if nb is None or nb.url != rec.url or not (na.up and nb.up) or self.rec(b, a) is None:
+        if (nb is None or nb.url != rec.url or not (na.up and nb.up) or self.rec(b, a) is None
+                or frozenset((a, b)) in self.apart):
             return False
         if rec.replicates:
             return self.full(a) and not na.needs_reconnect
