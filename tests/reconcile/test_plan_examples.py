@@ -701,3 +701,21 @@ def test_no_mend_for_a_member_not_joined_yet_or_held():
     both = mends(full("n1", "n2", "n3"), m.observe())
     assert [(x.on, x.target.name) for x in both] == [("n2", "n3")]  # both lack each other: the smaller name calls
     assert mends(full("n1", "n2", "n3"), m.observe(), hold={"n2"}) == []
+
+
+def test_a_full_and_an_explicit_member_apart_get_one_restart_too():
+    """Found by the model checker (tests/modelcheck): a full member and an explicit one that hold each other's pair
+    record and never connect, each connected to another peer, were left apart for ever (Reconciling, never Ready
+    nor Stalled): `apart` looked only at pairs of one kind. A pair held in the wrong mode is plan()'s, not a
+    restart's."""
+    d = cluster(node("f1"), node("f2"), node("x1", subscriptions=(T,)))
+    m = converged(["f1", "f2", "x1"], d)
+    m.set_apart("f1", "x1")
+    assert pending_restart(d, m.observe()) == {"x1": "apart"}  # a tie on connections: the later name
+    m.restart("x1")
+    assert pending_restart(d, m.observe()) == {} and verify(m, d) == []
+    # The same pair with f1's row held as full replication: a mode to re-make, not a reason to restart.
+    o = _cut(m.observe(), "f1", "x1")
+    wrong_mode = replace(o.nodes["f1"], peers={**o.nodes["f1"].peers, "x1": replace(
+        o.nodes["f1"].peers["x1"], replicates=True, subscriptions=None)})
+    assert "apart" not in pending_restart(d, ObservedCluster(nodes={**o.nodes, "f1": wrong_mode})).get("x1", "")
