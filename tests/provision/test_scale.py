@@ -139,3 +139,20 @@ def test_no_roll_during_a_scale():
     s = steps(Seen(desired=2, statefulset_replicas=3, update_revision="r2", node_ordinals=frozenset(range(3)),
                    pods=pods(3, "r1"), converged=True))
     assert s.delete_pod is None
+
+
+def test_a_harper_node_deleted_by_hand_leaves_the_client_service_and_waits_for_its_proof():
+    """S1 whatever the cause: a provisioned HarperNode deleted by a person is a leaving member too (its finalizer
+    waits for the proof, which needs its pod out of the client Service first). Nothing else of the cluster moves."""
+    serving = tuple(Pod(i, f"hc-{i}", True, "r1", serving=True) for i in range(3))
+    s = steps(Seen(desired=3, statefulset_replicas=3, update_revision="r1", node_ordinals=frozenset({0, 2}),
+                   deleting_ordinals=frozenset({1}), pods=serving, converged=True))
+    assert s.unserve == (1,) and s.leaving == {1} and 1 not in s.serve
+    assert (s.replicas, s.create_nodes, s.delete_nodes, s.delete_pod, s.delete_claims) == (3, (), (), None, ())
+    out = serving[:1] + (Pod(1, "hc-1", True, "r1", serving=False),) + serving[2:]
+    s = steps(Seen(desired=3, statefulset_replicas=3, update_revision="r1", node_ordinals=frozenset({0, 2}),
+                   deleting_ordinals=frozenset({1}), pods=out, converged=True))
+    assert s.unserve == () and s.leaving == {1}, "already out: not patched again"
+    s = steps(Seen(desired=3, statefulset_replicas=3, update_revision="r1", node_ordinals=frozenset({0, 2}),
+                   pods=out, converged=True))
+    assert s.create_nodes == (1,) and 1 in s.serve and s.leaving == set(), "once gone it comes back, served again"

@@ -16,7 +16,7 @@ The rules, in order of precedence (docs/safety.md says which invariant each one 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Mapping
 
 
@@ -126,6 +126,18 @@ def _scale_down(seen: Seen, leaving: list[int], create: tuple[int, ...]) -> Step
 
 
 def steps(seen: Seen) -> Steps:
+    """A HarperNode deleted by hand leaves as a scale-down's member does (docs/safety.md, S1): its pod goes out of
+    the client Service, and its finalizer waits for the proof before Harper forgets it."""
+    out = _steps(seen)
+    if not seen.deleting_ordinals:
+        return out
+    going = out.leaving | seen.deleting_ordinals
+    unserve = sorted(set(out.unserve) | {p.ordinal for p in seen.pods if p.ordinal in seen.deleting_ordinals
+                                         and p.serving is not False and not p.deleting})
+    return replace(out, unserve=tuple(unserve), leaving=frozenset(going))
+
+
+def _steps(seen: Seen) -> Steps:
     current = seen.statefulset_replicas
     if seen.desired == 0 and current is not None:
         return _hibernate(seen)
