@@ -5,6 +5,7 @@ Each test names the guarantee of the "Harden" issue it protects."""
 from __future__ import annotations
 
 import asyncio
+import copy
 
 import pytest
 from hypothesis import given, settings
@@ -871,3 +872,51 @@ async def test_each_round_retires_the_clients_of_members_that_left(fleet, fake_k
     assert r.pool.kept == [f"http://{h}:9925" for h in (A, B, C)]
     await r.reconcile(body, members[:2])
     assert r.pool.kept == [f"http://{h}:9925" for h in (A, B)]
+
+
+def deleting(members: list[dict], host: str) -> list[dict]:
+    out = copy.deepcopy(members)
+    for m in out:
+        if m["spec"]["hostname"] == host:
+            m["metadata"]["deletionTimestamp"] = "2026-01-01T00:01:00Z"
+    return out
+
+
+async def test_an_external_member_being_deleted_is_proven_like_a_leaving_pod(fleet, fake_kube):
+    """S1 for a HarperNode deleted by hand: its finalizer waits for this proof. No client Service step (its clients
+    are not the operator's to turn away); its writes must be on every member that stays, in two looks."""
+    from harper_operator.reconcile.drain import QUIET
+    clock = Clock()
+    r, _ = reconciler(fleet, clock)
+    body, members = cluster_body(), nodes(A, B, C)
+    await converge(r, body, members, fake_kube)
+    fleet.sockets.update({(A, C): {"lastReceivedVersion": 5.0}, (B, C): {"lastReceivedVersion": 5.0}})
+    fleet.audit[C] = [("t", "k1", 5.0, "upsert"), ("t", "k2", 7.0, "upsert")]
+    fleet.held.update({(n, "t", "k1"): 5.0 for n in (A, B)})
+    going = deleting(members, C)
+    result = await r.reconcile(body, going)
+    assert result.drain_waits == {C: f"{A} does not hold the write of data.t 'k2' (version 7.000) that {C} has"}
+    result = await r.reconcile(body, going)  # the status says why the deletion waits, naming the member
+    reconciling = condition(fake_kube.last("harperclusters", "c"), "Reconciling")
+    assert reconciling["reason"] == "WaitingForReplication" and C in reconciling["message"], reconciling
+    fleet.held.update({(n, "t", "k2"): 7.0 for n in (A, B)})
+    await r.reconcile(body, going)
+    clock.now += QUIET
+    result = await r.reconcile(body, going)
+    assert result.drained == {C: {A, B}} and result.drain_waits == {}
+    assert not [c for c in fleet.writes() if c.operation == "remove_node"], "the finalizer removes it, not the round"
+
+
+async def test_a_member_being_deleted_that_no_member_lists_needs_no_proof_but_one_that_is_down_does(fleet, fake_kube):
+    """Never joined (or removed by hand): nothing of the cluster's is on it alone. Listed but down: it waits."""
+    r, _ = reconciler(fleet)
+    body, members = cluster_body(), nodes(A, B)
+    await converge(r, body, members, fake_kube)
+    stranger = node_body("n9", "127.0.0.19")  # no Harper answers there, and nobody lists it
+    result = await r.reconcile(body, deleting(members + [stranger], "127.0.0.19"))
+    assert result.drained == {"127.0.0.19": {A, B}}
+    members = nodes(A, B, C)
+    await converge(r, body, members, fake_kube)
+    fleet.model.stop(C)
+    result = await r.reconcile(body, deleting(members, C))
+    assert not result.drained and "does not answer" in result.drain_waits[C]

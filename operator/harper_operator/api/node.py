@@ -7,9 +7,14 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field
 
-from .common import (DELETION_POLICY_DOC, Conditions, Credentials, DeletionPolicy, LocalObjectReference, Model,
-                     TLS, rules)
+from .common import (DELETION_POLICY_DOC, GROUP, Conditions, Credentials, DeletionPolicy, LocalObjectReference,
+                     Model, TLS, rules)
 from .urls import url_pattern, url_rules, why_not
+
+# Set "true" on a HarperNode by a person who accepts that writes only it holds may be lost: its deletion then
+# removes it from Harper without waiting for the proof that its records are on the members that stay (a node gone for
+# good can never give that proof). docs/safety.md, S1.
+LEAVE_WITHOUT_PROOF_ANNOTATION = f"{GROUP}/leave-without-proof"
 
 # Harper's node name: a host name or an IP address (v4, or v6 without brackets).
 NODE_NAME = r"^[A-Za-z0-9]([A-Za-z0-9.\-:]*[A-Za-z0-9])?$"

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from .. import kube
 from ..api import PAUSE_ANNOTATION, RETAINED_ANNOTATION, HarperClusterSpec, OwedRestart, RestartRecord, hosts
 from ..harper.errors import FalseSuccessError, HarperError, PermanentHarperError
-from ..reconcile.drain import Drain, drain, received, survivors_of
+from ..reconcile.drain import Drain, drain, received, stranger, survivors_of
 from ..reconcile.plan import (Operation, RemoveNode, Restart, diagnose, mends, pending_restart, plan,
                               waiting_for_restarts)
 from ..reconcile.ghosts import hold_ghost_removals, hold_mends
@@ -30,7 +30,7 @@ from .clients import ClientPool
 from .execute import execute
 from .leaving import proof_look
 from .members import Membership, SecretData, membership, secret_names
-from .observe import Sight, links, look_all, observed
+from .observe import Sight, links, look, look_all, observed
 from .provision import PodView
 from .status import (Round, cluster_status, hibernated_cluster_status, hibernated_node_status, member_problem,
                      missing_peers, node_status, stuck, unchanged)
@@ -285,6 +285,7 @@ class ClusterReconciler:
         self._pod_uids: dict[str, str] = {}  # member -> the uid of its pod at the last round
         self._replaced: dict[str, float] = {}  # member -> when a new pod of it appeared that no restart of ours made
         self._names: dict[str, str] = {}  # HarperNode -> the name its Harper last reported (docs/safety.md, S4)
+        self._drain_waits: dict[str, str] = {}  # leaving member -> what its proof waited for at the last round
 
     async def close(self) -> None:
         await self.pool.close()
@@ -429,7 +430,8 @@ class ClusterReconciler:
         diagnosed = dict(now_intent.diagnosed)
         for p in restarts.problems:
             diagnosed.setdefault(p.node, p)
-        cluster_problem = now_intent.cluster_problem or (pods.problem if pods else None) or (None if m.members else Problem(
+        cluster_problem = now_intent.cluster_problem or (pods.problem if pods else None) or _leaving(
+            {h: w for h, w in self._drain_waits.items() if h in m.deleting}) or (None if m.members else Problem(
             "NoMembers", f"no HarperNode names this cluster: create HarperNodes with spec.clusterRef.name={self.name}",
             permanent=False))
         rnd = Round(m, sights, pending=len(now_intent.operations), failure=failure, paused=paused,
@@ -460,6 +462,7 @@ class ClusterReconciler:
         drains = await self._drains(m, sights, pods)
         result.drained = {h: d.survivors for h, d in drains.items() if d.proven}
         result.drain_waits = {h: d.waits_for for h, d in drains.items() if not d.proven}
+        self._drain_waits = dict(result.drain_waits)
         result.restart_due = _soonest(restarts.due, *(d.due for d in drains.values()))
         # A member that left, or whose credentials or URL changed, leaves a client nobody will call again.
         await self.pool.retire([x.access for x in m.members if x.access is not None])
@@ -470,9 +473,18 @@ class ClusterReconciler:
         return result
 
     async def _drains(self, m: Membership, sights: Mapping[str, Sight], pods: PodView | None) -> dict[str, Drain]:
-        """Where each leaving member's proof stands (docs/safety.md, S1): looked at only once it is out of the
-        client Service; when its passing looks began is kept in this process (a new process starts again)."""
-        leaving = pods.leaving if pods else frozenset()
+        """Where each leaving member's proof stands (docs/safety.md, S1): a provisioned one is looked at only once it
+        is out of the client Service (an external member's clients are not the operator's to turn away); when its
+        passing looks began is kept in this process (a new process starts again). Leaving: a scale-down's members,
+        and every member whose HarperNode is being deleted (its finalizer waits for this proof)."""
+        unserved = pods.leaving if pods else frozenset()
+        leaving = unserved | m.deleting
+        # Members whose HarperNode is being deleted are no longer looked at by the round: look here, for the proof.
+        going = [x for x in m.members if x.deleting and x.hostname in leaving and x.hostname not in sights
+                 and x.problem is None and x.access is not None]
+        if going:
+            seen = await asyncio.gather(*(look(x, self.pool, None, routes_declared=False, alone=False) for x in going))
+            sights = {**sights, **{s.member.hostname: s for s in seen}}
         answered = {n for n, s in sights.items() if s.status is not None and s.problem is None}
         found = links(sights) if leaving else {}
         # Every other member, managed or not (one that cannot be read cannot confirm anything, and says so), leaving
@@ -480,22 +492,29 @@ class ClusterReconciler:
         others = [x.hostname for x in m.members if not x.deleting]
         out: dict[str, Drain] = {}
         for host in sorted(leaving):
-            member, survivors = m.managed_member(host), []
+            member, survivors = m.readable_member(host), []
+            staying = [x for x in others if x != host]
+            # Held members (a bad spec, no Secret) cannot be asked; a person must fix them before they confirm anything.
+            readable = [x for x in staying if x not in m.held]
+            if host not in unserved and stranger(host, readable, found, answered):
+                out[host] = Drain(True, survivors=frozenset(staying))
+                continue
             if member is None:
                 declared = next((x for x in m.members if x.hostname == host), None)
                 why = declared.problem.message if declared and declared.problem else "it is not managed"
                 waits = f"{host} cannot be read ({why})"
-            elif host not in pods.out_of_service:
+            elif host in unserved and host not in pods.out_of_service:
                 waits = f"taking {host} out of the client Service first"
             else:
-                survivors = survivors_of(host, [x for x in others if x != host], found,
-                                         member.spec.subscriptions is not None)
+                survivors = survivors_of(host, staying, found, member.spec.subscriptions is not None)
                 versions = received(host, survivors, found, answered)
                 waits = versions if isinstance(versions, str) else await proof_look(
                     member, [m.managed_member(s) for s in survivors], self.pool, versions)
             covered = frozenset(survivors)
             began, before = self._passed.get(host, (None, frozenset()))
-            out[host] = replace(drain(host, waits, began if before == covered else None, self.clock()),
+            # Looks that passed over more members than stay now passed over these too (a second member's HarperNode
+            # deleted meanwhile): the quiet period goes on.
+            out[host] = replace(drain(host, waits, began if covered <= before else None, self.clock()),
                                 survivors=covered)
         self._passed = {h: (d.passed_at, d.survivors) for h, d in out.items() if d.passed_at is not None}
         return out
@@ -517,7 +536,8 @@ class ClusterReconciler:
         status.update(ledger_to_status(kept), replicas=pods.replicas, selector=pods.selector)
         await self._write_status("harperclusters", self.name, body.get("status"), status)
         self._passed = {}
-        return Result(converged=pods.hibernated, hibernated=True)
+        asleep = "the cluster to wake up: with replicas 0 no pod runs, so nothing can confirm its records"
+        return Result(converged=pods.hibernated, hibernated=True, drain_waits={h: asleep for h in m.deleting})
 
     async def _carry_out(self, body, m: Membership, ops: list[Operation], restarts: Restarts,
                          stopped: Callable[[], bool], restart_via: Mapping[str, Any]) -> tuple[int, Problem | None]:
@@ -630,6 +650,15 @@ def _fresh(planned: Iterable[Operation], done: Iterable[Operation]) -> bool:
     """Writes planned now that were not part of the round's plan (restarts come and go with the budget)."""
     before = {op.describe() for op in done}
     return any(op.describe() not in before for op in planned if not isinstance(op, Restart))
+
+
+def _leaving(waits: Mapping[str, str]) -> Problem | None:
+    """HarperNodes being deleted whose finalizer waits for the proof (handlers/node.py): Reconciling, saying why."""
+    if not waits:
+        return None
+    return Problem("WaitingForReplication", "HarperNode(s) being deleted stay in Harper until their records are "
+                                            "confirmed on the members that stay: " +
+                   "; ".join(f"{h}: {w}" for h, w in sorted(waits.items())), permanent=False, blocking=False)
 
 
 def _failure(op: Operation, error: HarperError, count: int = 1) -> Problem:

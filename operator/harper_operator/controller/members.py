@@ -72,6 +72,17 @@ class Membership:
         """The one managed member with this hostname (a duplicate claimant is never managed)."""
         return next((m for m in self.members if m.managed and m.hostname == hostname), None)
 
+    def readable_member(self, hostname: str) -> Member | None:
+        """The member with this hostname that can be read, managed or leaving (its HarperNode being deleted: its
+        records are proven on the others before Harper forgets it, docs/safety.md S1)."""
+        return next((m for m in self.members if m.problem is None and m.access is not None
+                     and m.hostname == hostname), None)
+
+    @property
+    def deleting(self) -> frozenset[str]:
+        """Hostnames of members whose HarperNode is being deleted (the finalizer waits for their proof)."""
+        return frozenset(m.hostname for m in self.members if m.deleting)
+
 
 def secret_names(cluster: HarperClusterSpec, nodes: list[Mapping[str, Any]]) -> set[str]:
     """Every Secret a reconcile needs to read."""

@@ -94,6 +94,7 @@ async def run_cluster(namespace, name, body, stopped, members: kopf.Index, decla
                     # The roll's gate is Harper's own picture: the cluster is not Ready while it rolls.
                     converged = result.meshed
                     proof = {"drained": result.drained, "waits": result.drain_waits}
+                    registry.record_proof(namespace, name, registry.Proof(result.drained, result.drain_waits))
                 metrics.RECONCILES.labels("converged" if result.converged else
                                           "stalled" if result.permanent else "progressing").inc()
                 # A hibernated cluster declares no running member: the "not ready" alerts stay quiet by design.
@@ -121,6 +122,7 @@ async def run_cluster(namespace, name, body, stopped, members: kopf.Index, decla
             await registry.sleep(namespace, name, wait, stopped)
     finally:
         registry.unregister(namespace, name, wake)
+        registry.record_proof(namespace, name, None)
         metrics.forget_cluster(namespace, name)
         await reconciler.close()
 

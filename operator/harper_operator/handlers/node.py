@@ -11,10 +11,11 @@ from pydantic import ValidationError
 
 from .. import kube, metrics
 from .. import settings as config
-from ..api import GROUP, RETAINED_ANNOTATION, VERSION, HarperClusterSpec
+from ..api import GROUP, LEAVE_WITHOUT_PROOF_ANNOTATION, RETAINED_ANNOTATION, VERSION, HarperClusterSpec
 from ..controller.dissolve import remove_member
 from ..controller.loop import retained
 from ..reconcile.conditions import READY, RECONCILING, STALLED, condition
+from ..reconcile.drain import still_proven
 from . import events, registry
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,34 @@ def _provisioned(body) -> bool:
                for ref in body.get("metadata", {}).get("ownerReferences") or [])
 
 
+PROOF_RETRY_DELAY = 3.0  # seconds between the finalizer's looks at its cluster's proof
+PROOF_EVENT_EVERY = 10  # tries: a WaitingForReplication Event about every 30 s, not one per try
+
+
+def _wait_for_proof(body, namespace: str, cluster_name: str, hostname: str, nodes: list) -> None:
+    """Harper forgets a member only once its records are confirmed on every member that stays (docs/safety.md, S1):
+    the cluster's rounds look (controller/loop._drains); this raises a retry until their proof covers every member
+    there is now, or a person has set LEAVE_WITHOUT_PROOF_ANNOTATION."""
+    if (body["metadata"].get("annotations") or {}).get(LEAVE_WITHOUT_PROOF_ANNOTATION) == "true":
+        events.post(body, "Warning", "LeavingWithoutProof", f"{LEAVE_WITHOUT_PROOF_ANNOTATION} is set: {hostname} is "
+                                                            "removed from Harper without proof that its records are on "
+                                                            "the members that stay; writes only it held are lost to "
+                                                            "the cluster")
+        return
+    stay = [(n.get("spec") or {}).get("hostname") for n in nodes
+            if not (n.get("metadata") or {}).get("deletionTimestamp")]
+    proof = registry.proof(namespace, cluster_name)
+    if hostname in still_proven(proof.drained, [h for h in stay if h and h != hostname]):
+        return
+    registry.poke(namespace, cluster_name)
+    why = proof.waits.get(hostname) or ("the cluster's next round, which checks that its records are on the members "
+                                        "that stay")
+    raise kopf.TemporaryError(f"{hostname} stays in Harper until its records are confirmed on the members that stay: "
+                              f"waiting for {why}. To remove it anyway, accepting that writes only it holds are lost "
+                              f"to the cluster, annotate this HarperNode {LEAVE_WITHOUT_PROOF_ANNOTATION}=true",
+                              delay=PROOF_RETRY_DELAY)
+
+
 @kopf.on.delete(GROUP, VERSION, "harpernodes")
 async def deleted(namespace, name, spec, body, retry, members: kopf.Index, **_):
     """The finalizer is always released, with a Warning naming what Harper may still hold when nothing could
@@ -100,6 +129,12 @@ async def deleted(namespace, name, spec, body, retry, members: kopf.Index, **_):
         events.post(body, "Normal", "Retained", f"deletionPolicy Retain: {hostname} stays in Harper's cluster")
         return
     nodes = list(members.get((namespace, cluster_name), []))
+    try:
+        _wait_for_proof(body, namespace, cluster_name, hostname, nodes)
+    except kopf.TemporaryError as e:
+        if retry % PROOF_EVENT_EVERY == 0:
+            events.post(body, "Normal", "WaitingForReplication", str(e))
+        raise
     async with registry.exclusive(namespace, cluster_name):
         removal = await remove_member(cluster, cluster_spec, nodes, hostname, observer=metrics.observe_call,
                                       cluster_domain=config.current.cluster_domain)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import AsyncIterator
+from dataclasses import dataclass, field
+from typing import AsyncIterator, Mapping
 
 _wake: dict[tuple[str, str], asyncio.Event] = {}
 _rounds: dict[tuple[str, str], asyncio.Lock] = {}
@@ -46,6 +47,30 @@ def poke(namespace: str, name: str | None) -> bool:
         return False
     event.set()
     return True
+
+
+@dataclass(frozen=True)
+class Proof:
+    """A cluster's last round on its leaving members (docs/safety.md, S1)."""
+
+    drained: Mapping[str, frozenset[str]] = field(default_factory=dict)  # proven member -> the members it covered
+    waits: Mapping[str, str] = field(default_factory=dict)  # member -> what its proof still waits for
+
+
+# Written by each cluster's daemon after its round; read by HarperNode finalizers, which wait for it.
+_proofs: dict[tuple[str, str], Proof] = {}
+
+
+def record_proof(namespace: str, name: str, proof: Proof | None) -> None:
+    if proof is None:
+        _proofs.pop((namespace, name), None)
+    else:
+        _proofs[(namespace, name)] = proof
+
+
+def proof(namespace: str, name: str) -> Proof:
+    """The last round's proof; empty while the cluster's daemon has not finished a round (nothing is proven)."""
+    return _proofs.get((namespace, name), Proof())
 
 
 def closing(uid: str) -> bool:

@@ -77,6 +77,14 @@ def survivors_of(leaving: str, staying: Collection[str], links: Links, explicit:
     return sorted(s for s in staying if (leaving, s) in links)
 
 
+def stranger(leaving: str, staying: Collection[str], links: Links, answered: Collection[str]) -> bool:
+    """No member that stays lists the leaving member, and every one of them answered (`staying`: those that can be
+    asked): it never joined (or was removed by hand), so no record of the cluster's is on it alone and its leaving needs no proof. Only for a member whose
+    data the operator does not delete (an external node keeps its disk): a provisioned pod took client writes through
+    the client Service whether it joined or not."""
+    return all(s in answered for s in staying) and not any((s, leaving) in links for s in staying)
+
+
 def received(leaving: str, survivors: list[str], links: Links, answered: Collection[str]) -> dict[str, float] | str:
     """database -> the smallest version any survivor received from the leaving member (0: nothing yet); or why the
     look cannot be made."""
