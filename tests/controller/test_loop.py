@@ -915,6 +915,13 @@ async def test_a_member_being_deleted_that_no_member_lists_needs_no_proof_but_on
     stranger = node_body("n9", "127.0.0.19")  # no Harper answers there, and nobody lists it
     result = await r.reconcile(body, deleting(members + [stranger], "127.0.0.19"))
     assert result.drained == {"127.0.0.19": {A, B}}
+    # A member refused for its own spec is never asked; one that cannot be asked for want of a Secret may list it.
+    refused = node_body("n8", "127.0.0.18", url="wss://[1.2.3.4]:9933")
+    assert (await r.reconcile(body, deleting(members + [stranger, refused], "127.0.0.19"))).drained
+    kept = {"admin": fake_kube.secrets.pop("admin")}
+    result = await r.reconcile(body, deleting(members + [stranger], "127.0.0.19"))
+    assert not result.drained and "127.0.0.19 cannot be read" in result.drain_waits["127.0.0.19"]
+    fake_kube.secrets.update(kept)
     members = nodes(A, B, C)
     await converge(r, body, members, fake_kube)
     fleet.model.stop(C)

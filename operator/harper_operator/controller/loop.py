@@ -494,9 +494,9 @@ class ClusterReconciler:
         for host in sorted(leaving):
             member, survivors = m.readable_member(host), []
             staying = [x for x in others if x != host]
-            # Held members (a bad spec, no Secret) cannot be asked; a person must fix them before they confirm anything.
-            readable = [x for x in staying if x not in m.held]
-            if host not in unserved and stranger(host, readable, found, answered):
+            # A member refused for its own spec is never asked; every other one must answer (a Secret gone: wait).
+            askable = [x for x in staying if x not in m.refused]
+            if host not in unserved and stranger(host, askable, found, answered):
                 out[host] = Drain(True, survivors=frozenset(staying))
                 continue
             if member is None:

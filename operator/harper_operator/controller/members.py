@@ -42,6 +42,11 @@ class Access:
     ca_pem: str | None = field(default=None, repr=False)
 
 
+# Problems of a member's own spec: the operator sends it nothing until a person changes the spec, so it can never
+# confirm anything (a Secret that cannot be read is not one of them: that member may well be a peer).
+SPEC_REASONS = frozenset({"InvalidSpec", "InvalidURL", "HostNotAllowed", "PlaintextNotAllowed", "DuplicateHostname"})
+
+
 @dataclass(frozen=True)
 class Member:
     resource: str  # HarperNode name
@@ -77,6 +82,12 @@ class Membership:
         records are proven on the others before Harper forgets it, docs/safety.md S1)."""
         return next((m for m in self.members if m.problem is None and m.access is not None
                      and m.hostname == hostname), None)
+
+    @property
+    def refused(self) -> frozenset[str]:
+        """Hostnames of members the operator sends nothing to for a problem of their own spec (SPEC_REASONS)."""
+        askable = {m.hostname for m in self.members if m.problem is None or m.problem.reason not in SPEC_REASONS}
+        return frozenset(m.hostname for m in self.members if m.hostname not in askable)
 
     @property
     def deleting(self) -> frozenset[str]:
