@@ -31,6 +31,14 @@ What it models:
   restarts. No gossip flows between the two meanwhile.
 * An interrupted add_node (`set_node(..., only_target=True)`): the target wrote its side (add_node_back) and the
   caller's own writes never happened, leaving a one-sided record.
+* Certificate authorities, only with HarperModel(..., cas=True) (docs/findings-wiped-node.md): every node has its
+  own CA (a serial); a wipe makes a new one under the same name. A record carries the CA of the node it names;
+  each node trusts, in memory, every CA of every record it has held, the first one per name winning, and forgets
+  them only when it restarts (then it trusts what its records hold). A pair whose either end trusts an old CA of
+  the other never connects (nor gossips); an add_node whose target trusts an old CA of the caller is refused with
+  "connection was required to sign certificate" and writes nothing. cluster_status shows a row's CA serial, and a
+  node without records shows its own (what the operator reads with list_certificates). Not modelled: a wiped
+  node's CA that had signed a peer's certificate (stale certificates on disk).
 
 For exhaustive exploration (tests/modelcheck): `clone()` copies a model, and `key()` is a canonical, hashable
 snapshot of what decides its future (write timestamps by their order only, not their values).
@@ -58,6 +66,7 @@ class Rec:
     subscriptions: tuple[Subscription, ...] | None = None
     shard: int | None = None
     revoked: tuple[str, ...] = ()
+    ca: int | None = None  # the CA serial of the node the record names (only with cas=True)
 
 
 @dataclass(frozen=True)
@@ -77,6 +86,8 @@ class ModelNode:
     routes_loaded: list[Route] | None = None
     routes_disk: list[Route] | None = None
     routes_running: list[Route] = field(default_factory=list)
+    ca: int = 1  # its own CA's serial (cas=True); a wipe makes a new one
+    trusted: dict[str, tuple[int, ...]] = field(default_factory=dict)  # name -> CA serials held in memory, first wins
 
 
 def _merge_subs(old: tuple[Subscription, ...], new: tuple[Subscription, ...]) -> tuple[Subscription, ...]:
@@ -93,8 +104,9 @@ def _merge_subs(old: tuple[Subscription, ...], new: tuple[Subscription, ...]) ->
 
 
 class HarperModel:
-    def __init__(self, names: Iterable[str], urls: dict[str, str] | None = None):
+    def __init__(self, names: Iterable[str], urls: dict[str, str] | None = None, *, cas: bool = False):
         self.clock = 0
+        self.cas = cas
         self.nodes: dict[str, ModelNode] = {}
         for n in names:
             self.nodes[n] = ModelNode(n, (urls or {}).get(n, f"wss://{n}:9933"))
@@ -105,12 +117,12 @@ class HarperModel:
     # --- snapshots (exhaustive exploration) ---
     def clone(self) -> "HarperModel":
         """An independent copy (the log of writes starts empty). Records and entries are immutable: shared."""
-        other = HarperModel(())
+        other = HarperModel((), cas=self.cas)
         other.clock = self.clock
         other.nodes = {name: replace(n, table=dict(n.table),
                                      routes_loaded=None if n.routes_loaded is None else list(n.routes_loaded),
                                      routes_disk=None if n.routes_disk is None else list(n.routes_disk),
-                                     routes_running=list(n.routes_running))
+                                     routes_running=list(n.routes_running), trusted=dict(n.trusted))
                        for name, n in self.nodes.items()}
         other.lost = set(self.lost)
         other.apart = set(self.apart)
@@ -128,7 +140,7 @@ class HarperModel:
              tuple((k, rank[e.ts], e.rec) for k, e in sorted(n.table.items())),
              None if n.routes_loaded is None else tuple(n.routes_loaded),
              None if n.routes_disk is None else tuple(n.routes_disk),
-             tuple(n.routes_running))
+             tuple(n.routes_running), n.ca, tuple(sorted(n.trusted.items())))
             for name, n in sorted(self.nodes.items()))
         return nodes, tuple(sorted(self.lost)), tuple(sorted(tuple(sorted(p)) for p in self.apart))
 
@@ -148,6 +160,24 @@ class HarperModel:
         if key == node and rec is None and n.up and self.rec(node, node) is not None:
             n.needs_reconnect = True
         n.table[key] = Entry(self.clock, rec)
+        self._trust(node, key, rec)
+
+    # --- certificate authorities (cas=True) ---
+    def _trust(self, node: str, key: str, rec: Rec | None) -> None:
+        """`node` has held `rec`: its CA is trusted from now on, behind any older one of that name."""
+        if self.cas and rec is not None and rec.ca is not None and key != node:
+            n = self.nodes[node]
+            held = n.trusted.get(key, ())
+            if rec.ca not in held:
+                n.trusted[key] = held + (rec.ca,)
+
+    def _trusts(self, a: str, b: str) -> bool:
+        """Does `a` verify `b`'s certificate? Not when the first CA it holds under b's name is not b's own."""
+        held = self.nodes[a].trusted.get(b)
+        return not held or held[0] == self.nodes[b].ca
+
+    def _link(self, a: str, b: str) -> bool:
+        return not self.cas or (self._trusts(a, b) and self._trusts(b, a))
 
     def _ensure(self, node: str, key: str, patch: dict) -> None:
         existing = self.rec(node, key)
@@ -165,7 +195,8 @@ class HarperModel:
 
     def _flows(self, src: str, dst: str) -> bool:
         s, d = self.nodes[src], self.nodes[dst]
-        if not (s.up and d.up) or d.needs_reconnect or not self.full(dst) or frozenset((src, dst)) in self.apart:
+        if (not (s.up and d.up) or d.needs_reconnect or not self.full(dst) or frozenset((src, dst)) in self.apart
+                or not self._link(src, dst)):
             return False
         r = self.rec(dst, src)
         return bool(r and r.replicates) and self.rec(src, dst) is not None
@@ -186,6 +217,7 @@ class HarperModel:
                             if key == dst and e.rec is None and self.rec(dst, dst) is not None:
                                 self.nodes[dst].needs_reconnect = True
                             self.nodes[dst].table[key] = e
+                            self._trust(dst, key, e.rec)
                             changed = True
 
     # --- operations API ---
@@ -204,9 +236,14 @@ class HarperModel:
             raise ModelError(f"Error returned from {target.url}: connection refused")
         if tnode.name != target.name:
             raise ModelError(f"{target.url} is {tnode.name}, not {target.name}")
+        if self.cas and not self._trusts(tnode.name, on):
+            raise ModelError(f"Error returned from {target.url}: Connection closed 1006 and connection was required "
+                             "to sign certificate")
+        cas = {"ca": caller.ca} if self.cas else {}
+        tcas = {"ca": tnode.ca} if self.cas else {}
         subs = tuple(target.subscriptions) if target.subscriptions is not None else None
         # add_node_back on the target
-        back: dict = {"url": caller.url}
+        back: dict = {"url": caller.url, **cas}
         if subs:
             back["subscriptions"] = tuple(s.reversed() for s in subs)
         else:
@@ -214,7 +251,7 @@ class HarperModel:
         if caller.config_shard is not None:
             back["shard"] = caller.config_shard
         if not subs:
-            me: dict = {"url": tnode.url, "replicates": True, "subscriptions": None}
+            me: dict = {"url": tnode.url, "replicates": True, "subscriptions": None, **tcas}
             if tnode.config_shard is not None:
                 me["shard"] = tnode.config_shard
             self._ensure(tnode.name, tnode.name, me)
@@ -223,7 +260,7 @@ class HarperModel:
             self.sync()
             return
         # then the caller's own writes
-        rec: dict = {"url": target.url}
+        rec: dict = {"url": target.url, **tcas}
         if subs:
             rec["subscriptions"] = subs
         else:
@@ -235,7 +272,7 @@ class HarperModel:
         elif target.shard is not None:
             rec["shard"] = target.shard
         if not subs:
-            me = {"url": caller.url, "replicates": True, "subscriptions": None}
+            me = {"url": caller.url, "replicates": True, "subscriptions": None, **cas}
             if caller.config_shard is not None:
                 me["shard"] = caller.config_shard
             self._ensure(on, on, me)
@@ -273,6 +310,8 @@ class HarperModel:
         n.up = True
         n.needs_reconnect = False
         self.apart = {p for p in self.apart if on not in p}
+        if self.cas:  # a new process: it trusts the CAs of the records it holds, nothing older
+            n.trusted = {k: (e.rec.ca,) for k, e in n.table.items() if k != on and e.rec and e.rec.ca is not None}
         n.routes_loaded = list(n.routes_disk) if n.routes_disk is not None else None
         n.routes_running = list(n.routes_disk or [])
         own = self.rec(on, on)
@@ -306,7 +345,7 @@ class HarperModel:
     def wipe(self, name: str) -> None:
         """A fresh install under the same name: empty hdb_nodes, no routes."""
         n = self.nodes[name]
-        self.nodes[name] = ModelNode(name, n.url, up=n.up, config_shard=n.config_shard)
+        self.nodes[name] = ModelNode(name, n.url, up=n.up, config_shard=n.config_shard, ca=n.ca + 1)
         self.apart = {p for p in self.apart if name not in p}  # a new process: no socket of the old one is left
 
     def set_apart(self, a: str, b: str) -> None:
@@ -328,7 +367,7 @@ class HarperModel:
     def _connected(self, a: str, b: str, rec: Rec) -> bool:
         na, nb = self.nodes[a], self.nodes.get(b)
         if (nb is None or nb.url != rec.url or not (na.up and nb.up) or self.rec(b, a) is None
-                or frozenset((a, b)) in self.apart):
+                or frozenset((a, b)) in self.apart or not self._link(a, b)):
             return False
         if rec.replicates:
             return self.full(a) and not na.needs_reconnect
@@ -347,14 +386,15 @@ class HarperModel:
                 name=key, url=r.url, shard=r.shard,
                 subscriptions=None if r.replicates else r.subscriptions,
                 replicates=bool(r.replicates), connected=self._connected(name, key, r),
-                revoked_certificates=r.revoked)
+                revoked_certificates=r.revoked, ca_serial=f"{key}-ca{r.ca}" if self.cas and r.ca else None)
         own = self.rec(name, name)
         return ObservedNode(
             name=name, reachable=True, peers=peers,
             shard=own.shard if own is not None else n.config_shard,
             routes=tuple(sorted(n.routes_loaded or [])),
             routes_on_disk=tuple(sorted(n.routes_disk or [])),
-            routes_running=tuple(sorted(n.routes_running)))
+            routes_running=tuple(sorted(n.routes_running)),
+            ca_serial=f"{name}-ca{n.ca}" if self.cas and not peers else None)
 
     def observe(self, names: Iterable[str] | None = None) -> ObservedCluster:
         names = sorted(self.nodes) if names is None else list(names)
