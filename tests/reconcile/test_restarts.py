@@ -356,3 +356,36 @@ def test_a_pair_apart_waits_its_longer_grace_and_reconnect_the_default():
     admitted, _, ledger = admit(RestartLedger(), mixed, 0.0, grace=10)
     admitted, _, _ = admit(ledger, mixed, 11.0, grace=10)
     assert [r.on for r in admitted] == ["b"]
+
+
+def test_a_wiped_members_peer_cut_off_from_the_seed_drops_the_old_record_itself_before_its_restart():
+    """Found by the model checker (tests/modelcheck), on the model with certificate authorities: n2 is wiped, and n1's
+    own record is removed by hand (on n3), so n1 keeps its sockets down and gets no gossip. The old record of n2 was
+    removed on the seed only; n1 restarted (to forget n2's old CA) while it still held that record, so it loaded the
+    old CA again (a node restarts with the CAs of the records it holds: docs/findings-wiped-node.md). n1 and n2 then
+    never connected, and `apart` restarted n2, which cannot help, every cooldown (RestartLoop) for ever. A member
+    that does not get the seed's gossip now removes its own copy in the same round, before any restart."""
+    from harper_operator.reconcile.plan import mends, waiting_for_restarts
+
+    names = ["n1", "n2", "n3", "n4"]
+    d = DesiredCluster(nodes=tuple(DesiredNode(n, f"wss://{n}:9933") for n in names))
+    m = HarperModel(names, cas=True)
+    run_operator(m, d)
+    m.wipe("n2")
+    m.remove_node("n3", "n1")
+    observed = m.observe()
+    ops = plan(d, observed, restart_for_routes=True)
+    assert [(o.on, o.hostname) for o in ops if type(o).__name__ == "RemoveNode"] == [("n3", "n2"), ("n1", "n2")]
+    ledger, now, loops = EMPTY, 0.0, []
+    for _ in range(40):
+        observed = m.observe()
+        hold = waiting_for_restarts([r for rs in ledger.owed.values() for r in rs])
+        ops = plan(d, observed, restart_for_routes=True, hold=hold)
+        ops += mends(d, observed, hold=hold) if not ops else []
+        wanted = [o for o in ops if isinstance(o, Restart)] + restarts_for_pending(pending_restart(d, observed))
+        admitted, problems, ledger = admit(ledger, wanted, now)
+        loops += [p for p in problems if p.reason == "RestartLoop"]
+        for op in [o for o in ops if not isinstance(o, Restart)] + admitted:
+            m.apply(op)
+        now += 10.0
+    assert loops == [] and verify(m, d) == []

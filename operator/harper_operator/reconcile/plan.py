@@ -475,7 +475,12 @@ def plan(desired: DesiredCluster, observed: ObservedCluster, *, restart_for_rout
             listers = [a for a in sorted(up) if a != name and name in view.nodes[a].peers]
             full_listers = [a for a in listers if nodes[a].full]
             if full_listers:
-                switches.append(RemoveNode(seed if seed in full_listers else full_listers[0], name))
+                first = seed if seed in full_listers else full_listers[0]
+                switches.append(RemoveNode(first, name))
+                # A member that does not get `first`'s gossip (its link down, its own record removed) would restart
+                # still holding the old record, and so trust the old CA again: it removes its own copy now, before
+                # any restart (found by the model checker, tests/modelcheck).
+                switches.extend(RemoveNode(a, name) for a in full_listers if a != first and not _in_mesh(a, first))
             switches.extend(RemoveNode(a, name) for a in listers if not nodes[a].full)
             view = _forget(view, name, listers)
             continue
