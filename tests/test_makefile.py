@@ -164,3 +164,11 @@ def test_crds_check_fails_with_a_diff_on_stale_crds(tmp_path):
     assert "stale CRDs in crds/ helm/harper-operator/templates/crds/" in r.stdout
     assert "-      openAPIV3Schemaa:" in r.stdout and "+      openAPIV3Schema:" in r.stdout
     assert "Only in " in r.stdout and "old.yaml" in r.stdout
+
+
+def test_make_test_reruns_nothing():
+    """A retry is a finding, not a pass: `make test` runs every test once."""
+    recipe = subprocess.run(["make", "-n", "test"], cwd=ROOT, capture_output=True, text=True, env=_env(),
+                            timeout=60).stdout
+    assert "pytest tests e2e" in recipe and "--reruns" not in recipe and "rerunfailures" not in (
+        ROOT / "pyproject.toml").read_text()
