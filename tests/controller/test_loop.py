@@ -927,3 +927,38 @@ async def test_a_member_being_deleted_that_no_member_lists_needs_no_proof_but_on
     fleet.model.stop(C)
     result = await r.reconcile(body, deleting(members, C))
     assert not result.drained and "does not answer" in result.drain_waits[C]
+
+
+async def test_a_members_own_pod_replaced_by_a_roll_after_its_restart_is_a_new_need_not_a_loop(fleet, fake_kube):
+    """Only the first new pod after a restart of ours is that restart's. A roll that replaces the pod again within
+    the cooldown (a template change: its configuration may be new) makes a need after it a new one: seen on the node,
+    a RestartLoop called after a roll with no restart for it at all. Meanwhile a pod absent for a round (deleted,
+    not yet made again) keeps its last uid, so the replacement is still seen."""
+    from harper_operator.controller.provision import PodView
+    clock = Clock()
+    r, _ = reconciler(fleet, clock)
+    fleet.model.restart = lambda on: None  # Harper comes back without loading the routes
+    uids = {A: "a0"}
+    deleted: list[str] = []
+
+    async def go() -> None:
+        deleted.append(A)
+        uids[A] = f"a{len(deleted)}"
+
+    body, members = cluster_body(routes=[{"hostname": "r.example", "port": 9933}]), nodes(A)
+
+    async def round_(pods=None):
+        await r.reconcile(body, members, pods=pods or PodView(replicas=1, selector="x", restart={A: go},
+                                                               pods=dict(uids)))
+        body["status"] = fake_kube.last("harperclusters", "c")
+        clock.now += 15
+
+    for _ in range(3):
+        await round_()
+    assert deleted == [A] and condition(body["status"], "Stalled")["reason"] == "RestartLoop"
+    await round_(PodView(replicas=1, selector="x", restart={A: go}, pods={}))  # the roll deleted it: absent
+    uids[A] = "a-rolled"
+    for _ in range(3):
+        await round_()
+    assert deleted == [A, A], "the need the roll brought back gets its own restart"
+    assert condition(body["status"], "Stalled")["reason"] == "RestartLoop", "and persists after it: a loop again"

@@ -284,6 +284,7 @@ class ClusterReconciler:
         self._passed: dict[str, tuple[float, frozenset[str]]] = {}
         self._pod_uids: dict[str, str] = {}  # member -> the uid of its pod at the last round
         self._replaced: dict[str, float] = {}  # member -> when a new pod of it appeared that no restart of ours made
+        self._consumed: dict[str, float] = {}  # member -> the time of the restart of ours whose new pod was seen
         self._names: dict[str, str] = {}  # HarperNode -> the name its Harper last reported (docs/safety.md, S4)
         self._drain_waits: dict[str, str] = {}  # leaving member -> what its proof waited for at the last round
 
@@ -311,20 +312,30 @@ class ClusterReconciler:
         return ops
 
     def _others_replaced(self, pods: PodView | None, ours: RestartLedger) -> dict[str, float]:
-        """member -> when another member last came back as a new pod that no restart of ours made (a roll, a crash, a
-        pod deleted by hand): a new address, so a need to reconnect after it is a new need, not a loop
-        (restarts.admit). A restart of ours is a new pod too: counting those let two members' restarts reset each
-        other's cooldown for ever, and a member's own restart reset its own (seen: 8 deletions in 105 s)."""
+        """member -> when a member (another, or itself) last came back as a new pod that no restart of ours made (a
+        roll, a crash, a pod deleted by hand): a new address (and for itself perhaps a new configuration), so a need
+        after it is a new need, not a loop (restarts.admit). The first new pod after a restart of ours is that
+        restart's own: counting those let two members' restarts reset each other's cooldown for ever, and a
+        member's own restart reset its own (seen: 8 deletions in 105 s). Only the first: taking every new pod
+        within the cooldown for the restart's made a roll of the member (a pod template change) look like it, and
+        the need the roll brought back was called RestartLoop after no restart at all (seen on the node). A pod
+        absent for a round (deleted, not yet made again) keeps its last uid, so its replacement is still seen."""
         if pods is None:
             return {}
         now = self.clock()
         for host, uid in pods.pods.items():
             before = self._pod_uids.get(host)
-            restarted = host in ours.done and now - ours.done[host][1] < self.restart_cooldown
-            if before is not None and before != uid and not restarted:
+            if before is None or before == uid:
+                continue
+            done = ours.done.get(host)
+            if done is not None and now - done[1] < self.restart_cooldown and self._consumed.get(host) != done[1]:
+                self._consumed[host] = done[1]  # this new pod is that restart's
+            else:
                 self._replaced[host] = now
-        self._pod_uids = dict(pods.pods)
-        return {h: max((t for other, t in self._replaced.items() if other != h), default=0.0) for h in pods.pods}
+        known = set(pods.restart) | set(pods.pods)
+        self._pod_uids = {h: u for h, u in {**self._pod_uids, **pods.pods}.items() if h in known}
+        latest = max(self._replaced.values(), default=0.0)
+        return {h: latest for h in pods.pods}
 
     def _unless_names_unknown(self, ops: list[Operation], m: Membership, say: bool = False) -> list[Operation]:
         """A record of a declared member is never removed (docs/safety.md, S4): while a member's Harper name is not
