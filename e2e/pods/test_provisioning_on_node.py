@@ -472,6 +472,91 @@ def test_hibernation_keeps_every_record_and_wakes_with_the_same_data(bed, prov):
     wait_until("a new record everywhere", everywhere(bed, ns, auth, 3, {"after-wake"}), timeout=60)
 
 
+class PodWatch:
+    """Every 0.5 s: the cluster's pods that are down (not Ready, or deleting), the most down at once, and every uid
+    each pod had (a new uid: the pod was deleted and made again)."""
+
+    def __init__(self, bed, ns: str):
+        self.bed, self.ns = bed, ns
+        self.most_down, self.down_seen = 0, []
+        self.uids: dict[str, list[str]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            items = self.bed.json("get", "pods", "-n", self.ns, "-l", f"harperoperator.dev/cluster={CLUSTER}")["items"]
+            down = sorted(p["metadata"]["name"] for p in items if p["metadata"].get("deletionTimestamp") or not any(
+                c["type"] == "Ready" and c["status"] == "True" for c in (p.get("status") or {}).get("conditions", [])))
+            missing = 3 - len(items)  # a pod deleted and not yet made again is down too
+            if len(down) + missing > self.most_down:
+                self.most_down, self.down_seen = len(down) + missing, down
+            for p in items:
+                uids = self.uids.setdefault(p["metadata"]["name"], [])
+                if p["metadata"]["uid"] not in uids:
+                    uids.append(p["metadata"]["uid"])
+            self._stop.wait(0.5)
+
+    def restarts(self) -> dict[str, int]:
+        return {name: len(uids) - 1 for name, uids in sorted(self.uids.items())}
+
+    def __enter__(self) -> "PodWatch":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+
+def stalled(bed, ns: str) -> dict:
+    conditions = ((bed.get("harpercluster", CLUSTER, ns) or {}).get("status") or {}).get("conditions") or []
+    return next((c for c in conditions if c["type"] == "Stalled" and c["status"] == "True"), {})
+
+
+def test_a_routes_change_restarts_one_pod_at_a_time_and_a_need_that_persists_is_a_restart_loop(bed, prov):
+    """S3 (docs/safety.md): routes load only at start-up, so each pod is restarted (deleted) for them, one at a time:
+    never two pods down at once. Then a need that returns after its restart: REPLICATION_ROUTES in the pods' env
+    sets Harper's routes at every start, so what the operator writes is gone after each restart. The roll of that
+    env change replaces the highest pod (a new pod: its need is a new one, not a loop), the pod is restarted once
+    for its routes, and the need is still there: Stalled with RestartLoop, and the roll goes no further (the
+    cluster is not Ready). Nothing is restarted again within the cooldown."""
+    ns, auth = prov, STATE["auth"]
+    route = {"hostname": "peer-route.example", "port": 9933}
+    with PodWatch(bed, ns) as watch:
+        bed.kubectl("patch", "harpercluster", CLUSTER, "-n", ns, "--type=merge", "-p",
+                    json.dumps({"spec": {"routes": [route]}}))
+        wait_until("routes loaded, Ready 3/3", lambda: ready(bed, ns, CLUSTER, "3/3") and all(
+            watch.restarts().get(f"{CLUSTER}-{i}", 0) >= 1 for i in range(3)), timeout=400, diagnose=bed.diagnose(ns))
+    assert watch.most_down <= 1, f"two pods down at once: {watch.down_seen}"
+    assert watch.restarts() == {f"{CLUSTER}-{i}": 1 for i in range(3)}, watch.restarts()
+    for i in range(3):
+        status, config = call(bed, ns, f"{CLUSTER}-{i}", auth, {"operation": "get_configuration"})
+        assert status == 200 and "peer-route.example" in json.dumps(config["replication"].get("routes")), config
+
+    # Harper's own configuration at start-up undoes the route: the need persists.
+    spec = bed.get("harpercluster", CLUSTER, ns)["spec"]
+    env = [e for e in spec["instances"]["env"] if e["name"] != "REPLICATION_ROUTES"]
+    env.append({"name": "REPLICATION_ROUTES", "value": "[]"})
+    with PodWatch(bed, ns) as watch:
+        bed.kubectl("patch", "harpercluster", CLUSTER, "-n", ns, "--type=merge", "-p",
+                    json.dumps({"spec": {"instances": {"env": env}}}))
+        loop = wait_until("Stalled with RestartLoop", lambda: stalled(bed, ns).get("reason") == "RestartLoop"
+                          and stalled(bed, ns), timeout=600, diagnose=bed.diagnose(ns))
+        counted = watch.restarts()
+        time.sleep(30)  # rounds enough (10 s interval) for a loop to delete a pod again, within the 120 s cooldown
+        assert watch.restarts() == counted, f"restarted again after RestartLoop: {counted} -> {watch.restarts()}"
+    assert watch.most_down <= 1, f"two pods down at once: {watch.down_seen}"
+    # The roll's pod, then one restart of it for the routes; the others are left as they are.
+    assert counted == {f"{CLUSTER}-0": 0, f"{CLUSTER}-1": 0, f"{CLUSTER}-2": 2}, counted
+    assert f"{CLUSTER}-2" in loop["message"] and "still needs a restart" in loop["message"], loop
+
+    # Back to a cluster the next tests can use: no routes, no override.
+    bed.kubectl("patch", "harpercluster", CLUSTER, "-n", ns, "--type=merge", "-p", json.dumps(
+        {"spec": {"routes": [], "instances": {"env": [e for e in env if e["name"] != "REPLICATION_ROUTES"]}}}))
+    wait_until("Ready 3/3 again", lambda: ready(bed, ns, CLUSTER, "3/3"), timeout=600, diagnose=bed.diagnose(ns))
+
+
 def test_delete_policy_removes_what_it_owns(bed, prov):
     ns = prov
     bed.kubectl("delete", "harpercluster", CLUSTER, "-n", ns, "--wait=true", "--timeout=120s")
