@@ -80,6 +80,8 @@ def main() -> int:
                     row["states"] += f.states
             for kind, row in sorted(known.items()):
                 print(f"  known limit {kind}: {row['states']} state(s) leading to {row['ends']} distinct end(s)")
+            for reason, states in sorted(report.transient_stalled.items()):
+                print(f"  Stalled {reason} that passed (the chain still ends well): {states} state(s)")
             unexpected += len(report.unexpected) + report.truncated
             data = report.as_dict()
             data["failures"] = [f for f in data["failures"] if f["kind"] not in KNOWN_LIMITS]

@@ -536,6 +536,8 @@ class Report:
     failures: list[Failure] = field(default_factory=list)
     stalled_reasons: Counter = field(default_factory=Counter)
     refusals: int = 0  # rounds' writes Harper refused as expected (EXPECTED_REFUSALS), retried later
+    # states whose round reports Stalled while their chain still ends Ready or waiting: an alarm that passes
+    transient_stalled: Counter = field(default_factory=Counter)
 
     @property
     def unexpected(self) -> list[Failure]:
@@ -554,6 +556,7 @@ class Report:
                 "rounds_run": self.rounds_run, "seconds": round(self.seconds, 2), "truncated": self.truncated,
                 "outcomes": dict(sorted(self.outcomes.items())), "longest_settle_rounds": self.max_rounds,
                 "stalled_reasons": dict(sorted(self.stalled_reasons.items())), "expected_refusals": self.refusals,
+                "transient_stalled": dict(sorted(self.transient_stalled.items())),
                 "failures": [{"kind": f.kind, "detail": f.detail, "states": f.states, "trace": f.trace,
                               "chain": f.chain} for f in self.failures]}
 
@@ -706,6 +709,10 @@ def _judge(report: Report, succ: list[int], results: list, parent: list, bounds:
             end = -2 - end  # its own group, per end
             ends.setdefault(end, ("slow", f"more than {bounds.rounds} rounds to reach it"))
         report.outcomes[kind] += 1
+        if kind in ("ready", "waiting") and results[i].stalled:
+            report.transient_stalled[results[i].problem.reason] += 1
+            if "transient-stalled" not in example or depth[i] < depth[example["transient-stalled"]]:
+                example["transient-stalled"] = i
         if kind in GOOD:
             if longest < 0 or rounds > report.max_rounds:
                 report.max_rounds, longest = rounds, i
@@ -721,8 +728,10 @@ def _judge(report: Report, succ: list[int], results: list, parent: list, bounds:
         report.longest = Failure(outcome[longest][0], f"the longest way to an end: {report.max_rounds} rounds",
                                  _trace(parent, results, longest), chain(longest))
     for kind, i in sorted(example.items()):
-        report.examples[kind] = Failure(kind, ends[outcome[i][2]][1], _trace(parent, results, i), chain(i),
-                                        report.outcomes[kind])
+        detail = results[i].problem.message if kind == "transient-stalled" else ends[outcome[i][2]][1]
+        report.examples[kind] = Failure(kind, detail, _trace(parent, results, i), chain(i),
+                                        sum(report.transient_stalled.values()) if kind == "transient-stalled"
+                                        else report.outcomes[kind])
     for end, i in sorted(firsts.items(), key=lambda kv: (depth[kv[1]], kv[0])):
         kind, detail = ends.get(end, ("unexplored", "exploration truncated"))
         report.failures.append(Failure(kind, detail, _trace(parent, results, i), chain(i), counts[end]))
