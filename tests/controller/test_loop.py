@@ -822,6 +822,33 @@ async def test_a_restart_of_a_pod_that_does_not_take_effect_is_a_restart_loop(fl
     assert condition(fake_kube.last("harperclusters", "c"), "Stalled")["reason"] == "RestartLoop"
 
 
+async def test_a_body_that_lags_behind_our_own_status_writes_restarts_no_pod_twice(fleet, fake_kube):
+    """S3: the daemon's body comes from the watch and may not show the status this process wrote a moment ago. The
+    restart ledger is this process's own, so a lagging body neither forgets a restart of ours (its new pod then
+    looked like a roll's and began a new cooldown: one pod restarted twice for one need, seen on the node) nor
+    runs an owed one again."""
+    from harper_operator.controller.provision import PodView
+    clock = Clock()
+    r, _ = reconciler(fleet, clock)
+    fleet.model.restart = lambda on: None  # Harper comes back without loading the routes
+    deleted: list[str] = []
+    uids = {h: f"{h}-0" for h in (A, B, C)}
+
+    def restart_via_pod(host: str):
+        async def go() -> None:
+            deleted.append(host)
+            uids[host] = f"{host}-{len(deleted)}"
+        return go
+
+    body, members = cluster_body(routes=[{"hostname": "r.example", "port": 9933}]), nodes(A, B, C)
+    for _ in range(8):  # the body's status is never updated: every round sees the status from before them all
+        pods = PodView(replicas=3, selector="x", restart={h: restart_via_pod(h) for h in (A, B, C)}, pods=dict(uids))
+        await r.reconcile(body, members, pods=pods)
+        clock.now += 15
+    assert sorted(deleted) == [A, B, C], deleted
+    assert condition(fake_kube.last("harperclusters", "c"), "Stalled")["reason"] == "RestartLoop"
+
+
 async def test_a_reconnect_need_after_another_pod_was_replaced_is_a_new_need_not_a_loop(fleet, fake_kube):
     """A roll, a crash or a pod deleted by hand gives a peer a new address: a survivor restarted just before may
     need to reconnect again, and that is admitted, not called RestartLoop (restarts.admit's changed_at: a new pod

@@ -287,6 +287,7 @@ class ClusterReconciler:
         self._consumed: dict[str, float] = {}  # member -> the time of the restart of ours whose new pod was seen
         self._names: dict[str, str] = {}  # HarperNode -> the name its Harper last reported (docs/safety.md, S4)
         self._drain_waits: dict[str, str] = {}  # leaving member -> what its proof waited for at the last round
+        self._ledger: RestartLedger | None = None  # the restart ledger this process last wrote to the status
 
     async def close(self) -> None:
         await self.pool.close()
@@ -365,12 +366,20 @@ class ClusterReconciler:
             self.events(body, "Warning", problem.reason, problem.message)
         self._last_reasons[key] = reason
 
+    def _kept_ledger(self, body: Mapping[str, Any]) -> RestartLedger:
+        """The restart budget's memory: this process's own last write of it, else the status's. The body comes from
+        the watch and may lag behind that write; nothing else writes the ledger, so ours is never older. A restart of
+        ours missing from it would make its new pod look like someone else's (a new need) and run the restart again."""
+        if self._ledger is not None:
+            return replace(self._ledger, wanted_since=dict(self._wanted_since))
+        return ledger_from_status(body.get("status"), self._wanted_since)
+
     def _restarts(self, body: Mapping[str, Any], spec: HarperClusterSpec, m: Membership, sights: Mapping[str, Sight],
                   now_intent: Intent, paused: bool, pods: PodView | None = None) -> Restarts:
         """Every restart goes through one budget: one member at a time, a cooldown, RestartLoop when it repeats."""
         # Every declared member keeps its entries, managed this round or not: a Secret that could not be read once
         # (an API error) must not forget an owed restart or a cooldown (docs/safety.md, S6).
-        before = ledger_from_status(body.get("status"), self._wanted_since).only({x.hostname for x in m.members})
+        before = self._kept_ledger(body).only({x.hostname for x in m.members})
         if spec.restart_policy != "Restart" or paused:
             return Restarts(before=before, ledger=before)
         wanted = [op for op in now_intent.operations if isinstance(op, Restart)]
@@ -401,7 +410,7 @@ class ClusterReconciler:
             first = e.errors()[0]
             problem = Problem("InvalidSpec", f"spec.{'.'.join(map(str, first['loc']))}: {first['msg']}")
             rnd = Round(Membership((), DesiredCluster(nodes=())), {}, cluster_problem=problem)
-            kept = ledger_from_status(body.get("status"), {})
+            kept = replace(self._kept_ledger(body), wanted_since={})
             await self._write_cluster(body, rnd, generation, _now(), Restarts(before=kept, ledger=kept), pods)
             return Result(permanent=True)
         if pods is not None and pods.hibernating:
@@ -541,11 +550,12 @@ class ClusterReconciler:
                                          hibernated_node_status(member, member.body.get("status"), stamp))
             except Exception:  # noqa: BLE001 - one status that cannot be written must not keep the others
                 log.warning("status of HarperNode %s/%s not written", self.namespace, member.resource, exc_info=True)
-        kept = ledger_from_status(body.get("status"), {})
+        kept = replace(self._kept_ledger(body), wanted_since={})
         status = hibernated_cluster_status(m, body["metadata"].get("generation"), body.get("status"), stamp,
                                            waiting=pods.problem)
         status.update(ledger_to_status(kept), replicas=pods.replicas, selector=pods.selector)
         await self._write_status("harperclusters", self.name, body.get("status"), status)
+        self._ledger = kept
         self._passed = {}
         asleep = "the cluster to wake up: with replicas 0 no pod runs, so nothing can confirm its records"
         return Result(converged=pods.hibernated, hibernated=True, drain_waits={h: asleep for h in m.deleting})
@@ -555,10 +565,12 @@ class ClusterReconciler:
         """Execute the plan; returns (writes tried, the first failure as a Problem)."""
         # Owed restarts are written before the writes that need them: a round cut short after a remove still
         # restarts the node later, whichever process runs it.
-        owed = ledger_to_status(settle_restarts(restarts.before, restarts.ledger, restarts.admitted, ran=set()))
+        booked = settle_restarts(restarts.before, restarts.ledger, restarts.admitted, ran=set())
+        owed = ledger_to_status(booked)
         if owed["owedRestarts"] != (body.get("status") or {}).get("owedRestarts", []):
             await kube.patch_status("harperclusters", self.namespace, self.name,
                                     {"owedRestarts": owed["owedRestarts"]})
+            self._ledger = replace(self._ledger or restarts.before, owed=booked.owed)
         outcomes = await execute(ops, m, self.pool, self._reporter(body), stopped, restart_via=restart_via)
         ran = {o.operation.on for o in outcomes if isinstance(o.operation, Restart) and not o.error and not o.skipped}
         restarts.ledger = settle_restarts(restarts.before, restarts.ledger, restarts.admitted, ran)
@@ -575,6 +587,7 @@ class ClusterReconciler:
         problem = next((c for c in status["conditions"] if c["type"] == "Stalled" and c["status"] == "True"), None)
         self._warn_once(body, "", Problem(problem["reason"], problem["message"]) if problem else None)
         await self._write_status("harperclusters", self.name, body.get("status"), status)
+        self._ledger = restarts.ledger
         return status
 
     async def _write_status(self, plural: str, name: str, known: Mapping[str, Any] | None,
