@@ -947,13 +947,33 @@ async def test_a_member_being_deleted_that_no_member_lists_needs_no_proof_but_on
     assert (await r.reconcile(body, deleting(members + [stranger, refused], "127.0.0.19"))).drained
     kept = {"admin": fake_kube.secrets.pop("admin")}
     result = await r.reconcile(body, deleting(members + [stranger], "127.0.0.19"))
-    assert not result.drained and "127.0.0.19 cannot be read" in result.drain_waits["127.0.0.19"]
+    waits = result.drain_waits["127.0.0.19"]
+    assert not result.drained and waits.startswith(f"{A}, {B} to be asked whether they list 127.0.0.19"), waits
     fake_kube.secrets.update(kept)
     members = nodes(A, B, C)
     await converge(r, body, members, fake_kube)
     fleet.model.stop(C)
     result = await r.reconcile(body, deleting(members, C))
     assert not result.drained and "does not answer" in result.drain_waits[C]
+
+
+async def test_a_bad_member_being_deleted_waits_for_another_bad_member_and_names_it(fleet, fake_kube):
+    """A member that never joined is a stranger only if every member that stays, and can be asked, says so: one held
+    for a Secret of its own that does not work may list it. The wait names that member and its problem; deleting
+    both lets both go (neither is listed by a member that answered)."""
+    r, _ = reconciler(fleet)
+    body, members = cluster_body(), nodes(A, B)
+    await converge(r, body, members, fake_kube)
+    fake_kube.secrets["broken"] = (True, {"username": "admin"})  # no password: the member cannot be asked
+    broken = node_body("n7", "127.0.0.17", credentials={"secretRef": {"name": "broken"}})
+    stranger = node_body("n9", "127.0.0.19", credentials={"secretRef": {"name": "missing"}})  # unreadable too
+    result = await r.reconcile(body, deleting(members + [broken, stranger], "127.0.0.19"))
+    waits = result.drain_waits["127.0.0.19"]
+    assert not result.drained and waits.startswith("127.0.0.17 to be asked whether it lists 127.0.0.19 ("), waits
+    assert "broken" in waits and "missing" in waits, waits
+    both = deleting(deleting(members + [broken, stranger], "127.0.0.19"), "127.0.0.17")
+    result = await r.reconcile(body, both)
+    assert set(result.drained) == {"127.0.0.17", "127.0.0.19"}, result.drain_waits
 
 
 async def test_a_members_own_pod_replaced_by_a_roll_after_its_restart_is_a_new_need_not_a_loop(fleet, fake_kube):

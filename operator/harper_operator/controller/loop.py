@@ -198,6 +198,16 @@ def intent(m: Membership, sights: Mapping[str, Sight], cluster_body: Mapping[str
     return Intent(ops, pending_restart(desired, seen), diagnosed, whole)
 
 
+def _why_unread(m: Membership, host: str) -> str:
+    """Why the operator holds no answer of this member this round, in a person's words."""
+    declared = next((x for x in m.members if x.hostname == host), None)
+    if declared is None:
+        return "it is not declared"
+    if declared.problem is not None:
+        return declared.problem.message
+    return "it is not managed" if not declared.managed else "it does not answer"
+
+
 def ledger_from_status(status: Mapping[str, Any] | None, wanted_since: Mapping[str, float]) -> RestartLedger:
     """The restart budget's memory: last restarts and owed ones from status (they outlive the process), the
     time each restart has been wanted from this process (a fresh process waits out the grace once more)."""
@@ -519,10 +529,16 @@ class ClusterReconciler:
             if host not in unserved and stranger(host, askable, found, answered):
                 out[host] = Drain(True, survivors=frozenset(staying))
                 continue
-            if member is None:
-                declared = next((x for x in m.members if x.hostname == host), None)
-                why = declared.problem.message if declared and declared.problem else "it is not managed"
-                waits = f"{host} cannot be read ({why})"
+            unasked = [x for x in askable if x not in answered]
+            if host not in unserved and unasked and (member is None or host not in answered) and not any(
+                    (x, host) in found for x in staying):
+                # No member that answered lists it: it needs no proof unless one that could not be asked does.
+                plain = _why_unread(m, host) if member is None else "it does not answer"
+                waits = (f"{', '.join(unasked)} to be asked whether {'they list' if len(unasked) > 1 else 'it lists'} "
+                         f"{host} ({'; '.join(_why_unread(m, x) for x in unasked)}): no member that answered lists "
+                         f"{host}, which cannot itself be read ({plain})")
+            elif member is None:
+                waits = f"{host} cannot be read ({_why_unread(m, host)})"
             elif host in unserved and host not in pods.out_of_service:
                 waits = f"taking {host} out of the client Service first"
             else:
