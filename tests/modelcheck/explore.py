@@ -56,7 +56,7 @@ from harper_operator.reconcile.plan import (Operation, RemoveNode, Restart, diag
                                             pending_restart, plan, waiting_for_restarts, wiped)
 from harper_operator.reconcile.problems import Problem  # noqa: E402
 from harper_operator.reconcile.restarts import (APART_GRACE, RestartLedger, admit,  # noqa: E402
-                                                restarts_for_pending)
+                                                restarts_for_pending, settle_restarts)
 from harper_operator.reconcile.topology import (DesiredCluster, DesiredNode, Route, Subscription,  # noqa: E402
                                                 pair_subscriptions)
 
@@ -343,8 +343,8 @@ class Operator:
                                    bool(look.ops or after.owed))
         conds = {c["type"]: c for c in conditions(problem=problem, busy=bool(look.ops) or bool(
             problem and not problem.permanent), now="1970-01-01T00:00:00Z")}
-        if not_run:  # controller/loop.settle_restarts: a restart booked but not made is owed again
-            after = _settle(ledger, after, [r for r in admitted if r.on in not_run])
+        if not_run:  # a restart booked but not made is owed again, as in the shell
+            after = settle_restarts(ledger, after, admitted, ran={r.on for r in admitted} - set(not_run))
         result = RoundResult(
             writes=tuple(op.describe() for op in applied), refused=tuple(p.message for p in failures),
             misdirected=tuple(misdirected), problem=problem, stalled=conds["Stalled"]["status"] == "True",
@@ -364,18 +364,6 @@ def _unseen_ca(model: HarperModel, observed) -> tuple[str, ...]:
             if b in model.nodes and held[0] != model.nodes[b].ca and not wiped(b, observed):
                 out.append(f"{a} trusts an old CA of {b}")
     return tuple(out)
-
-
-def _settle(before: RestartLedger, after: RestartLedger, missed: list[Restart]) -> RestartLedger:
-    done, owed = dict(after.done), dict(after.owed)
-    for r in missed:
-        if r.on in before.done:
-            done[r.on] = before.done[r.on]
-        else:
-            done.pop(r.on, None)
-        if not r.settle:
-            owed[r.on] = tuple(sorted({*owed.get(r.on, ()), r.reason}))
-    return replace(after, done=done, owed=owed)
 
 
 def _cluster_problem(diagnosed: list[Problem], restart_problems: list[Problem], failures: list[Problem],

@@ -3,7 +3,7 @@
 This is not Harper and not Kubernetes. It models, at the level the operator's pure functions see, what S1-S3 and S6
 are about, and calls those functions every round exactly as the shell calls them:
 provision.scale.steps() (controller/provision.py, Provisioner.ensure), reconcile.restarts.admit() and
-controller.loop.settle_restarts() (ClusterReconciler._restarts / _carry_out), and reconcile.drain's survivors_of(),
+reconcile.restarts.settle_restarts() (ClusterReconciler._restarts / _carry_out), and reconcile.drain's survivors_of(),
 received(), look() and drain() (ClusterReconciler._drains and controller/leaving.proof_look).
 
 What it models, per ordinal 0..n-1:
@@ -35,7 +35,7 @@ import bisect
 import math
 from dataclasses import dataclass, field, replace
 
-from harper_operator.controller.loop import settle_restarts
+from harper_operator.reconcile.restarts import settle_restarts
 from harper_operator.provision.scale import Pod, Seen, Steps, steps
 from harper_operator.reconcile.drain import (AUDIT_LIMIT, AUDIT_PAGES, QUIET, Socket, Write, drain, look, received,
                                              still_proven, survivors_of)

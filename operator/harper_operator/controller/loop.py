@@ -24,7 +24,7 @@ from ..reconcile.plan import (Operation, RemoveNode, Restart, diagnose, mends, p
                               waiting_for_restarts)
 from ..reconcile.ghosts import hold_ghost_removals, hold_mends
 from ..reconcile.problems import Problem
-from ..reconcile.restarts import RestartLedger, admit, next_admission, restarts_for_pending
+from ..reconcile.restarts import RestartLedger, admit, next_admission, restarts_for_pending, settle_restarts
 from ..reconcile.topology import DesiredCluster, url_key
 from .clients import ClientPool
 from .execute import execute
@@ -232,23 +232,6 @@ def ledger_to_status(ledger: RestartLedger) -> dict[str, Any]:
                              for n, reasons in sorted(ledger.owed.items()) for r in reasons],
             "lastRestarts": [RestartRecord(node=n, reason=r, at=t).model_dump(mode="json")
                              for n, (r, t) in sorted(ledger.done.items())]}
-
-
-def settle_restarts(before: RestartLedger, after: RestartLedger, admitted: list[Restart],
-                    ran: set[str]) -> RestartLedger:
-    """admit() books its restarts as made; one that did not run (failed, skipped, round cut short) is owed
-    again and keeps its old cooldown entry."""
-    done, owed = dict(after.done), dict(after.owed)
-    for r in admitted:
-        if r.on in ran:
-            continue
-        if r.on in before.done:
-            done[r.on] = before.done[r.on]
-        else:
-            done.pop(r.on, None)
-        if not r.settle:
-            owed[r.on] = tuple(sorted({*owed.get(r.on, ()), r.reason}))
-    return replace(after, done=done, owed=owed)
 
 
 @dataclass

@@ -21,7 +21,7 @@ monotonic clock that starts again with the operator.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Collection, Mapping, Sequence
 
 from .plan import ROUTES_RESTART, Restart
@@ -206,3 +206,20 @@ def next_admission(ledger: RestartLedger, wanted: Sequence[Restart], now: float,
         if at > now:
             due.append(at - now)
     return min(due) if due else None
+
+
+def settle_restarts(before: RestartLedger, after: RestartLedger, admitted: list[Restart],
+                    ran: set[str]) -> RestartLedger:
+    """admit() books its restarts as made; one that did not run (failed, skipped, round cut short) is owed
+    again and keeps its old cooldown entry."""
+    done, owed = dict(after.done), dict(after.owed)
+    for r in admitted:
+        if r.on in ran:
+            continue
+        if r.on in before.done:
+            done[r.on] = before.done[r.on]
+        else:
+            done.pop(r.on, None)
+        if not r.settle:
+            owed[r.on] = tuple(sorted({*owed.get(r.on, ()), r.reason}))
+    return replace(after, done=done, owed=owed)
