@@ -32,8 +32,19 @@ unit: $(STAMP)
 
 # No reruns: a test that passes only when run again hides a bug in the operator or in the test (a wait that is too
 # short on 2 cores waits on a condition, not a time). tests/test_makefile.py keeps it so.
+# Two pytest runs side by side, each with its own test bed: the node layer's tests (NODE_TESTS: real pods, mostly
+# waiting for them) and the rest (unit tests, then the loopback test bed of processes). They share nothing but the
+# cache of built tools, whose builds take a lock. The node run's output goes to NODE_LOG (follow it with tail -f)
+# and is printed after the rest's.
+NODE_TESTS := e2e/pods e2e/test_node.py
+NODE_LOG   ?= $(or $(TMPDIR),/tmp)/harper-operator-node-tests.log
 test: $(STAMP) crds-check lint
-	$(PY) -m pytest tests e2e -q -p no:cacheprovider --durations=15
+	@echo "make test: $(NODE_TESTS) run beside the rest; their output: $(NODE_LOG)"
+	@$(PY) -m pytest $(NODE_TESTS) -q -p no:cacheprovider --durations=10 >$(NODE_LOG) 2>&1 & node=$$!; \
+	$(PY) -m pytest tests e2e $(NODE_TESTS:%=--ignore=%) -q -p no:cacheprovider --durations=15; rest=$$?; \
+	wait $$node; nodes=$$?; echo "=============== $(NODE_TESTS) ($(NODE_LOG)) ==============="; \
+	cat $(NODE_LOG); echo "make test: exit $$rest for tests and e2e, $$nodes for $(NODE_TESTS)"; \
+	[ $$rest -eq 0 ] && [ $$nodes -eq 0 ]
 
 e2e: $(STAMP)
 	$(PY) -m pytest e2e -q --durations=15
