@@ -174,11 +174,12 @@ def test_make_test_reruns_nothing():
         ROOT / "pyproject.toml").read_text()
 
 
-def test_make_test_runs_every_test_in_one_of_its_two_runs():
-    """The node layer's tests run beside the rest: each is in exactly one of the two pytest runs, and both must pass."""
-    recipe = subprocess.run(["make", "-n", "test"], cwd=ROOT, capture_output=True, text=True, env=_env(),
+def test_make_test_parallel_runs_every_test_in_one_of_its_two_runs():
+    """`make test-parallel` runs the node layer's tests beside the rest: each test is in exactly one of the two
+    pytest runs, and both must pass."""
+    recipe = subprocess.run(["make", "-n", "test-parallel"], cwd=ROOT, capture_output=True, text=True, env=_env(),
                             timeout=60).stdout
-    assert "pytest e2e/pods e2e/test_node.py " in recipe
+    assert "pytest e2e/pods e2e/test_node.py " in recipe and "--reruns" not in recipe
     assert "pytest tests e2e --ignore=e2e/pods --ignore=e2e/test_node.py " in recipe
     assert "[ $rest -eq 0 ] && [ $nodes -eq 0 ]" in recipe
     # A test module outside e2e/pods that starts the node layer itself must be in NODE_TESTS too.
