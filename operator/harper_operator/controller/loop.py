@@ -359,13 +359,14 @@ class ClusterReconciler:
             self.events(body, "Warning", problem.reason, problem.message)
         self._last_reasons[key] = reason
 
-    def _kept_ledger(self, body: Mapping[str, Any]) -> RestartLedger:
+    def _kept_ledger(self, body: Mapping[str, Any], wanted_since: Mapping[str, float] | None = None) -> RestartLedger:
         """The restart budget's memory: this process's own last write of it, else the status's. The body comes from
         the watch and may lag behind that write; nothing else writes the ledger, so ours is never older. A restart of
         ours missing from it would make its new pod look like someone else's (a new need) and run the restart again."""
+        since = self._wanted_since if wanted_since is None else wanted_since
         if self._ledger is not None:
-            return replace(self._ledger, wanted_since=dict(self._wanted_since))
-        return ledger_from_status(body.get("status"), self._wanted_since)
+            return replace(self._ledger, wanted_since=dict(since))
+        return ledger_from_status(body.get("status"), since)
 
     def _restarts(self, body: Mapping[str, Any], spec: HarperClusterSpec, m: Membership, sights: Mapping[str, Sight],
                   now_intent: Intent, paused: bool, pods: PodView | None = None) -> Restarts:
@@ -403,7 +404,7 @@ class ClusterReconciler:
             first = e.errors()[0]
             problem = Problem("InvalidSpec", f"spec.{'.'.join(map(str, first['loc']))}: {first['msg']}")
             rnd = Round(Membership((), DesiredCluster(nodes=())), {}, cluster_problem=problem)
-            kept = replace(self._kept_ledger(body), wanted_since={})
+            kept = self._kept_ledger(body, wanted_since={})
             await self._write_cluster(body, rnd, generation, _now(), Restarts(before=kept, ledger=kept), pods)
             return Result(permanent=True)
         if pods is not None and pods.hibernating:
@@ -549,7 +550,7 @@ class ClusterReconciler:
                                          hibernated_node_status(member, member.body.get("status"), stamp))
             except Exception:  # noqa: BLE001 - one status that cannot be written must not keep the others
                 log.warning("status of HarperNode %s/%s not written", self.namespace, member.resource, exc_info=True)
-        kept = replace(self._kept_ledger(body), wanted_since={})
+        kept = self._kept_ledger(body, wanted_since={})
         status = hibernated_cluster_status(m, body["metadata"].get("generation"), body.get("status"), stamp,
                                            waiting=pods.problem)
         status.update(ledger_to_status(kept), replicas=pods.replicas, selector=pods.selector)
@@ -569,7 +570,7 @@ class ClusterReconciler:
         if owed["owedRestarts"] != (body.get("status") or {}).get("owedRestarts", []):
             await kube.patch_status("harperclusters", self.namespace, self.name,
                                     {"owedRestarts": owed["owedRestarts"]})
-            self._ledger = replace(self._ledger or restarts.before, owed=booked.owed)
+            self._ledger = booked
         outcomes = await execute(ops, m, self.pool, self._reporter(body), stopped, restart_via=restart_via)
         ran = {o.operation.on for o in outcomes if isinstance(o.operation, Restart) and not o.error and not o.skipped}
         restarts.ledger = settle_restarts(restarts.before, restarts.ledger, restarts.admitted, ran)
