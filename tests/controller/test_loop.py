@@ -987,3 +987,43 @@ async def test_a_members_own_pod_replaced_by_a_roll_after_its_restart_is_a_new_n
         await round_()
     assert deleted == [A, A], "the need the roll brought back gets its own restart"
     assert condition(body["status"], "Stalled")["reason"] == "RestartLoop", "and persists after it: a loop again"
+
+
+async def test_a_restart_made_is_on_record_at_once_even_if_the_round_then_fails(fleet, fake_kube, monkeypatch):
+    """The rest of a round after a restart (its verify) can take 30 s, and may fail: the restart is in the status and
+    in the process's memory as soon as it ran. Otherwise the ledger still owes it, and its new pod, taken for a
+    roll's, gets a second restart for one need."""
+    from harper_operator.controller.provision import PodView
+    clock = Clock()
+    r, _ = reconciler(fleet, clock)
+    fleet.model.restart = lambda on: None  # Harper comes back without loading the routes
+    uids, deleted = {A: "a0"}, []
+
+    async def go() -> None:
+        deleted.append(A)
+        uids[A] = f"a{len(deleted)}"
+
+    body, members = cluster_body(routes=[{"hostname": "r.example", "port": 9933}]), nodes(A)
+    verify = r._verify
+
+    async def failing_verify(*args, **kwargs):
+        if deleted == [A]:
+            raise RuntimeError("the API server went away")
+        return await verify(*args, **kwargs)
+
+    monkeypatch.setattr(r, "_verify", failing_verify)
+    with pytest.raises(RuntimeError):
+        for _ in range(3):
+            await r.reconcile(body, members, pods=PodView(replicas=1, selector="x", restart={A: go}, pods=dict(uids)))
+            body["status"] = fake_kube.last("harperclusters", "c")
+            clock.now += 15
+    assert deleted == [A]
+    status = fake_kube.last("harperclusters", "c")
+    assert [row["node"] for row in status["lastRestarts"]] == [A] and not status["owedRestarts"], status
+    monkeypatch.setattr(r, "_verify", verify)
+    for _ in range(3):
+        await r.reconcile(body, members, pods=PodView(replicas=1, selector="x", restart={A: go}, pods=dict(uids)))
+        body["status"] = fake_kube.last("harperclusters", "c")
+        clock.now += 15
+    assert deleted == [A], "one restart for one need"
+    assert condition(body["status"], "Stalled")["reason"] == "RestartLoop"

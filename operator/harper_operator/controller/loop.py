@@ -280,7 +280,7 @@ class ClusterReconciler:
         self._consumed: dict[str, float] = {}  # member -> the time of the restart of ours whose new pod was seen
         self._names: dict[str, str] = {}  # HarperNode -> the name its Harper last reported (docs/safety.md, S4)
         self._drain_waits: dict[str, str] = {}  # leaving member -> what its proof waited for at the last round
-        self._ledger: RestartLedger | None = None  # the restart ledger this process last wrote to the status
+        self._ledger: RestartLedger | None = None  # the restart ledger as this process last booked it
 
     async def close(self) -> None:
         await self.pool.close()
@@ -565,18 +565,25 @@ class ClusterReconciler:
         """Execute the plan; returns (writes tried, the first failure as a Problem)."""
         # Owed restarts are written before the writes that need them: a round cut short after a remove still
         # restarts the node later, whichever process runs it.
-        booked = settle_restarts(restarts.before, restarts.ledger, restarts.admitted, ran=set())
-        owed = ledger_to_status(booked)
-        if owed["owedRestarts"] != (body.get("status") or {}).get("owedRestarts", []):
-            await kube.patch_status("harperclusters", self.namespace, self.name,
-                                    {"owedRestarts": owed["owedRestarts"]})
-            self._ledger = booked
+        await self._book(body, settle_restarts(restarts.before, restarts.ledger, restarts.admitted, ran=set()))
         outcomes = await execute(ops, m, self.pool, self._reporter(body), stopped, restart_via=restart_via)
         ran = {o.operation.on for o in outcomes if isinstance(o.operation, Restart) and not o.error and not o.skipped}
         restarts.ledger = settle_restarts(restarts.before, restarts.ledger, restarts.admitted, ran)
+        if ran:
+            await self._book(body, restarts.ledger)
         failed = [o for o in outcomes if o.error]
         failure = _failure(failed[0].operation, failed[0].error, len(failed)) if failed else None
         return sum(1 for o in outcomes if not o.skipped), failure
+
+    async def _book(self, body, ledger: RestartLedger) -> None:
+        """Put the restart ledger on record before the round goes on: owed restarts before the writes that need
+        them, a restart made as soon as it ran (the rest of the round, its verify, can take 30 s). Kept in memory
+        first: if this write fails the process still knows. A restart made but forgotten would be made again, its
+        new pod taken for a roll's."""
+        self._ledger = ledger
+        wanted = ledger_to_status(ledger)
+        if any(v != (body.get("status") or {}).get(k, []) for k, v in wanted.items()):
+            await kube.patch_status("harperclusters", self.namespace, self.name, wanted)
 
     async def _write_cluster(self, body, rnd: Round, generation, stamp, restarts: Restarts,
                              pods: PodView | None = None) -> dict[str, Any]:
