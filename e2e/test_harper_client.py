@@ -82,10 +82,16 @@ async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 30, i
 
 # Seen on a loaded 2-core machine: a real mesh sometimes takes longer than 30 s to show every socket connected.
 async def connected_to(client: HarperClient, names: list[str], timeout: float = 60) -> ClusterStatus:
+    seen: list[str] = []  # what the last answer showed of each peer, for the failure message
+
     async def check() -> ClusterStatus | None:
         status = await client.cluster_status()
+        seen[:] = [f"{c.name}: {c.model_dump(mode='json', exclude_none=True)}" for c in status.connections]
         return status if all(status.connection(n) and status.connection(n).connected for n in names) else None
-    return await eventually(check, timeout, what=f"{client.operations_url} connected to {names}")
+    try:
+        return await eventually(check, timeout, what=f"{client.operations_url} connected to {names}")
+    except AssertionError as e:
+        raise AssertionError(f"{e}; its connections: {seen or 'none'}") from None
 
 
 async def mesh(nodes: list, clients: list[HarperClient]) -> None:
