@@ -480,6 +480,8 @@ class PodWatch:
         self.bed, self.ns = bed, ns
         self.most_down, self.down_seen = 0, []
         self.uids: dict[str, list[str]] = {}
+        self.seen: list[str] = []  # "<seconds since start> <pod> <uid>", for a failure's timeline
+        self._start = time.monotonic()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -495,6 +497,8 @@ class PodWatch:
                 uids = self.uids.setdefault(p["metadata"]["name"], [])
                 if p["metadata"]["uid"] not in uids:
                     uids.append(p["metadata"]["uid"])
+                    self.seen.append(f"{time.monotonic() - self._start:6.1f}s {p['metadata']['name']} "
+                                     f"{p['metadata']['uid'][:8]}")
             self._stop.wait(0.5)
 
     def restarts(self) -> dict[str, int]:
@@ -507,6 +511,23 @@ class PodWatch:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join(30)
+
+
+def timeline(bed, ns: str, watch: PodWatch) -> str:
+    """What a failed count needs to be explained: the pods as the watch saw them come, the operator's events about
+    pods and restarts, the restart ledger in the status, and the operator's log lines about the cluster."""
+    events = bed.json("get", "events", "-n", ns)["items"]
+    lines = sorted(f"{e.get('lastTimestamp') or e.get('eventTime')} {e.get('reason')} x{e.get('count', 1)}: "
+                   f"{e.get('message')}" for e in events
+                   if e.get("reason") in {"RollingUpdate", "PodRestarted", "RestartLoop", "Restart", "ReconcileError"})
+    status = (bed.get("harpercluster", CLUSTER, ns) or {}).get("status") or {}
+    ledger = {k: status.get(k) for k in ("lastRestarts", "owedRestarts")}
+    logs = bed.kubectl("logs", "-n", OPERATOR_NS, "-l", "app.kubernetes.io/name=harper-operator", "--tail=4000",
+                       check=False).stdout
+    mine = [line for line in logs.splitlines() if ns in line and ("restart" in line.lower() or "roll" in line.lower()
+                                                                 or "Restart" in line)][-60:]
+    return "\n".join(["pods seen:", *watch.seen, "events:", *lines, f"ledger: {json.dumps(ledger)}",
+                      "operator log:", *mine])
 
 
 def stalled(bed, ns: str) -> dict:
@@ -548,7 +569,7 @@ def test_a_routes_change_restarts_one_pod_at_a_time_and_a_need_that_persists_is_
         assert watch.restarts() == counted, f"restarted again after RestartLoop: {counted} -> {watch.restarts()}"
     assert watch.most_down <= 1, f"two pods down at once: {watch.down_seen}"
     # The roll's pod, then one restart of it for the routes; the others are left as they are.
-    assert counted == {f"{CLUSTER}-0": 0, f"{CLUSTER}-1": 0, f"{CLUSTER}-2": 2}, counted
+    assert counted == {f"{CLUSTER}-0": 0, f"{CLUSTER}-1": 0, f"{CLUSTER}-2": 2}, f"{counted}\n{timeline(bed, ns, watch)}"
     assert f"{CLUSTER}-2" in loop["message"] and "still needs a restart" in loop["message"], loop
     # The cluster is left Stalled: the next test deletes it (its finalizer must release all the same).
 
