@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from harper_operator.reconcile.drain import (QUIET, Socket, Write, drain, look, received, still_proven,
-                                             survivors_of)
+                                             survivors_of, unlisted)
 
 L, A, B = "l", "a", "b"
 
@@ -89,3 +89,23 @@ def test_a_proof_counts_only_while_it_covers_every_other_member():
     drained = {L: frozenset({A, B})}
     assert still_proven(drained, [L, A, B]) == {L}
     assert still_proven(drained, [L, A, B, "c"]) == set()  # c came (back) since: it was not asked
+
+
+def test_a_member_no_one_lists_needs_no_proof_once_every_askable_member_answered():
+    assert unlisted(L, [A, B], [A, B], {}, {A, B}, {L: "it does not answer"}) is True
+    # A member refused for its own spec is not askable: the others decide.
+    assert unlisted(L, [A, B], [A], {}, {A}, {L: "it does not answer", B: "bad Secret"}) is True
+
+
+def test_a_member_no_one_lists_waits_for_one_that_could_not_be_asked_and_names_it():
+    wait = unlisted(L, [A, B], [A, B], {}, {A}, {B: "its Secret is missing", L: "it does not answer"})
+    assert wait == ("b to be asked whether it lists l (its Secret is missing): no member that answered lists l, "
+                    "which cannot itself be read (it does not answer)")
+    both = unlisted(L, [A, B], [A, B], {}, set(), {A: "x", B: "y", L: "z"})
+    assert both.startswith("a, b to be asked whether they list l (x; y)")
+
+
+def test_a_listed_or_answering_member_gets_the_usual_proof():
+    listed = {(A, L): {"data": Socket(True)}}
+    assert unlisted(L, [A, B], [A, B], listed, {A}, {B: "y", L: "z"}) is None
+    assert unlisted(L, [A, B], [A, B], {}, {A, L}, {B: "y"}) is None

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from .. import kube
 from ..api import PAUSE_ANNOTATION, RETAINED_ANNOTATION, HarperClusterSpec, OwedRestart, RestartRecord, hosts
 from ..harper.errors import FalseSuccessError, HarperError, PermanentHarperError
-from ..reconcile.drain import Drain, drain, received, stranger, survivors_of
+from ..reconcile.drain import Drain, drain, received, survivors_of, unlisted
 from ..reconcile.plan import (Operation, RemoveNode, Restart, diagnose, mends, pending_restart, plan,
                               waiting_for_restarts)
 from ..reconcile.ghosts import hold_ghost_removals, hold_mends
@@ -510,17 +510,15 @@ class ClusterReconciler:
             staying = [x for x in others if x != host]
             # A member refused for its own spec is never asked; every other one must answer (a Secret gone: wait).
             askable = [x for x in staying if x not in m.refused]
-            if host not in unserved and stranger(host, askable, found, answered):
+            why = {x: _why_unread(m, x) for x in [*askable, host] if x not in answered}
+            if member is not None:
+                why[host] = "it does not answer"
+            verdict = None if host in unserved else unlisted(host, staying, askable, found, answered, why)
+            if verdict is True:
                 out[host] = Drain(True, survivors=frozenset(staying))
                 continue
-            unasked = [x for x in askable if x not in answered]
-            if host not in unserved and unasked and (member is None or host not in answered) and not any(
-                    (x, host) in found for x in staying):
-                # No member that answered lists it: it needs no proof unless one that could not be asked does.
-                plain = _why_unread(m, host) if member is None else "it does not answer"
-                waits = (f"{', '.join(unasked)} to be asked whether {'they list' if len(unasked) > 1 else 'it lists'} "
-                         f"{host} ({'; '.join(_why_unread(m, x) for x in unasked)}): no member that answered lists "
-                         f"{host}, which cannot itself be read ({plain})")
+            if isinstance(verdict, str):
+                waits = verdict
             elif member is None:
                 waits = f"{host} cannot be read ({_why_unread(m, host)})"
             elif host in unserved and host not in pods.out_of_service:

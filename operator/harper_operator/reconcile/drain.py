@@ -85,6 +85,23 @@ def stranger(leaving: str, staying: Collection[str], links: Links, answered: Col
     return all(s in answered for s in staying) and not any((s, leaving) in links for s in staying)
 
 
+def unlisted(leaving: str, staying: Collection[str], askable: Collection[str], links: Links,
+             answered: Collection[str], why: Mapping[str, str]) -> bool | str | None:
+    """A leaving member that no member that stays and answered lists. True: every one that can be asked (`askable`)
+    answered, so it never joined and needs no proof (see `stranger`). A wait, in words: one that could not be asked
+    might list it, and it cannot be read itself to tell. None: another rule applies (a member lists it, or it
+    answers and the usual proof runs). `why`: why each member that did not answer was not read, in words."""
+    if stranger(leaving, askable, links, answered):
+        return True
+    unasked = [x for x in askable if x not in answered]
+    if not unasked or leaving in answered or any((x, leaving) in links for x in staying):
+        return None
+    plural = len(unasked) > 1
+    return (f"{', '.join(unasked)} to be asked whether {'they list' if plural else 'it lists'} {leaving} "
+            f"({'; '.join(why.get(x, 'it does not answer') for x in unasked)}): no member that answered lists "
+            f"{leaving}, which cannot itself be read ({why.get(leaving, 'it does not answer')})")
+
+
 def received(leaving: str, survivors: list[str], links: Links, answered: Collection[str]) -> dict[str, float] | str:
     """database -> the smallest version any survivor received from the leaving member (0: nothing yet); or why the
     look cannot be made."""
