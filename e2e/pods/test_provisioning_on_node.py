@@ -480,7 +480,8 @@ class PodWatch:
         self.bed, self.ns = bed, ns
         self.most_down, self.down_seen = 0, []
         self.uids: dict[str, list[str]] = {}
-        self.seen: list[str] = []  # "<seconds since start> <pod> <uid>", for a failure's timeline
+        self.seen: list[str] = []  # "<seconds since start> <pod> <uid> new|gone, <state>": a failure's timeline
+        self._last: dict[str, tuple[str, str]] = {}  # uid -> (pod, its phase and reason when last seen)
         self._start = time.monotonic()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -493,12 +494,20 @@ class PodWatch:
             missing = 3 - len(items)  # a pod deleted and not yet made again is down too
             if len(down) + missing > self.most_down:
                 self.most_down, self.down_seen = len(down) + missing, down
-            for p in items:
-                uids = self.uids.setdefault(p["metadata"]["name"], [])
-                if p["metadata"]["uid"] not in uids:
-                    uids.append(p["metadata"]["uid"])
-                    self.seen.append(f"{time.monotonic() - self._start:6.1f}s {p['metadata']['name']} "
-                                     f"{p['metadata']['uid'][:8]}")
+            now = {p["metadata"]["uid"]: p for p in items}
+            for uid, (name, state) in list(self._last.items()):
+                if uid not in now:  # how it ended: deleted (by whom: the events), or failed (the kubelet refused it)
+                    self.seen.append(f"{time.monotonic() - self._start:6.1f}s {name} {uid[:8]} gone, last {state}")
+                    del self._last[uid]
+            for uid, p in now.items():
+                name, status = p["metadata"]["name"], p.get("status") or {}
+                state = (f"{status.get('phase')}{' ' + status['reason'] if status.get('reason') else ''}"
+                         f"{' deleting' if p['metadata'].get('deletionTimestamp') else ''}")
+                uids = self.uids.setdefault(name, [])
+                if uid not in uids:
+                    uids.append(uid)
+                    self.seen.append(f"{time.monotonic() - self._start:6.1f}s {name} {uid[:8]} new, {state}")
+                self._last[uid] = (name, state)
             self._stop.wait(0.5)
 
     def restarts(self) -> dict[str, int]:
