@@ -1027,3 +1027,37 @@ async def test_a_restart_made_is_on_record_at_once_even_if_the_round_then_fails(
         clock.now += 15
     assert deleted == [A], "one restart for one need"
     assert condition(body["status"], "Stalled")["reason"] == "RestartLoop"
+
+
+async def test_a_peer_that_cuts_a_wiped_members_first_join_is_restarted_after_a_grace(fake_kube):
+    """docs/harper-semantics.md, section 9, the case no record shows: a member wiped and back under its name, whose
+    peer still trusts its old CA in memory while no record of the old member is left. Its first join to that peer
+    is cut (1006) every round; after REFUSED_JOIN_GRACE the peer is restarted, once, and the join goes through."""
+    from harper_model import HarperModel
+
+    from harper_operator.reconcile.restarts import REFUSED_JOIN_GRACE
+    fleet = FakeFleet(HarperModel([A, B, C], cas=True))
+    clock = Clock()
+    r, events = reconciler(fleet, clock)
+    old = fleet.model.nodes[C].ca
+    fleet.model.wipe(C)
+    fleet.model.nodes[A].trusted[C] = (old,)  # A met C before, and nothing A holds shows that CA any more
+    subs = [{"database": "data", "table": "a", "subscribe": True, "publish": True}]
+    body = cluster_body()
+    members = [node_body("n1", A), node_body("n2", B), node_body("n3", C, subscriptions=subs)]
+    refused_for = 0.0
+    for _ in range(12):
+        result = await r.reconcile(body, members)
+        body["status"] = fake_kube.last("harperclusters", "c")
+        if not [c for c in fleet.calls if c.operation == "restart"]:
+            refused_for_now = [c for c in fleet.calls if c.operation == "add_node" and c.node == C]
+            if refused_for_now:
+                refused_for += 5
+        if result.converged:
+            break
+        clock.now += 5
+    restarts = [c.node for c in fleet.calls if c.operation == "restart"]
+    assert restarts == [A], restarts
+    assert refused_for >= REFUSED_JOIN_GRACE, "not before the grace"
+    assert result.converged, body["status"]["conditions"]
+    assert any("forget the old certificate authority of " + C in e[2] for e in events if e[1] == "Restart"), events

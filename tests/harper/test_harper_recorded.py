@@ -280,3 +280,14 @@ def test_mixed_modes_leave_an_unconnectable_peer():
     status = ClusterStatus.model_validate(recording("cluster_status_mixed_full_and_subscription_peers")["body"])
     assert status.connection("127.0.0.34").connected and status.connection("127.0.0.34").shard == 7
     assert not status.connection("127.0.0.35").connected
+
+
+def test_a_first_join_the_peer_cut_is_told_from_the_other_first_join_failures():
+    """Harper adds "and connection was required to sign certificate" to any failure of a first join: only a socket
+    the peer cut (1006) says it may trust an old CA of ours (docs/harper-semantics.md, section 9)."""
+    from harper_operator.harper.errors import PeerFailure
+    suffix = " and connection was required to sign certificate"
+    assert PeerFailure("wss://p:9933", "Connection closed  1006" + suffix).closed_at_first_join  # 4.7.29's spacing
+    assert not PeerFailure("wss://p:9933", "connect ECONNREFUSED 127.0.0.39:9933" + suffix).closed_at_first_join
+    assert not PeerFailure("wss://p:9933", "Connection closed Unauthorized 1008" + suffix).closed_at_first_join
+    assert not PeerFailure("wss://p:9933", "Connection closed 1006").closed_at_first_join

@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "e2e" / "simulator"
 from harper_model import HarperModel, run_operator, verify  # noqa: E402
 from harper_operator.reconcile import (DesiredCluster, DesiredNode, Problem, Restart, RestartLedger, Route,
                                        Subscription, admit, pending_restart, plan, restarts_for_pending)
-from harper_operator.reconcile.restarts import next_admission
+from harper_operator.reconcile.restarts import REFUSED_JOIN_GRACE, next_admission, restarts_for_refused_joins
 
 EMPTY = RestartLedger()
 ROUTES = "load replication routes"
@@ -389,3 +389,12 @@ def test_a_wiped_members_peer_cut_off_from_the_seed_drops_the_old_record_itself_
             m.apply(op)
         now += 10.0
     assert loops == [] and verify(m, d) == []
+
+
+def test_a_peer_is_restarted_for_a_refused_join_only_after_the_grace_once_for_all_its_members():
+    refused = {("w", "p"): 100.0, ("v", "p"): 110.0, ("w", "q"): 125.0}
+    assert restarts_for_refused_joins(refused, 100.0 + REFUSED_JOIN_GRACE - 1) == []
+    [only] = restarts_for_refused_joins(refused, 100.0 + REFUSED_JOIN_GRACE)
+    assert only.on == "p" and only.settle and only.grace == 0.0 and "old certificate authority of w" in only.reason
+    both = restarts_for_refused_joins(refused, 200.0)
+    assert [r.on for r in both] == ["p", "q"] and "of v" in both[0].reason and "of w" in both[0].reason

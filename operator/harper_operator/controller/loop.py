@@ -20,11 +20,12 @@ from .. import kube
 from ..api import PAUSE_ANNOTATION, RETAINED_ANNOTATION, HarperClusterSpec, OwedRestart, RestartRecord, hosts
 from ..harper.errors import FalseSuccessError, HarperError, PermanentHarperError
 from ..reconcile.drain import Drain, drain, received, survivors_of, unlisted
-from ..reconcile.plan import (Operation, RemoveNode, Restart, diagnose, mends, pending_restart, plan,
+from ..reconcile.plan import (AddNode, Operation, RemoveNode, Restart, diagnose, mends, pending_restart, plan,
                               waiting_for_restarts)
 from ..reconcile.ghosts import hold_ghost_removals, hold_mends
 from ..reconcile.problems import Problem
-from ..reconcile.restarts import RestartLedger, admit, next_admission, restarts_for_pending, settle_restarts
+from ..reconcile.restarts import (RestartLedger, admit, next_admission, restarts_for_pending,
+                                  restarts_for_refused_joins, settle_restarts)
 from ..reconcile.topology import DesiredCluster, url_key
 from .clients import ClientPool
 from .execute import execute
@@ -278,6 +279,7 @@ class ClusterReconciler:
         self._pod_uids: dict[str, str] = {}  # member -> the uid of its pod at the last round
         self._replaced: dict[str, float] = {}  # member -> when a new pod of it appeared that no restart of ours made
         self._consumed: dict[str, float] = {}  # member -> the time of the restart of ours whose new pod was seen
+        self._refused_joins: dict[tuple[str, str], float] = {}  # (member, peer) -> since when the peer cuts its join
         self._names: dict[str, str] = {}  # HarperNode -> the name its Harper last reported (docs/safety.md, S4)
         self._drain_waits: dict[str, str] = {}  # leaving member -> what its proof waited for at the last round
         self._ledger: RestartLedger | None = None  # the restart ledger as this process last booked it
@@ -378,6 +380,9 @@ class ClusterReconciler:
             return Restarts(before=before, ledger=before)
         wanted = [op for op in now_intent.operations if isinstance(op, Restart)]
         wanted += restarts_for_pending(now_intent.pending_restart)
+        here = {x.hostname for x in m.members}
+        self._refused_joins = {p: t for p, t in self._refused_joins.items() if set(p) <= here}
+        wanted += restarts_for_refused_joins(self._refused_joins, self.clock())
         # Down: no answer, or a pod Kubernetes does not call Ready (a roll, a crash, a restart of ours coming back).
         down = {n for n, s in sights.items() if s.status is None or s.problem is not None}
         down |= set(pods.not_ready) & {x.hostname for x in m.members} if pods else set()
@@ -569,9 +574,26 @@ class ClusterReconciler:
         restarts.ledger = settle_restarts(restarts.before, restarts.ledger, restarts.admitted, ran)
         if ran:
             await self._book(body, restarts.ledger)
+        self._note_refused_joins(outcomes)
         failed = [o for o in outcomes if o.error]
         failure = _failure(failed[0].operation, failed[0].error, len(failed)) if failed else None
         return sum(1 for o in outcomes if not o.skipped), failure
+
+    def _note_refused_joins(self, outcomes) -> None:
+        """Keep, with the time it was first seen, each join a peer cut this round the way a peer that trusts an old CA
+        of the member does (restarts_for_refused_joins); one that was skipped this round keeps its time, any other
+        outcome (done, failed otherwise, no longer planned) ends it."""
+        now, refused = self.clock(), {}
+        for o in outcomes:
+            if not isinstance(o.operation, AddNode):
+                continue
+            pair = (o.operation.on, o.operation.target.name)
+            peer = getattr(o.error, "peer", None)
+            if o.skipped and pair in self._refused_joins:
+                refused[pair] = self._refused_joins[pair]
+            elif peer is not None and peer.closed_at_first_join:
+                refused[pair] = self._refused_joins.get(pair, now)
+        self._refused_joins = refused
 
     async def _book(self, body, ledger: RestartLedger) -> None:
         """Put the restart ledger on record before the round goes on: owed restarts before the writes that need

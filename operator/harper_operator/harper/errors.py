@@ -194,6 +194,14 @@ class PeerFailure:
         # Unknown peer trouble counts as transient: the contract maps 5xx to "retry later".
         return not self.rejected
 
+    @property
+    def closed_at_first_join(self) -> bool:
+        """The peer cut the socket (close 1006) during a first join, while it was to sign our certificate: what a
+        peer does that still trusts an OLD certificate authority of ours, a wiped node back under its name
+        (docs/harper-semantics.md, section 9). Waiting does not mend it; the peer's restart does."""
+        head, suffix, _ = self.reason.partition(" and connection was required to sign certificate")
+        return bool(suffix) and re.search(r"\b1006\b", head) is not None
+
     def __repr__(self) -> str:
         return f"PeerFailure(peer_url={self.peer_url!r}, reason={self.reason!r})"
 

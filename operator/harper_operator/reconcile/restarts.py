@@ -24,7 +24,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any, Collection, Mapping, Sequence
 
-from .plan import ROUTES_RESTART, Restart
+from .plan import ROUTES_RESTART, Restart, forget_ca_reason
 from .problems import Problem
 
 # pending_restart() reasons a restart may be made for, as the words a message uses. "routes" alone waits for the
@@ -46,6 +46,27 @@ def restarts_for_pending(pending: Mapping[str, str]) -> list[Restart]:
             out.append(Restart(node, " and ".join(_REASON_WORDS.get(r, r) for r in reasons), settle=True,
                                grace=APART_GRACE if set(reasons) & set(_SETTLE_REASONS) == {"apart"} else None))
     return out
+
+
+# Seconds a peer goes on refusing a member's first join by cutting the socket before it is restarted for it: a join
+# can fail once while the peer starts; one that fails the same way for this long will not mend by waiting.
+REFUSED_JOIN_GRACE = 30.0
+
+
+def restarts_for_refused_joins(refused: Mapping[tuple[str, str], float], now: float,
+                               grace: float = REFUSED_JOIN_GRACE) -> list[Restart]:
+    """refused: (member, peer) -> since when the peer cuts the member's first join (PeerFailure.closed_at_first_join).
+    A Restart of each peer that has refused for `grace` seconds: it still trusts an old certificate authority of the
+    member (wiped, back under its name), and only a restart makes Harper forget it (docs/harper-semantics.md,
+    section 9). Nothing the operator reads shows that CA when no record of the old member is left, so the refusal
+    itself is the evidence. settle: a guess from what was seen, never owed; the budget takes it one at a time and
+    calls it RestartLoop when the restart did not help."""
+    peers: dict[str, list[str]] = {}
+    for (member, peer), since in sorted(refused.items()):
+        if now - since >= grace:
+            peers.setdefault(peer, []).append(member)
+    return [Restart(peer, " and ".join(forget_ca_reason(m) for m in members), settle=True, grace=0.0)
+            for peer, members in sorted(peers.items())]
 
 
 @dataclass(frozen=True)
