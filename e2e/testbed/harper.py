@@ -47,6 +47,7 @@ class HarperNode:
         self._proc = None
         self._lock = threading.RLock()
         self.restarts = 0  # restarts Harper asked for itself ({"operation": "restart"})
+        self.installs = 0  # reinstalls: each makes a new certificate authority under the node's old name
         self.home.mkdir(parents=True, exist_ok=True)
 
     def __repr__(self) -> str:
@@ -141,6 +142,7 @@ class HarperNode:
         self.stop()
         shutil.rmtree(self.root, ignore_errors=True)
         shutil.rmtree(self.home / ".harperdb", ignore_errors=True)
+        self.installs += 1
         return self.start().wait_healthy(timeout)
 
     def restart(self, timeout: float = 120) -> "HarperNode":
@@ -267,6 +269,7 @@ class HarperFleet:
         self.nodes: list[HarperNode] = []
         self._baseline: dict[str, dict[str, set[str]]] = {}
         self._configs: dict[str, bytes] = {}
+        self._installs: dict[str, int] = {}  # node -> its reinstalls at the last reset
         self.last_reset_seconds = 0.0
 
     def start(self, timeout: float = 180) -> "HarperFleet":
@@ -359,6 +362,7 @@ class HarperFleet:
         started = time.monotonic()
         self._each(lambda n: self._reset_process(n, timeout))
         self._clear_peers(timeout)
+        self._forget_old_authorities(timeout)
         if drop_data:
             self._each(self._drop_test_data)  # after the peers are gone, so drops stay local
         self.last_reset_seconds = time.monotonic() - started
@@ -397,6 +401,15 @@ class HarperFleet:
         left = {n.name: n.peers() for n in self.nodes if n.peers()}
         if left:
             raise RuntimeError(f"reset: nodes still list replication peers: {left}")
+
+    def _forget_old_authorities(self, timeout: float) -> None:
+        """After a reinstall since the last reset, restart every node, once no records are left. A node that met
+        the reinstalled one's old CA keeps trusting it in memory (the first CA of a name wins) and fails the new
+        one's certificates, and every certificate the new CA signed, until it restarts (docs/harper-semantics.md
+        section 9). Seen in CI: 127.0.0.11 never connected to .12, whose certificate a reinstalled .14 had signed."""
+        if any(n.installs != self._installs.get(n.name, n.installs) for n in self.nodes):
+            self._each(lambda n: n.restart(timeout))
+        self._installs = {n.name: n.installs for n in self.nodes}
 
     def _reset_process(self, node: HarperNode, timeout: float) -> None:
         """Running, healthy and on the start-up configuration (tests may stop nodes or set routes)."""
