@@ -22,10 +22,13 @@ A, B, C = "127.0.0.11", "127.0.0.12", "127.0.0.13"
 
 
 class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
+    """`tick`: seconds each reading moves it on, as a real clock does between two readings in one round."""
+
+    def __init__(self, tick: float = 0.0) -> None:
+        self.now, self.tick = 1_000_000.0, tick
 
     def __call__(self) -> float:
+        self.now += self.tick
         return self.now
 
 
@@ -954,13 +957,16 @@ async def test_a_bad_member_being_deleted_waits_for_another_bad_member_and_names
     assert set(result.drained) == {"127.0.0.17", "127.0.0.19"}, result.drain_waits
 
 
-async def test_a_members_own_pod_replaced_by_a_roll_after_its_restart_is_a_new_need_not_a_loop(fleet, fake_kube):
+@pytest.mark.parametrize("tick", [0.0, 0.001])
+async def test_a_members_own_pod_replaced_by_a_roll_after_its_restart_is_a_new_need_not_a_loop(fleet, fake_kube, tick):
     """Only the first new pod after a restart of ours is that restart's. A roll that replaces the pod again within
     the cooldown (a template change: its configuration may be new) makes a need after it a new one: seen on the node,
     a RestartLoop called after a roll with no restart for it at all. Meanwhile a pod absent for a round (deleted,
-    not yet made again) keeps its last uid, so the replacement is still seen."""
+    not yet made again) keeps its last uid, so the replacement is still seen. `tick`: the roll's pod is first seen
+    in the round that restarts it, and the clock moves between readings; the round reads it once (seen on the node:
+    the pod's sighting stamped after the restart made the restart's own next need look new, a third deletion)."""
     from harper_operator.controller.provision import PodView
-    clock = Clock()
+    clock = Clock(tick)
     r, _ = reconciler(fleet, clock)
     fleet.model.restart = lambda on: None  # Harper comes back without loading the routes
     uids = {A: "a0"}

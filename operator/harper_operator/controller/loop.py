@@ -307,7 +307,7 @@ class ClusterReconciler:
             ops = [op for op in ops if not (isinstance(op, RemoveNode) and op.hostname in ghosts & listed)]
         return ops
 
-    def _others_replaced(self, pods: PodView | None, ours: RestartLedger) -> dict[str, float]:
+    def _others_replaced(self, pods: PodView | None, ours: RestartLedger, now: float) -> dict[str, float]:
         """member -> when a member (another, or itself) last came back as a new pod that no restart of ours made (a
         roll, a crash, a pod deleted by hand): a new address (and for itself perhaps a new configuration), so a need
         after it is a new need, not a loop (restarts.admit). The first new pod after a restart of ours is that
@@ -318,7 +318,6 @@ class ClusterReconciler:
         absent for a round (deleted, not yet made again) keeps its last uid, so its replacement is still seen."""
         if pods is None:
             return {}
-        now = self.clock()
         for host, uid in pods.pods.items():
             before = self._pod_uids.get(host)
             if before is None or before == uid:
@@ -386,12 +385,16 @@ class ClusterReconciler:
         # Down: no answer, or a pod Kubernetes does not call Ready (a roll, a crash, a restart of ours coming back).
         down = {n for n, s in sights.items() if s.status is None or s.problem is not None}
         down |= set(pods.not_ready) & {x.hostname for x in m.members} if pods else set()
-        admitted, problems, ledger = admit(before, wanted, self.clock(), unreachable=down,
+        # One instant for the round: a pod first seen now, replaced by someone else, is older than a restart admitted
+        # now, never newer (seen on the node: a roll's pod first seen in the round that restarted it, stamped a few
+        # microseconds after that restart, made the restart's own next need look new, and it ran a second time).
+        now = self.clock()
+        admitted, problems, ledger = admit(before, wanted, now, unreachable=down,
                                            grace=self.restart_grace, cooldown=self.restart_cooldown,
-                                           changed_at=self._others_replaced(pods, before))
+                                           changed_at=self._others_replaced(pods, before, now))
         self._wanted_since = dict(ledger.wanted_since)
         return Restarts(admitted, problems, before, ledger,
-                        due=next_admission(ledger, wanted, self.clock(), grace=self.restart_grace,
+                        due=next_admission(ledger, wanted, now, grace=self.restart_grace,
                                            cooldown=self.restart_cooldown))
 
     async def reconcile(self, body: Mapping[str, Any], nodes: list[Mapping[str, Any]], *,
