@@ -533,8 +533,7 @@ def timeline(bed, ns: str, watch: PodWatch) -> str:
     ledger = {k: status.get(k) for k in ("lastRestarts", "owedRestarts")}
     logs = bed.kubectl("logs", "-n", OPERATOR_NS, "-l", "app.kubernetes.io/name=harper-operator", "--tail=4000",
                        check=False).stdout
-    mine = [line for line in logs.splitlines() if ns in line and ("restart" in line.lower() or "roll" in line.lower()
-                                                                 or "Restart" in line)][-60:]
+    mine = [line for line in logs.splitlines() if ns in line and any(w in line.lower() for w in ("restart", "roll"))][-60:]
     return "\n".join(["pods seen:", *watch.seen, "events:", *lines, f"ledger: {json.dumps(ledger)}",
                       "operator log:", *mine])
 

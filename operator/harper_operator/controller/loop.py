@@ -374,17 +374,17 @@ class ClusterReconciler:
         """Every restart goes through one budget: one member at a time, a cooldown, RestartLoop when it repeats."""
         # Every declared member keeps its entries, managed this round or not: a Secret that could not be read once
         # (an API error) must not forget an owed restart or a cooldown (docs/safety.md, S6).
-        before = self._kept_ledger(body).only({x.hostname for x in m.members})
+        here = {x.hostname for x in m.members}
+        before = self._kept_ledger(body).only(here)
         if spec.restart_policy != "Restart" or paused:
             return Restarts(before=before, ledger=before)
         wanted = [op for op in now_intent.operations if isinstance(op, Restart)]
         wanted += restarts_for_pending(now_intent.pending_restart)
-        here = {x.hostname for x in m.members}
         self._refused_joins = {p: t for p, t in self._refused_joins.items() if set(p) <= here}
         wanted += restarts_for_refused_joins(self._refused_joins, self.clock())
         # Down: no answer, or a pod Kubernetes does not call Ready (a roll, a crash, a restart of ours coming back).
         down = {n for n, s in sights.items() if s.status is None or s.problem is not None}
-        down |= set(pods.not_ready) & {x.hostname for x in m.members} if pods else set()
+        down |= set(pods.not_ready) & here if pods else set()
         # One instant for the round: a pod first seen now, replaced by someone else, is older than a restart admitted
         # now, never newer (seen on the node: a roll's pod first seen in the round that restarted it, stamped a few
         # microseconds after that restart, made the restart's own next need look new, and it ran a second time).
