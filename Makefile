@@ -8,8 +8,8 @@ STAMP  := $(VENV)/.installed
 
 help:
 	@echo "make demo     start the test bed, run the operator, apply examples/, show status (Ctrl-C ends it)"
-	@echo "make test     install what is missing, run every test (unit and e2e)"
-	@echo "make test-parallel  the same, the node layer's tests in a second pytest beside the rest (faster)"
+	@echo "make test     install what is missing, run every test (unit and e2e), in three pytest runs side by side"
+	@echo "make test-serial  the same tests in one pytest (slower; one output)"
 	@echo "make unit     only the fast tests (no test bed)"
 	@echo "make sandbox  start the test bed alone, for debugging"
 	@echo "make sandbox-node  (root) a real one-node Kubernetes + local registry, for debugging"
@@ -33,24 +33,38 @@ unit: $(STAMP)
 
 # No reruns: a test that passes only when run again hides a bug in the operator or in the test (a wait that is too
 # short on 2 cores waits on a condition, not a time). tests/test_makefile.py keeps it so.
-test: $(STAMP) crds-check lint
-	$(PY) -m pytest tests e2e -q -p no:cacheprovider --durations=15
+#
+# Three pytest runs side by side, each with its own test bed; they share nothing but the cache of built tools (each
+# build takes a lock, so a cold cache builds each tool once). Waiting for pods and Harper nodes takes most of the time,
+# not the 2 cores:
+# - NODE_TESTS, the node layer's tests (real pods; one node layer per machine), output in NODE_LOG;
+# - MATRIX_TESTS, the loopback fault matrix and the scenarios that cut the network (every user of netcut's iptables
+#   chain runs in this one pytest, as test_netcut.py expects the chain to be its own), output in MATRIX_LOG;
+# - everything else (unit tests, then the loopback scenarios), in the foreground.
+# The two logs are printed after the foreground run (follow them with tail -f meanwhile). `make test-serial` runs
+# the same tests in one pytest.
+NODE_TESTS   := e2e/pods e2e/test_node.py
+MATRIX_TESTS := e2e/test_netcut.py e2e/scenarios/test_leaving.py e2e/scenarios/test_hardening.py e2e/scenarios/test_faults.py
+LOG_DIR      ?= $(or $(TMPDIR),/tmp)
+NODE_LOG     ?= $(LOG_DIR)/harper-operator-node-tests.log
+MATRIX_LOG   ?= $(LOG_DIR)/harper-operator-matrix-tests.log
+PYTEST       := $(PY) -m pytest -q -p no:cacheprovider
 
-# The same tests in two pytest runs side by side, each with its own test bed: the node layer's tests (NODE_TESTS:
-# real pods, mostly waiting for them) and the rest (unit tests, then the loopback test bed of processes). They share
-# nothing but the cache of built tools, whose builds take a lock. The node run's output goes to NODE_LOG (follow it
-# with tail -f) and is printed after the rest's. 27 min instead of 44 warm; not yet what `make test` does: in one of
-# two runs the fault matrix's explicit step never joined its wiped member (docs/testbed.md).
-NODE_TESTS := e2e/pods e2e/test_node.py
-NODE_LOG   ?= $(or $(TMPDIR),/tmp)/harper-operator-node-tests.log
-.PHONY: test-parallel
-test-parallel: $(STAMP) crds-check lint
-	@echo "make test-parallel: $(NODE_TESTS) run beside the rest; their output: $(NODE_LOG)"
-	@$(PY) -m pytest $(NODE_TESTS) -q -p no:cacheprovider --durations=10 >$(NODE_LOG) 2>&1 & node=$$!; \
-	$(PY) -m pytest tests e2e $(NODE_TESTS:%=--ignore=%) -q -p no:cacheprovider --durations=15; rest=$$?; \
+test: $(STAMP) crds-check lint
+	@echo "make test: $(NODE_TESTS) (output: $(NODE_LOG)) and $(MATRIX_TESTS) (output: $(MATRIX_LOG)) run beside the rest"
+	@$(PYTEST) $(NODE_TESTS) --durations=10 >$(NODE_LOG) 2>&1 & node=$$!; \
+	$(PYTEST) $(MATRIX_TESTS) --durations=10 >$(MATRIX_LOG) 2>&1 & matrix=$$!; \
+	$(PYTEST) tests e2e $(NODE_TESTS:%=--ignore=%) $(MATRIX_TESTS:%=--ignore=%) --durations=15; rest=$$?; \
+	wait $$matrix; matrixes=$$?; echo "=============== $(MATRIX_TESTS) ($(MATRIX_LOG)) ==============="; \
+	cat $(MATRIX_LOG); \
 	wait $$node; nodes=$$?; echo "=============== $(NODE_TESTS) ($(NODE_LOG)) ==============="; \
-	cat $(NODE_LOG); echo "make test-parallel: exit $$rest for tests and e2e, $$nodes for $(NODE_TESTS)"; \
-	[ $$rest -eq 0 ] && [ $$nodes -eq 0 ]
+	cat $(NODE_LOG); \
+	echo "make test: exit $$rest for the rest, $$matrixes for $(MATRIX_TESTS), $$nodes for $(NODE_TESTS)"; \
+	[ $$rest -eq 0 ] && [ $$matrixes -eq 0 ] && [ $$nodes -eq 0 ]
+
+.PHONY: test-serial
+test-serial: $(STAMP) crds-check lint
+	$(PYTEST) tests e2e --durations=15
 
 e2e: $(STAMP)
 	$(PY) -m pytest e2e -q --durations=15

@@ -131,13 +131,17 @@ def test_a_failed_install_leaves_no_stamp_and_the_next_make_installs_into_the_sa
     assert [c for c in _calls(log) if c.startswith("venv")] == ["venv -m venv .venv"]   # created once only
 
 
-def test_make_test_checks_the_crds_and_lints_before_pytest():
-    r = subprocess.run(["make", "-n", "-C", str(ROOT), "test"], capture_output=True, text=True, timeout=60,
-                       env=_env())
+def _recipe(target: str) -> str:
+    r = subprocess.run(["make", "-n", "-C", str(ROOT), target], capture_output=True, text=True, timeout=60, env=_env())
     assert r.returncode == 0, r.stderr
-    out = r.stdout
-    assert out.index("harper-operator crds --out") < out.index("pytest tests e2e")
-    assert out.index("ruff check") < out.index("pytest tests e2e")
+    return r.stdout
+
+
+def test_make_test_checks_the_crds_and_lints_before_pytest():
+    for target in ("test", "test-serial"):
+        out = _recipe(target)
+        assert out.index("harper-operator crds --out") < out.index("-m pytest")
+        assert out.index("ruff check") < out.index("-m pytest")
 
 
 @pytest.mark.skipif(not (Path(sys.prefix) / "bin" / "harper-operator").exists(), reason="harper-operator not installed")
@@ -168,21 +172,58 @@ def test_crds_check_fails_with_a_diff_on_stale_crds(tmp_path):
 
 def test_make_test_reruns_nothing():
     """A retry is a finding, not a pass: `make test` runs every test once."""
-    recipe = subprocess.run(["make", "-n", "test"], cwd=ROOT, capture_output=True, text=True, env=_env(),
-                            timeout=60).stdout
-    assert "pytest tests e2e" in recipe and "--reruns" not in recipe and "rerunfailures" not in (
-        ROOT / "pyproject.toml").read_text()
+    for target in ("test", "test-serial"):
+        assert "-m pytest" in _recipe(target) and "--reruns" not in _recipe(target)
+    assert "rerunfailures" not in (ROOT / "pyproject.toml").read_text()
 
 
-def test_make_test_parallel_runs_every_test_in_one_of_its_two_runs():
-    """`make test-parallel` runs the node layer's tests beside the rest: each test is in exactly one of the two
-    pytest runs, and both must pass."""
-    recipe = subprocess.run(["make", "-n", "test-parallel"], cwd=ROOT, capture_output=True, text=True, env=_env(),
-                            timeout=60).stdout
-    assert "pytest e2e/pods e2e/test_node.py " in recipe and "--reruns" not in recipe
-    assert "pytest tests e2e --ignore=e2e/pods --ignore=e2e/test_node.py " in recipe
-    assert "[ $rest -eq 0 ] && [ $nodes -eq 0 ]" in recipe
-    # A test module outside e2e/pods that starts the node layer itself must be in NODE_TESTS too.
-    starts_a_node = {str(p.relative_to(ROOT)) for p in (ROOT / "e2e").glob("test_*.py")
-                     if "ensure_node_tools" in p.read_text() or "testbed.node import" in p.read_text()}
-    assert starts_a_node <= {"e2e/test_node.py"}, f"node-layer tests outside NODE_TESTS: {starts_a_node}"
+def _runs(recipe: str) -> list[tuple[list[str], list[str]]]:
+    """(paths, ignored paths) of each pytest run in a recipe."""
+    runs = []
+    for line in recipe.splitlines():
+        if "-m pytest" not in line:
+            continue
+        words = line.split("-m pytest", 1)[1].split()
+        args = [w for w in words[: next(i for i, w in enumerate(words) if w.startswith("--durations"))]
+                if w not in ("-q", "-p", "no:cacheprovider")]
+        runs.append(([a for a in args if not a.startswith("--")],
+                     [a.removeprefix("--ignore=") for a in args if a.startswith("--ignore=")]))
+    return runs
+
+
+def _in(path: str, under: str) -> bool:
+    return path == under or path.startswith(under.rstrip("/") + "/")
+
+
+def _modules() -> set[str]:
+    return {str(p.relative_to(ROOT)) for top in ("tests", "e2e") for p in (ROOT / top).rglob("test_*.py")}
+
+
+def test_make_test_runs_every_test_module_in_exactly_one_of_its_three_runs():
+    """Three pytest runs side by side, all of which must pass; each test module is in exactly one of them."""
+    recipe = _recipe("test")
+    runs = _runs(recipe)
+    assert len(runs) == 3, recipe
+    for module in _modules():
+        owners = [i for i, (paths, ignored) in enumerate(runs)
+                  if any(_in(module, p) for p in paths) and not any(_in(module, p) for p in ignored)]
+        assert len(owners) == 1, f"{module} runs in {len(owners)} of make test's pytest runs"
+    assert "[ $rest -eq 0 ] && [ $matrixes -eq 0 ] && [ $nodes -eq 0 ]" in recipe
+    node, matrix, _ = (paths for paths, _ in runs)
+
+    def owner(module: str) -> list[str] | None:
+        return next((paths for paths in (node, matrix) if any(_in(module, p) for p in paths)), None)
+
+    sources = {m: (ROOT / m).read_text() for m in _modules() if m.startswith("e2e/")}
+    # One node layer per machine: a module that starts it runs in the node layer's run.
+    starts_a_node = {m for m, text in sources.items() if "ensure_node_tools" in text or "testbed.node import" in text}
+    assert all(owner(m) is node for m in starts_a_node), starts_a_node
+    # netcut's tests expect its iptables chain to be theirs alone: every module that cuts runs in their run.
+    # (the loopback fault matrix cuts through e2e/faults/faults.py's LOOPBACK faults)
+    cuts = {m for m, text in sources.items() if "netcut" in text or "faults.faults import LOOPBACK" in text}
+    assert "e2e/test_netcut.py" in cuts and all(owner(m) is matrix for m in cuts), cuts
+
+
+def test_make_test_serial_runs_every_test_module_in_one_run():
+    (run,) = _runs(_recipe("test-serial"))
+    assert run == (["tests", "e2e"], [])
