@@ -1,0 +1,183 @@
+"""A provisioned cluster's own certificate authority and the certificates it issues: pure, the clock passed in.
+
+Why the operator signs: Harper nodes left to themselves make a self-signed CA each and sign each other's certificates
+on the first join, so nothing can be verified and a wiped node's new CA (same name as the old one) breaks its peers
+(docs/harper-semantics.md, section 9). With one CA per cluster, every pod's certificate and every call the operator
+makes are verified against it, and a pod's identity survives the loss of its volume.
+
+Keys are RSA 2048 (what Harper makes for itself; every TLS stack it uses reads them). A certificate is due for renewal
+once less than a third of its lifetime is left, so a renewal has two thirds of a lifetime of retries before anything
+expires; the authority itself rolls over the same way, the old one trusted beside the new until it expires.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Iterable
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+AUTHORITY_LIFETIME = timedelta(days=3650)
+LEAF_LIFETIME = timedelta(days=365)
+# Clocks of the node and the operator may differ a little: a certificate is valid from a minute before it is made.
+BACKDATE = timedelta(minutes=1)
+KEY_BITS = 2048
+
+
+@dataclass(frozen=True)
+class KeyPair:
+    """A certificate and its private key, both PEM text."""
+
+    certificate: str
+    key: str
+
+
+class BadCertificate(ValueError):
+    """PEM text that is not a certificate (or key) this module can read; the text itself is never quoted."""
+
+
+def _key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=KEY_BITS)
+
+
+def _pem_key(key: rsa.RSAPrivateKey) -> str:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption()).decode()
+
+
+def _pem(cert: x509.Certificate) -> str:
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def load(pem: str) -> x509.Certificate:
+    try:
+        return x509.load_pem_x509_certificate(pem.encode())
+    except (ValueError, TypeError):
+        raise BadCertificate("not a PEM certificate") from None
+
+
+def load_all(pem: str) -> list[x509.Certificate]:
+    try:
+        return x509.load_pem_x509_certificates(pem.encode())
+    except (ValueError, TypeError):
+        raise BadCertificate("not a PEM certificate bundle") from None
+
+
+def _load_key(pem: str) -> rsa.RSAPrivateKey:
+    try:
+        key = serialization.load_pem_private_key(pem.encode(), password=None)
+    except (ValueError, TypeError):
+        raise BadCertificate("not a PEM private key") from None
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise BadCertificate("not an RSA private key")
+    return key
+
+
+def new_authority(cluster: str, now: datetime, lifetime: timedelta = AUTHORITY_LIFETIME) -> KeyPair:
+    """A self-signed CA for one cluster (`cluster` is namespace/name, in its subject for people reading chains)."""
+    key = _key()
+    name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "harper-operator"),
+                      x509.NameAttribute(NameOID.COMMON_NAME, f"harper-operator CA {cluster} {now:%Y%m%d%H%M%S}")])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - BACKDATE).not_valid_after(now + lifetime)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                         content_commitment=False, key_encipherment=False, data_encipherment=False,
+                                         key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .sign(key, hashes.SHA256()))
+    return KeyPair(_pem(cert), _pem_key(key))
+
+
+def _san(name: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)
+
+
+def issue(authority: KeyPair, common_name: str, names: Iterable[str], now: datetime,
+          lifetime: timedelta = LEAF_LIFETIME) -> KeyPair:
+    """A certificate for a server that is also a client (Harper's replication is mutual TLS both ways), for
+    `common_name` and every name in `names` (DNS names or IP addresses), never outliving its authority."""
+    ca_cert, ca_key = load(authority.certificate), _load_key(authority.key)
+    key = _key()
+    sans = list(dict.fromkeys([common_name, *names]))
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+            .issuer_name(ca_cert.subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - BACKDATE)
+            .not_valid_after(min(now + lifetime, ca_cert.not_valid_after_utc.replace(tzinfo=now.tzinfo)))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=True, content_commitment=False,
+                                         data_encipherment=False, key_agreement=False, key_cert_sign=False,
+                                         crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+                           critical=False)
+            .add_extension(x509.SubjectAlternativeName([_san(n) for n in sans]), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    return KeyPair(_pem(cert), _pem_key(key))
+
+
+def _utc(cert: x509.Certificate, now: datetime) -> tuple[datetime, datetime]:
+    start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
+    if now.tzinfo is None:
+        start, end = start.replace(tzinfo=None), end.replace(tzinfo=None)
+    return start, end
+
+
+def expires(pem: str) -> datetime:
+    return load(pem).not_valid_after_utc
+
+
+def due(pem: str, now: datetime) -> bool:
+    """Less than a third of its lifetime left (or already expired, or not yet valid)."""
+    start, end = _utc(load(pem), now)
+    return now < start or end - now < (end - start) / 3
+
+
+def names(pem: str) -> frozenset[str]:
+    """The DNS names and IP addresses a certificate is valid for."""
+    try:
+        sans = load(pem).extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return frozenset()
+    return frozenset([*sans.get_values_for_type(x509.DNSName),
+                      *(str(ip) for ip in sans.get_values_for_type(x509.IPAddress))])
+
+
+def signed_by(pem: str, authority_pem: str) -> bool:
+    """Whether `authority_pem`'s key signed the certificate (its signature checks out), whatever the dates."""
+    cert, ca = load(pem), load(authority_pem)
+    if cert.issuer != ca.subject:
+        return False
+    public = ca.public_key()
+    assert isinstance(public, rsa.RSAPublicKey), "authorities made here are RSA"
+    try:
+        public.verify(cert.signature, cert.tbs_certificate_bytes, padding.PKCS1v15(), cert.signature_hash_algorithm)
+    except InvalidSignature:
+        return False
+    return True
+
+
+def matches(pair: KeyPair) -> bool:
+    """Whether the key is the certificate's own."""
+    return _load_key(pair.key).public_key().public_numbers() == load(pair.certificate).public_key().public_numbers()
+
+
+def bundle(*pems: str) -> str:
+    """Certificates one after the other, each once, in the order given: what a peer trusts during a rollover."""
+    seen: dict[str, None] = {}
+    for pem in pems:
+        for cert in load_all(pem) if pem.strip() else []:
+            seen.setdefault(_pem(cert), None)
+    return "".join(seen)
