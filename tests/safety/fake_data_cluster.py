@@ -305,7 +305,9 @@ class Cluster:
                 self.pods[o].serving = True
         for o in plan.unserve:
             if o in self.pods:
-                self.pods[o].serving, self.pods[o].unserved_at = False, self.now
+                # Endpoints lag only behind a pod that was in the Service: a new pod (no label yet) never was.
+                p = self.pods[o]
+                p.serving, p.unserved_at = False, self.now if p.serving is True else p.unserved_at
 
     def _replicas(self, plan: Steps) -> None:
         for o in range(plan.replicas, self.sts_replicas):
