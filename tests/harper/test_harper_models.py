@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import SecretStr, ValidationError
 
+from harper_operator.harper import models
 from harper_operator.harper.models import (
     Authorization,
     CaInfo,
@@ -408,3 +409,34 @@ def test_tokens_read_expiry_without_showing_tokens():
     assert "eyJ" not in repr(tokens)
     opaque = Tokens(operation_token="not-a-jwt")
     assert opaque.operation_expires_at is None and opaque.refresh_expires_at is None
+
+
+# list_certificates of Harper 4.7.29 nodes (PEMs left out), recorded on 2026-12-07: one left to make its own
+# certificates, one given a certificate of the cluster's authority (TLS_CERTIFICATE and friends).
+_HARPER_CA = "CN=HarperDB-Certificate-Authority-127.0.0.11 C=USA ST=Colorado L=Denver O=HarperDB\\, Inc."
+_CLUSTER_CA = "O=harper-operator CN=harper-operator CA exp/tls 20261207035309"
+HARPER_MADE = [
+    {"name": "127.0.0.11", "is_authority": False, "is_self_signed": True,
+     "details": {"subject": "CN=127.0.0.11 C=USA ST=Colorado L=Denver O=HarperDB\\, Inc.", "issuer": _HARPER_CA,
+                 "serial_number": "1546E0D0A13A3F27"}},
+    {"name": "HarperDB-Certificate-Authority-127.0.0.11", "is_authority": True, "is_self_signed": True,
+     "details": {"subject": _HARPER_CA, "issuer": _HARPER_CA, "serial_number": "0523DDA45D5329EF"}}]
+CLUSTER_GIVEN = [
+    {"name": "127.0.0.11", "is_authority": False, "is_self_signed": None,
+     "details": {"subject": "CN=127.0.0.11", "issuer": _CLUSTER_CA, "serial_number": "582C3A99A5FB6020"}},
+    {"name": "HarperDB-Certificate-Authority-127.0.0.11", "is_authority": True, "is_self_signed": True,
+     "details": {"subject": _HARPER_CA, "issuer": _HARPER_CA, "serial_number": "3FD210577F8290E7"}},
+    {"name": "harper-operator CA exp/tls 20261207035309", "is_authority": True, "is_self_signed": None,
+     "details": {"subject": _CLUSTER_CA, "issuer": _CLUSTER_CA, "serial_number": "2E1051B8067BD4FF"}}]
+
+
+@pytest.mark.parametrize("answer,serial", [(HARPER_MADE, "0523DDA45D5329EF"), (CLUSTER_GIVEN, "2E1051B8067BD4FF")],
+                         ids=["harper-made", "cluster-ca"])
+def test_own_authority_is_the_signer_of_the_nodes_own_certificate(answer, serial):
+    # A node given a certificate still makes a CA of its own, which signs nothing it uses: a wiped node that comes
+    # back with the cluster's certificate is the same to its peers, not a stranger with a new CA.
+    certificates = [models.Certificate.model_validate(c) for c in answer]
+    assert models.own_authority(certificates, "127.0.0.11").serial_number == serial
+    # Without its own certificate in the list: the CA Harper names after the node, as before.
+    assert models.own_authority(certificates[1:], "127.0.0.11").name == "HarperDB-Certificate-Authority-127.0.0.11"
+    assert models.own_authority(certificates, "127.0.0.99") is None

@@ -432,6 +432,8 @@ class DatabaseSocket(_Answer):
 
 class CertificateDetails(_Answer):
     serial_number: str | None = Field(default=None, validation_alias=_alias("serial_number", "serialNumber"))
+    subject: str | None = None
+    issuer: str | None = None
 
 
 class Certificate(_Answer):
@@ -447,9 +449,15 @@ class Certificate(_Answer):
 
 
 def own_authority(certificates: list[Certificate], node_name: str) -> Certificate | None:
-    """The CA a node made for itself: Harper names it after the node (4.7)."""
-    return next((c for c in certificates if c.is_authority and c.name == f"HarperDB-Certificate-Authority-{node_name}"),
-                None)
+    """The CA that signed the node's own certificate (the one named after the node), which its peers' records show:
+    the cluster's authority when the node was given a certificate, else the CA Harper made for itself and named after
+    the node (4.7), which it also makes beside a given certificate and then does not use for replication."""
+    mine = next((c for c in certificates if not c.is_authority and c.name == node_name and c.details
+                 and c.details.issuer), None)
+    signer = mine and next((c for c in certificates if c.is_authority and c.details
+                            and c.details.subject == mine.details.issuer), None)
+    return signer or next((c for c in certificates if c.is_authority
+                           and c.name == f"HarperDB-Certificate-Authority-{node_name}"), None)
 
 
 class Connection(_Answer):
