@@ -273,6 +273,7 @@ def node_body(resource: str, hostname: str, *, cluster: str = "c", host: str | N
                      "operationsUrl": f"http://{host}:9925", **spec}}
 
 
+import base64  # noqa: E402
 import copy  # noqa: E402
 
 
@@ -347,6 +348,16 @@ class FakeKubeObjects:
             return False
         del self.objects[(kind, name)]
         return True
+
+    async def read_secret(self, namespace: str, name: str) -> tuple[bool, dict[str, str | None]] | None:
+        """As kube.read_secret: None when absent, (False, {}) unless labelled readable, else its decoded data."""
+        found = self.objects.get(("Secret", name))
+        if found is None:
+            return None
+        if (found["metadata"].get("labels") or {}).get("harperoperator.dev/readable") != "true":
+            return False, {}
+        data = {k: base64.b64decode(v).decode() for k, v in (found.get("data") or {}).items()}
+        return True, {**data, **(found.get("stringData") or {})}
 
     async def read_statefulset(self, namespace: str, name: str) -> dict | None:
         found = self.objects.get(("StatefulSet", name))

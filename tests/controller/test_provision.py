@@ -12,17 +12,19 @@ from fake_fleet import FakeKubeObjects
 
 from harper_operator import kube
 from harper_operator.controller.provision import Provisioner, _pods, orphan
+from harper_operator.provision import pki
 
 CLUSTER_LABEL = "harperoperator.dev/cluster"
 SELECTOR = {"app.kubernetes.io/name": "harper", CLUSTER_LABEL: "hc"}
-OBJECTS = [("Service", "hc"), ("Service", "hc-client"), ("PodDisruptionBudget", "hc"), ("StatefulSet", "hc")]
+OBJECTS = [("Secret", "hc-tls"), ("Service", "hc"), ("Service", "hc-client"), ("PodDisruptionBudget", "hc"),
+           ("StatefulSet", "hc")]
 
 
 @pytest.fixture
 def k8s(monkeypatch) -> FakeKubeObjects:
     fake = FakeKubeObjects()
-    for call in ("apply", "merge_patch", "create_secret", "delete", "read_statefulset", "list_statefulsets",
-                 "list_pods", "list_claims"):
+    for call in ("apply", "merge_patch", "create_secret", "delete", "read_secret", "read_statefulset",
+                 "list_statefulsets", "list_pods", "list_claims"):
         monkeypatch.setattr(kube, call, getattr(fake, call))
     return fake
 
@@ -79,11 +81,24 @@ async def test_a_new_cluster_gets_its_objects_an_admin_secret_and_one_harper_nod
     view = await provisioner.ensure(cluster(), [], converged=False)
     assert applied(k8s) == OBJECTS + [("HarperNode", f"hc-{i}") for i in range(3)]
     assert k8s.get("StatefulSet", "hc")["spec"]["replicas"] == 3
-    assert [(kind, name) for _, kind, name, _ in k8s.calls("create_secret")] == [("Secret", "hc-admin")]
+    assert [(kind, name) for _, kind, name, _ in k8s.calls("create_secret")] == [("Secret", "hc-admin"),
+                                                                                   ("Secret", "hc-ca")]
     secret = k8s.get("Secret", "hc-admin")
     assert secret["metadata"]["labels"]["harperoperator.dev/readable"] == "true"
     password = secret["stringData"]["password"]
     assert password and not any(password in message for _, _, message in events)
+    # The cluster's authority, and a certificate of it for each pod, named for the pod, before the StatefulSet.
+    _, ca = await k8s.read_secret("db", "hc-ca")
+    _, files = await k8s.read_secret("db", "hc-tls")
+    assert set(files) == {"ca.crt", *(f"hc-{i}.{ext}" for i in range(3) for ext in ("crt", "key"))}
+    assert files["ca.crt"] == ca["ca.crt"] and "ca.key" not in files  # the authority's key never reaches a pod
+    for i in range(3):
+        assert pki.signed_by(files[f"hc-{i}.crt"], ca["ca.crt"]) and host(i) in pki.names(files[f"hc-{i}.crt"])
+    assert not any(ca["ca.key"][40:80] in m or files["hc-0.key"][40:80] in m for _, _, m in events)
+    assert ("Normal", "CertificateAuthorityCreated") in {(k, r) for k, r, _ in events}
+    assert any(r == "CertificatesIssued" and "hc-0, hc-1, hc-2" in m for _, r, m in events)
+    template = k8s.get("StatefulSet", "hc")["spec"]["template"]["spec"]
+    assert template["volumes"] == [{"name": "tls", "secret": {"secretName": "hc-tls"}}]
     assert view.problem is not None and not view.problem.permanent and view.problem.reason == "Scaling"
     assert view.replicas == 0 and f"{CLUSTER_LABEL}=hc" in view.selector
     assert view.not_ready == {host(i) for i in range(3)}
@@ -113,10 +128,13 @@ async def test_a_second_provisioner_leaves_the_existing_admin_secret_alone(k8s, 
     before = k8s.get("Secret", "hc-admin")["stringData"]["password"]
     later: list = []
     restarted = Provisioner("db", "hc", events=lambda *a: later.append(a))
+    certificates = k8s.get("Secret", "hc-tls")["data"]
     await restarted.ensure(cluster(), harper_nodes(k8s, 3), converged=False)
-    assert len(k8s.calls("create_secret")) == 2  # it tried once, and was told the Secret exists
+    # The admin Secret: it tried once, and was told the Secret exists; the authority it found, and kept.
+    assert len(k8s.calls("create_secret")) == 3
     assert k8s.get("Secret", "hc-admin")["stringData"]["password"] == before
-    assert not any(a[2] == "SecretCreated" for a in later)
+    assert not any(a[2] in ("SecretCreated", "CertificateAuthorityCreated", "CertificatesIssued") for a in later)
+    assert k8s.get("Secret", "hc-tls")["data"] == certificates  # every certificate still good: none issued again
 
 
 async def test_scaling_down_deletes_the_leaving_harper_nodes_before_lowering_the_statefulset(k8s, provisioner,
@@ -270,7 +288,8 @@ async def test_orphan_releases_every_object_the_operator_created(k8s, provisione
     await provisioner.ensure(body, [], converged=False)
     k8s.writes.clear()
     released = await orphan(body)
-    expected = OBJECTS[3:] + OBJECTS[:3] + [("Secret", "hc-admin")]
+    expected = [("StatefulSet", "hc"), ("Service", "hc"), ("Service", "hc-client"), ("PodDisruptionBudget", "hc"),
+                ("Secret", "hc-admin"), ("Secret", "hc-tls"), ("Secret", "hc-ca")]
     assert [(kind, name) for _, kind, name, _ in k8s.writes] == expected
     assert all(w[0] == "merge_patch" and w[3] == {"metadata": {"ownerReferences": None}} for w in k8s.writes)
     assert released == [f"{kind} {name}" for kind, name in expected]
@@ -322,3 +341,34 @@ async def test_an_edited_generated_harper_node_is_put_back(k8s, provisioner):
     await provisioner.ensure(body, [nodes[0], edited, nodes[2]], converged=False)
     applied = [w for w in k8s.writes if w[0] == "apply"]
     assert len(applied) == 1 and "hc-1" in str(applied[0])
+
+
+async def test_a_broken_authority_stops_provisioning_and_says_how_to_mend_it(k8s, provisioner):
+    k8s.put({"kind": "Secret", "metadata": {"name": "hc-ca", "labels": {"harperoperator.dev/readable": "true"}},
+             "data": {"ca.crt": "", "ca.key": ""}})
+    view = await provisioner.ensure(cluster(), [], converged=False)
+    assert view.problem.reason == "CertificateAuthorityInvalid" and view.problem.permanent
+    assert "hc-ca" in view.problem.message and "delete it for a new one" in view.problem.message
+    assert k8s.get("StatefulSet", "hc") is None and k8s.get("Secret", "hc-tls") is None
+    assert not k8s.calls("create_secret") or all(w[2] != "hc-ca" for w in k8s.calls("create_secret"))
+
+
+async def test_scaling_up_issues_certificates_for_the_new_pods_only_and_a_bad_one_again(k8s, provisioner, events):
+    await provisioner.ensure(cluster(replicas=3), [], converged=False)
+    _, before = await k8s.read_secret("db", "hc-tls")
+    events.clear()
+    await provisioner.ensure(cluster(replicas=5), harper_nodes(k8s, 3), converged=True)
+    _, after = await k8s.read_secret("db", "hc-tls")
+    assert all(after[f"hc-{i}.crt"] == before[f"hc-{i}.crt"] for i in range(3))
+    assert {"hc-3.crt", "hc-4.crt"} <= set(after)
+    assert [m for _, r, m in events if r == "CertificatesIssued"] == [
+        "issued certificates for hc-3, hc-4 from the cluster's authority (Secret hc-tls)"]
+    # Someone swaps hc-1's certificate for hc-0's: it is not for hc-1's names, so hc-1 gets a new one.
+    tampered = k8s.get("Secret", "hc-tls")
+    tampered["data"]["hc-1.crt"], tampered["data"]["hc-1.key"] = tampered["data"]["hc-0.crt"], tampered["data"]["hc-0.key"]
+    events.clear()
+    await provisioner.ensure(cluster(replicas=5), harper_nodes(k8s, 5), converged=True)
+    _, mended = await k8s.read_secret("db", "hc-tls")
+    assert host(1) in pki.names(mended["hc-1.crt"]) and mended["hc-0.crt"] == after["hc-0.crt"]
+    assert [m for _, r, m in events if r == "CertificatesIssued"] == [
+        "issued certificates for hc-1 from the cluster's authority (Secret hc-tls)"]

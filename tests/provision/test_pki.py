@@ -137,3 +137,21 @@ def test_two_pods_of_one_authority_trust_each_other_both_ways(tmp_path):
     # During a rollover the bundle of both authorities trusts pods of either.
     rolled = pki.issue(stranger, "hc-1.hc.ns.svc.cluster.local", [], now)
     assert _handshake(tmp_path, leaf, rolled, pki.bundle(ca.certificate, stranger.certificate), HOST) == "ok"
+
+
+def test_certificates_keeps_the_good_ones_and_issues_the_rest(ca, leaf):
+    names = (HOST, "hc-client.ns.svc", "localhost", "127.0.0.1")
+    other_ca = pki.new_authority("ns/hc", NOW)
+    foreign = pki.issue(other_ca, "hc-1.x", ["hc-1.x"], NOW)
+    got = pki.certificates(ca, {"hc-0": leaf, "hc-1": foreign, "hc-9": leaf},
+                           {"hc-0": names, "hc-1": ("hc-1.x",), "hc-2": ("hc-2.x", "127.0.0.1")}, NOW)
+    assert set(got) == {"hc-0", "hc-1", "hc-2"}  # hc-9 is not wanted any more
+    assert got["hc-0"] is leaf  # good: kept as it is, so nothing is rewritten
+    assert got["hc-1"] != foreign and pki.signed_by(got["hc-1"].certificate, ca.certificate)
+    assert pki.names(got["hc-2"].certificate) == {"hc-2.x", "127.0.0.1"}
+    # A name added to what is wanted, a certificate due, a key that is not its own, or junk: issued again.
+    assert pki.certificates(ca, {"hc-0": leaf}, {"hc-0": (*names, "new.name")}, NOW)["hc-0"] != leaf
+    assert pki.certificates(ca, {"hc-0": leaf}, {"hc-0": names}, NOW + timedelta(days=300))["hc-0"] != leaf
+    assert pki.certificates(ca, {"hc-0": pki.KeyPair(leaf.certificate, foreign.key)}, {"hc-0": names},
+                            NOW)["hc-0"].certificate != leaf.certificate
+    assert pki.certificates(ca, {"hc-0": pki.KeyPair("junk", "junk")}, {"hc-0": names}, NOW)["hc-0"].key != "junk"

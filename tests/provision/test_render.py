@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 from pydantic import ValidationError
 
 from harper_operator.api import HarperClusterSpec, HarperNodeSpec
-from harper_operator.provision import render
+from harper_operator.provision import pki, render
 
 OWNER = render.Owner("db", "hc", "uid-1")
 
@@ -30,6 +32,12 @@ def test_statefulset_shape():
     assert env["HDB_ADMIN_PASSWORD"]["valueFrom"] == {"secretKeyRef": {"name": "hc-admin", "key": "password"}}
     assert env["REPLICATION_HOSTNAME"]["value"] == "$(POD_NAME).hc.$(POD_NAMESPACE).svc.cluster.local"
     assert "storageClassName" not in s["volumeClaimTemplates"][0]["spec"]  # the cluster's default class
+    # Each pod reads its own certificate of the cluster's authority from the one mounted Secret.
+    assert env["TLS_CERTIFICATE"]["value"] == "/etc/harper/tls/$(POD_NAME).crt"
+    assert env["TLS_PRIVATEKEY"]["value"] == "/etc/harper/tls/$(POD_NAME).key"
+    assert env["TLS_CERTIFICATEAUTHORITY"]["value"] == "/etc/harper/tls/ca.crt"
+    assert {"name": "tls", "mountPath": "/etc/harper/tls", "readOnly": True} in c["volumeMounts"]
+    assert s["template"]["spec"]["volumes"] == [{"name": "tls", "secret": {"secretName": "hc-tls"}}]
     assert render.statefulset(OWNER, spec(), 3) == sts, "the same spec renders the same object"
 
 
@@ -53,7 +61,8 @@ def test_user_overrides_never_replace_the_selector_or_the_operators_env():
     assert sts["volumeClaimTemplates"][0]["spec"]["storageClassName"] == ""
 
 
-@pytest.mark.parametrize("name", ["HDB_ADMIN_PASSWORD", "REPLICATION_HOSTNAME"])
+@pytest.mark.parametrize("name", ["HDB_ADMIN_PASSWORD", "REPLICATION_HOSTNAME", "TLS_CERTIFICATE", "TLS_PRIVATEKEY",
+                                  "TLS_CERTIFICATEAUTHORITY"])
 def test_reserved_env_is_refused(name):
     # The CRD refuses it at apply (CEL); the model says the same for a reconcile.
     from harper_operator.api.instances import RESERVED_ENV
@@ -68,10 +77,20 @@ def test_image_xor_adopt_and_credentials_or_instances():
     with pytest.raises(ValidationError):
         HarperClusterSpec.model_validate({})
     assert HarperClusterSpec.model_validate({"instances": {"image": "x"}}).secret_name("hc") == "hc-admin"
-    named = HarperClusterSpec.model_validate({"instances": {"image": "x"}, "credentials": {"secretRef": {"name": "s"}}})
+    named = HarperClusterSpec.model_validate({"instances": {"image": "x"}, "credentials": {"secretRef": {"name": "s"}},
+                                              "tls": {"caSecretRef": {"name": "my-ca"}}})
     assert named.secret_name("hc") == "s" and named.with_credentials("hc") is named
     filled = HarperClusterSpec.model_validate({"instances": {"image": "x"}}).with_credentials("hc")
     assert filled.credentials.secret_ref.name == "hc-admin"
+    # The operator's own authority is what a provisioned cluster's calls trust, verified by default.
+    assert filled.tls.ca_secret_ref.name == "hc-ca" and filled.tls.ca_secret_ref.key == "ca.crt" and filled.tls.verify
+    unverified = HarperClusterSpec.model_validate({"instances": {"image": "x"}, "tls": {"verify": False}})
+    assert not unverified.with_credentials("hc").tls.verify
+    # An adopted StatefulSet's pods keep their own certificates; external members name their CA themselves.
+    adopted = HarperClusterSpec.model_validate({"instances": {"adopt": {"matchLabels": {"a": "b"}}},
+                                                "credentials": {"secretRef": {"name": "s"}}})
+    external = HarperClusterSpec.model_validate({"credentials": {"secretRef": {"name": "s"}}})
+    assert adopted.with_credentials("hc") is adopted and external.with_credentials("hc") is external
 
 
 def test_harper_nodes_point_only_at_their_pods_and_pass_the_default_allow_list():
@@ -95,6 +114,22 @@ def test_services_budget_and_secret():
     secret = render.admin_secret(OWNER, "hc-admin", "admin", "pw")
     assert secret["metadata"]["labels"]["harperoperator.dev/readable"] == "true"
     assert secret["stringData"] == {"username": "admin", "password": "pw"}
+
+
+def test_certificates_name_the_pod_first_and_its_secrets_keep_keys_apart():
+    place = render.Place("hc", "hc")
+    names = render.certificate_names(OWNER, place, 2)
+    assert names[0] == "hc-2.hc.db.svc.cluster.local"  # Harper's node name: who the pod is to its peers
+    assert {"hc-2.hc", "hc-2.hc.db.svc", "hc-client", "hc-client.db.svc.cluster.local", "localhost",
+            "127.0.0.1"} <= set(names)
+    assert render.certificate_names(render.Owner("db", "hc", "u", "example.org"), place, 0)[0] == \
+        "hc-0.hc.db.svc.example.org"
+    ca = render.ca_secret(OWNER, pki.KeyPair("CERT", "KEY"))
+    assert ca["metadata"]["name"] == "hc-ca" and set(ca["data"]) == {"ca.crt", "ca.key"}
+    assert ca["metadata"]["labels"]["harperoperator.dev/readable"] == "true"
+    tls = render.tls_secret(OWNER, "CA", {"hc-0": pki.KeyPair("C0", "K0")})
+    assert tls["metadata"]["name"] == "hc-tls" and set(tls["data"]) == {"ca.crt", "hc-0.crt", "hc-0.key"}
+    assert base64.b64decode(tls["data"]["hc-0.key"]) == b"K0"
 
 
 def test_adoption_selects_by_the_statefulsets_labels_or_its_pods():

@@ -8,7 +8,8 @@ from pydantic import AfterValidator, Field, model_validator
 
 from . import hosts, urls
 from .instances import Instances
-from .common import (DELETION_POLICY_DOC, GROUP, Conditions, Credentials, DeletionPolicy, Model, TLS, rules)
+from .common import (DELETION_POLICY_DOC, GROUP, Conditions, Credentials, DeletionPolicy, Model, SecretKeySelector, TLS,
+                     rules)
 
 PAUSE_ANNOTATION = f"{GROUP}/paused"
 # Hostnames of nodes deleted with deletionPolicy Retain, as a JSON list: an annotation *value* fits any hostname
@@ -33,6 +34,11 @@ class Route(Model):
 
 
 RestartPolicy = Literal["Never", "Restart"]
+
+
+def generated_ca_secret_name(cluster: str) -> str:
+    """The certificate authority the operator makes for a provisioned cluster (its ca.crt is what calls trust)."""
+    return f"{cluster}-ca"
 
 
 def generated_secret_name(cluster: str) -> str:
@@ -98,11 +104,23 @@ class HarperClusterSpec(Model):
         """The admin Secret in force: the spec's, or the one the operator generates."""
         return self.credentials.secret_ref.name if self.credentials else generated_secret_name(cluster)
 
+    @property
+    def issues_certificates(self) -> bool:
+        """The operator runs this cluster's certificate authority: it renders the pods (not an adopted StatefulSet,
+        whose pods keep the certificates they have)."""
+        return self.instances is not None and self.instances.adopt is None
+
     def with_credentials(self, cluster: str) -> "HarperClusterSpec":
-        """This spec with the credentials in force filled in: what every path past the API edge reads."""
-        if self.credentials is not None:
-            return self
-        return self.model_copy(update={"credentials": Credentials(secret_ref={"name": generated_secret_name(cluster)})})
+        """This spec with what is in force filled in, what every path past the API edge reads: the credentials, and
+        for a cluster whose certificates the operator issues, its authority as the CA every call trusts (unless the
+        spec names another)."""
+        update: dict = {}
+        if self.credentials is None:
+            update["credentials"] = Credentials(secret_ref={"name": generated_secret_name(cluster)})
+        if self.issues_certificates and self.tls.ca_secret_ref is None:
+            update["tls"] = self.tls.model_copy(update={
+                "ca_secret_ref": SecretKeySelector(name=generated_ca_secret_name(cluster), key="ca.crt")})
+        return self.model_copy(update=update) if update else self
 
     def host_entries(self, namespace: str, cluster_domain: str = hosts.DEFAULT_CLUSTER_DOMAIN) -> tuple[str, ...]:
         """The allow-list in force: the spec's, or the namespace's Services (under the operator's cluster domain,

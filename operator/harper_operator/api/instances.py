@@ -20,7 +20,7 @@ LABEL_KEY = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/
 # the operator's back (its HarperNode would then name another host than the pod is).
 RESERVED_ENV = ("REPLICATION_HOSTNAME", "REPLICATION_SECUREPORT", "REPLICATION_PORT", "HDB_ADMIN_USERNAME",
                 "HDB_ADMIN_PASSWORD", "OPERATIONSAPI_NETWORK_SECUREPORT", "OPERATIONSAPI_NETWORK_PORT",
-                "POD_NAME", "POD_NAMESPACE")
+                "POD_NAME", "POD_NAMESPACE", "TLS_CERTIFICATE", "TLS_PRIVATEKEY", "TLS_CERTIFICATEAUTHORITY")
 
 _FREE_FORM = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
 

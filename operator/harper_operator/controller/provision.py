@@ -12,13 +12,15 @@ import json
 import logging
 import secrets
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable, Mapping
 
 from pydantic import ValidationError
 
 from .. import kube
 from ..api import HarperClusterSpec
-from ..provision import render
+from ..api.cluster import generated_ca_secret_name
+from ..provision import pki, render
 from ..provision.scale import Pod, Seen, steps
 from ..reconcile.drain import still_proven
 from ..reconcile.problems import Problem
@@ -82,6 +84,45 @@ class Provisioner:
         self.enabled = enabled
         self._applied: dict[str, str] = {}  # object key -> digest of what this process last applied
         self._secret_done = False
+
+    async def _certificates(self, body, owner: render.Owner, place: render.Place, ordinals: range) -> Problem | None:
+        """The cluster's authority (made once) and a good certificate for every pod that may run, written before the
+        StatefulSet so a new pod finds its own; None when both are in place."""
+        now = datetime.now(timezone.utc)
+        name = generated_ca_secret_name(self.name)
+        found = await kube.read_secret(self.namespace, name)
+        if found is None:
+            if await kube.create_secret(render.ca_secret(owner, pki.new_authority(f"{self.namespace}/{self.name}", now))):
+                self.events(body, "Normal", "CertificateAuthorityCreated",
+                            f"made the cluster's certificate authority, Secret {name}")
+            found = await kube.read_secret(self.namespace, name)  # what was written, by this process or another
+        readable, data = found or (False, {})
+        authority = pki.KeyPair(data.get(render.CA_KEY) or "", data.get("ca.key") or "")
+        try:
+            usable = readable and pki.matches(authority) and not pki.due(authority.certificate, now)
+        except pki.BadCertificate:
+            usable = False
+        if not usable:
+            return Problem("CertificateAuthorityInvalid", (
+                f"Secret {name} must hold the cluster's certificate authority (ca.crt and its ca.key, labelled "
+                "harperoperator.dev/readable=true, not expiring): the operator issues no certificate until it does. "
+                f"Restore it, or delete it for a new one (every pod then gets a new certificate)"), permanent=True)
+        tls_name = render.tls_secret_name(self.name)
+        current = await kube.read_secret(self.namespace, tls_name)
+        files = current[1] if current and current[0] else {}
+        wanted = {place.pod(o): render.certificate_names(owner, place, o) for o in ordinals}
+        held = {pod: pki.KeyPair(files[f"{pod}.crt"] or "", files[f"{pod}.key"] or "")
+                for pod in wanted if files.get(f"{pod}.crt") and files.get(f"{pod}.key")}
+        issued = pki.certificates(authority, held, wanted, now)
+        renewed = sorted(pod for pod in issued if issued[pod] is not held.get(pod))
+        stale = files.get(render.CA_KEY) != authority.certificate or set(files) != {
+            render.CA_KEY, *(f"{pod}.{ext}" for pod in issued for ext in ("crt", "key"))}
+        if renewed or stale:
+            await self._apply(body, render.tls_secret(owner, authority.certificate, issued), force=True)
+            if renewed:
+                self.events(body, "Normal", "CertificatesIssued", f"issued certificates for {', '.join(renewed)} "
+                                                                  f"from the cluster's authority (Secret {tls_name})")
+        return None
 
     async def _apply(self, body: Mapping[str, Any], obj: dict[str, Any], *, force: bool = False) -> bool:
         key = f"{obj['kind']}/{obj['metadata']['name']}"
@@ -219,6 +260,8 @@ class Provisioner:
                 self.events(body, "Normal", "Scaled", f"StatefulSet {place.statefulset}: replicas {current} -> "
                                                       f"{plan.replicas}")
         else:
+            if spec.issues_certificates and (problem := await self._certificates(body, owner, place, range(top))):
+                return PodView(problem=problem)
             for obj in (render.headless_service(owner), render.client_service(owner), render.disruption_budget(owner)):
                 await self._apply(body, obj)
             rendered = render.statefulset(owner, spec, plan.replicas)
@@ -349,7 +392,7 @@ def _progress_reason(progress: str) -> str:
 
 
 async def orphan(body: Mapping[str, Any]) -> list[str]:
-    """deletionPolicy Retain: take the cluster's ownership off its StatefulSet, Services, budget and Secret, so
+    """deletionPolicy Retain: take the cluster's ownership off its StatefulSet, Services, budget and Secrets, so
     Kubernetes' garbage collector leaves Harper running with its volumes. Returns what was released."""
     meta = body["metadata"]
     namespace, name, uid = meta["namespace"], meta["name"], meta.get("uid", "")
@@ -374,6 +417,8 @@ async def orphan(body: Mapping[str, Any]) -> list[str]:
     owned = [("StatefulSet", name), ("Service", name), ("Service", f"{name}-client"), ("PodDisruptionBudget", name)]
     if spec.credentials is None:
         owned.append(("Secret", spec.secret_name(name)))
+    if spec.issues_certificates:  # the retained pods mount their certificates, and trust the authority's
+        owned += [("Secret", render.tls_secret_name(name)), ("Secret", generated_ca_secret_name(name))]
     for kind, obj_name in owned:
         if await kube.merge_patch(kind, namespace, obj_name, {"metadata": {"ownerReferences": None}}):
             released.append(f"{kind} {obj_name}")

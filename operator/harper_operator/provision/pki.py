@@ -15,7 +15,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Iterable
+from typing import Iterable, Mapping, Sequence
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -181,3 +181,22 @@ def bundle(*pems: str) -> str:
         for cert in load_all(pem) if pem.strip() else []:
             seen.setdefault(_pem(cert), None)
     return "".join(seen)
+
+
+def good(pair: KeyPair, authority_pem: str, wanted: Iterable[str], now: datetime) -> bool:
+    """Whether a certificate found in the cluster may stay: readable, its own key, signed by the authority in force,
+    valid for every wanted name, and not due for renewal."""
+    try:
+        return matches(pair) and signed_by(pair.certificate, authority_pem) and \
+            set(wanted) <= names(pair.certificate) and not due(pair.certificate, now)
+    except BadCertificate:
+        return False
+
+
+def certificates(authority: KeyPair, found: Mapping[str, KeyPair], wanted: Mapping[str, Sequence[str]],
+                 now: datetime) -> dict[str, KeyPair]:
+    """Each wanted holder's certificate (holder -> its names, the first its subject): the one found when good(),
+    else a new one. Nothing that is not wanted is kept."""
+    return {holder: found[holder] if holder in found and good(found[holder], authority.certificate, names_, now)
+            else issue(authority, names_[0], names_[1:], now)
+            for holder, names_ in wanted.items()}

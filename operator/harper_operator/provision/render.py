@@ -2,16 +2,20 @@
 
 Every object is written whole by server-side apply, so rendering the same spec twice gives the same bytes and an
 unchanged spec writes nothing. Names: the StatefulSet and its headless Service are NAME, the client Service
-NAME-client, the PodDisruptionBudget NAME, the admin Secret NAME-admin and the HarperNodes NAME-<ordinal>.
+NAME-client, the PodDisruptionBudget NAME, the admin Secret NAME-admin, the cluster's certificate authority NAME-ca,
+the pods' certificates NAME-tls and the HarperNodes NAME-<ordinal>.
 """
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 from typing import Any
 
 from ..api import API_VERSION, GROUP, HarperClusterSpec
+from ..api.cluster import generated_ca_secret_name
 from ..api.instances import Instances
+from .pki import KeyPair
 
 CLUSTER_LABEL = f"{GROUP}/cluster"
 ORDINAL_LABEL = f"{GROUP}/ordinal"
@@ -27,6 +31,8 @@ CLAIM_TEMPLATE = "data"
 FIELD_MANAGER = "harper-operator"
 
 OPS_PORT, HTTP_PORT, REPLICATION_PORT = 9925, 9926, 9933
+TLS_DIR = "/etc/harper/tls"  # the pods' certificates Secret, mounted whole: <pod>.crt, <pod>.key and ca.crt
+CA_KEY = "ca.crt"
 DEFAULT_UID = 65532
 # Pod names NAME-<ordinal> and the StatefulSet's revision label NAME-<10 characters> must stay DNS labels (63).
 MAX_NAME = 47
@@ -118,6 +124,46 @@ def admin_secret(owner: Owner, secret_name: str, username: str, password: str) -
             "stringData": {"username": username, "password": password}}
 
 
+def _secret_data(values: dict[str, str]) -> dict[str, str]:
+    return {k: base64.b64encode(v.encode()).decode() for k, v in sorted(values.items())}
+
+
+def ca_secret(owner: Owner, authority: KeyPair) -> dict[str, Any]:
+    """The cluster's certificate authority. Written once (create, never apply): a new authority would make every
+    pod's certificate untrusted at once. Readable by the operator, which signs with it and verifies every call
+    against its ca.crt; never mounted in a pod."""
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {**_meta(owner, generated_ca_secret_name(owner.name)),
+                         "labels": {**labels(owner), f"{GROUP}/readable": "true"}},
+            "data": _secret_data({CA_KEY: authority.certificate, "ca.key": authority.key})}
+
+
+def certificate_names(owner: Owner, place: Place, ordinal: int) -> tuple[str, ...]:
+    """What a pod's certificate is for, its node name first (Harper takes the subject and the DNS names as who the
+    pod is): its DNS names in the headless Service, the client Service's, and loopback for a port-forward."""
+    host, ns = place.host(ordinal, owner), owner.namespace
+    pod, client = f"{place.pod(ordinal)}.{place.service}", f"{owner.name}-client"
+    return (host, pod, f"{pod}.{ns}", f"{pod}.{ns}.svc", client, f"{client}.{ns}", f"{client}.{ns}.svc",
+            f"{client}.{ns}.svc.{owner.domain}", "localhost", "127.0.0.1")
+
+
+def tls_secret(owner: Owner, trusted: str, certificates: dict[str, KeyPair]) -> dict[str, Any]:
+    """Every pod's certificate and key (<pod>.crt, <pod>.key) and the authorities to trust (ca.crt). One Secret for
+    the StatefulSet's one pod template, each pod reading its own files by its name; readable by the operator, which
+    keeps the certificates that are still good."""
+    files = {CA_KEY: trusted}
+    for pod, pair in certificates.items():
+        files[f"{pod}.crt"], files[f"{pod}.key"] = pair.certificate, pair.key
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {**_meta(owner, tls_secret_name(owner.name)),
+                         "labels": {**labels(owner), f"{GROUP}/readable": "true"}},
+            "data": _secret_data(files)}
+
+
+def tls_secret_name(cluster: str) -> str:
+    return f"{cluster}-tls"
+
+
 def _env(instances: Instances, secret_name: str, owner: Owner) -> list[dict[str, Any]]:
     def from_secret(key: str) -> dict[str, Any]:
         return {"secretKeyRef": {"name": secret_name, "key": key}}
@@ -130,6 +176,11 @@ def _env(instances: Instances, secret_name: str, owner: Owner) -> list[dict[str,
         {"name": "HDB_ADMIN_PASSWORD", "valueFrom": from_secret("password")},
         {"name": "REPLICATION_HOSTNAME", "value": f"$(POD_NAME).{owner.name}.$(POD_NAMESPACE).svc.{owner.domain}"},
         {"name": "REPLICATION_SECUREPORT", "value": str(REPLICATION_PORT)},
+        # The cluster CA's certificate for this pod: Harper serves it on the operations API and presents it to its
+        # peers, and trusts peers signed by ca.crt, so no first join signs anything (docs/harper-semantics.md).
+        {"name": "TLS_CERTIFICATE", "value": f"{TLS_DIR}/$(POD_NAME).crt"},
+        {"name": "TLS_PRIVATEKEY", "value": f"{TLS_DIR}/$(POD_NAME).key"},
+        {"name": "TLS_CERTIFICATEAUTHORITY", "value": f"{TLS_DIR}/{CA_KEY}"},
     ]
     taken = {e["name"] for e in ours}
     return ours + [{"name": e.name, "value": e.value} for e in instances.env if e.name not in taken]
@@ -145,7 +196,8 @@ def _pod_spec(instances: Instances, secret_name: str, owner: Owner) -> dict[str,
                   {"name": "replication", "containerPort": REPLICATION_PORT}],
         "readinessProbe": probe,
         "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
-        "volumeMounts": [{"name": "data", "mountPath": instances.storage.mount_path}]}
+        "volumeMounts": [{"name": "data", "mountPath": instances.storage.mount_path},
+                         {"name": "tls", "mountPath": TLS_DIR, "readOnly": True}]}
     if instances.image_pull_policy:
         container["imagePullPolicy"] = instances.image_pull_policy
     if instances.resources:
@@ -156,7 +208,8 @@ def _pod_spec(instances: Instances, secret_name: str, owner: Owner) -> dict[str,
         # Harper flushes to disk on SIGTERM; a restart the operator makes waits for it.
         "terminationGracePeriodSeconds": 30,
         "enableServiceLinks": False,
-        "containers": [container]}
+        "containers": [container],
+        "volumes": [{"name": "tls", "secret": {"secretName": tls_secret_name(owner.name)}}]}
     for key, value in (("nodeSelector", dict(t.node_selector)), ("affinity", t.affinity),
                        ("tolerations", [dict(x) for x in t.tolerations]),
                        ("priorityClassName", t.priority_class_name), ("serviceAccountName", t.service_account_name)):
