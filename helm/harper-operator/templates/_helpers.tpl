@@ -120,8 +120,9 @@ Events (POST, never PATCH; no events.k8s.io).
 {{- if .Values.rbac.provisioning }}
 {{- /*
 Provisioning (HarperCluster spec.instances): the operator writes a StatefulSet, two Services, a
-PodDisruptionBudget, one HarperNode per pod and, when the cluster names no Secret, its admin Secret (created
-once, never replaced; patched only to release it on deletionPolicy Retain). Pods are deleted one at a time for
+PodDisruptionBudget, one HarperNode per pod, the cluster's certificate authority (Secret NAME-ca, created once,
+never replaced), the pods' certificates (Secret NAME-tls, applied) and, when the cluster names no Secret, its admin
+Secret (created once, never replaced; patched only to release it on deletionPolicy Retain). Pods are deleted one at a time for
 rolling changes and restarts, and labelled in or out of the client Service (a leaving pod leaves it before its data
 is confirmed elsewhere). A scaled-down member's volume claim is marked, then deleted, only once its data was proven
 on the members that stay (docs/safety.md). Kubernetes' garbage collector deletes the rest through owner references.
