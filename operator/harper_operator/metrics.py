@@ -27,9 +27,13 @@ LAST_RECONCILE = Gauge("harper_operator_cluster_last_reconcile_timestamp_seconds
 MAX_LAG = Gauge("harper_operator_cluster_max_lag_seconds",
                 "Largest replication lag between members; absent while no member reports one",
                 ["namespace", "cluster"])
+CERTIFICATE_EXPIRY = Gauge("harper_operator_cluster_certificate_expiry_timestamp_seconds",
+                           "When the first of the certificates the operator issued the cluster's pods (or its "
+                           "authority) expires; renewed with a third of its lifetime left, so one near expiry was not",
+                           ["namespace", "cluster"])
 BUILD_INFO = Gauge("harper_operator_build_info", "Always 1: the operator's version and what it runs on",
                    ["version", "kopf", "python"])
-PER_CLUSTER = (READY_NODES, DECLARED_NODES, LAST_RECONCILE, MAX_LAG)
+PER_CLUSTER = (READY_NODES, DECLARED_NODES, LAST_RECONCILE, MAX_LAG, CERTIFICATE_EXPIRY)
 
 log = logging.getLogger(__name__)
 
@@ -90,3 +94,8 @@ def serve(port: int) -> None:
     if port:
         build_info()
         start_http_server(port)
+
+
+def certificates_expire(namespace: str, name: str, when: float) -> None:
+    """The first expiry (seconds since the epoch) among a provisioned cluster's certificates."""
+    CERTIFICATE_EXPIRY.labels(namespace, name).set(when)

@@ -23,6 +23,7 @@ EXPECTED = {  # alert: severity
     "HarperClusterNotReady": "critical",
     "HarperReplicationLagging": "warning",
     "HarperClusterReconcileStale": "warning",
+    "HarperCertificateExpiring": "warning",
     "HarperOperatorReconcileErrors": "warning",
     "HarperOperatorAbsent": "critical",
 }

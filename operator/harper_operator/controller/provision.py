@@ -17,7 +17,7 @@ from typing import Any, Awaitable, Callable, Mapping
 
 from pydantic import ValidationError
 
-from .. import kube
+from .. import kube, metrics
 from ..api import HarperClusterSpec
 from ..api.cluster import generated_ca_secret_name
 from ..provision import pki, render
@@ -117,6 +117,8 @@ class Provisioner:
         renewed = sorted(pod for pod in issued if issued[pod] is not held.get(pod))
         stale = files.get(render.CA_KEY) != authority.certificate or set(files) != {
             render.CA_KEY, *(f"{pod}.{ext}" for pod in issued for ext in ("crt", "key"))}
+        metrics.certificates_expire(self.namespace, self.name, min(
+            pki.expires(pem).timestamp() for pem in [authority.certificate, *(c.certificate for c in issued.values())]))
         if renewed or stale:
             await self._apply(body, render.tls_secret(owner, authority.certificate, issued), force=True)
             if renewed:
