@@ -1067,3 +1067,16 @@ async def test_a_peer_that_cuts_a_wiped_members_first_join_is_restarted_after_a_
     assert refused_for >= REFUSED_JOIN_GRACE, "not before the grace"
     assert result.converged, body["status"]["conditions"]
     assert any("forget the old certificate authority of " + C in e[2] for e in events if e[1] == "Restart"), events
+
+
+async def test_verify_false_is_a_warning_once_naming_what_it_leaves_open(fleet, fake_kube):
+    r, events = reconciler(fleet)
+    body = cluster_body()  # tls.verify false
+    for _ in range(3):
+        await r.reconcile(body, nodes(A, B))
+    warned = [(kind, msg) for kind, reason, msg in events if reason == "TLSNotVerified"]
+    assert len(warned) == 1 and warned[0][0] == "Warning"
+    assert "super_user credentials" in warned[0][1] and "spec.tls.caSecretRef" in warned[0][1]
+    verified, events = reconciler(fleet)
+    await verified.reconcile(cluster_body(tls={"verify": True}), nodes(A, B))
+    assert not [e for e in events if e[1] == "TLSNotVerified"]

@@ -273,6 +273,7 @@ class ClusterReconciler:
         self._last_reasons: dict[str, str] = {}
         self._wanted_since: dict[str, float] = {}  # node -> when a restart first looked needed (kept in memory)
         self._sights: dict[str, Sight] = {}  # the last look at each member, for what need not be read again
+        self._warned_unverified = False
         self._written: dict[tuple[str, str], dict[str, Any]] = {}  # the last status this process wrote, per object
         # leaving member -> (when its passing looks began, the members that stay they covered) (reconcile/drain)
         self._passed: dict[str, tuple[float, frozenset[str]]] = {}
@@ -397,6 +398,17 @@ class ClusterReconciler:
                         due=next_admission(ledger, wanted, now, grace=self.restart_grace,
                                            cooldown=self.restart_cooldown))
 
+    def _warn_unverified(self, body, spec: HarperClusterSpec) -> None:
+        """spec.tls.verify false: a Warning once per cluster and process, naming what it leaves open."""
+        if spec.tls.verify or self._warned_unverified:
+            return
+        self._warned_unverified = True
+        self.events(body, "Warning", "TLSNotVerified", (
+            "spec.tls.verify is false: the operator does not check who answers at the members' URLs, so a host that "
+            "takes a member's name receives the super_user credentials and the cluster's replication. Give the "
+            "operator the members' CA (spec.tls.caSecretRef) and remove verify: false; a provisioned cluster needs "
+            "neither (its pods have certificates of the operator's own CA)"))
+
     async def reconcile(self, body: Mapping[str, Any], nodes: list[Mapping[str, Any]], *,
                         declared: Declared = Declared(),
                         stopped: Callable[[], bool] = lambda: False,
@@ -419,6 +431,7 @@ class ClusterReconciler:
             return await self._hibernate(body, spec, nodes, pods)
 
         m = await read_membership(body, spec, nodes, self.cluster_domain)
+        self._warn_unverified(body, spec)
         paused = is_paused(body)
         sights = await self._look_all(m)
         now_intent = intent(m, sights, body, spec, declared, self._names.values())
