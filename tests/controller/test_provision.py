@@ -6,6 +6,9 @@ pin what the provisioning shell writes (and, in a steady state, that it writes n
 
 from __future__ import annotations
 
+import base64
+from datetime import datetime, timezone
+
 import pytest
 
 from fake_fleet import FakeKubeObjects
@@ -375,3 +378,30 @@ async def test_scaling_up_issues_certificates_for_the_new_pods_only_and_a_bad_on
     assert host(1) in pki.names(mended["hc-1.crt"]) and mended["hc-0.crt"] == after["hc-0.crt"]
     assert [m for _, r, m in events if r == "CertificatesIssued"] == [
         "issued certificates for hc-1 from the cluster's authority (Secret hc-tls)"]
+
+
+async def test_a_users_own_ca_signs_the_pods_certificates_and_stays_theirs(k8s, provisioner, events):
+    theirs = pki.new_authority("their PKI", datetime.now(timezone.utc))
+    other = pki.new_authority("another", datetime.now(timezone.utc))
+    k8s.put({"kind": "Secret", "metadata": {"name": "corp-ca", "labels": {"harperoperator.dev/readable": "true"}},
+             "data": {k: base64.b64encode(v.encode()).decode() for k, v in {
+                 "tls.crt": theirs.certificate + other.certificate, "tls.key": theirs.key}.items()}})
+    body = cluster(tls={"caSecretRef": {"name": "corp-ca", "key": "tls.crt"}}, deletionPolicy="Retain")
+    await provisioner.ensure(body, [], converged=False)
+    assert k8s.get("Secret", "hc-ca") is None and not any(r == "CertificateAuthorityCreated" for _, r, _ in events)
+    _, files = await k8s.read_secret("db", "hc-tls")
+    assert all(pki.signed_by(files[f"hc-{i}.crt"], theirs.certificate) for i in range(3))
+    assert files["ca.crt"] == theirs.certificate + other.certificate  # the pods trust the whole bundle given
+    # deletionPolicy Retain releases the pods' certificates, never the user's CA Secret.
+    released = await orphan(body)
+    assert "Secret hc-tls" in released and not any("corp-ca" in r or "hc-ca" in r for r in released)
+
+
+async def test_a_users_ca_without_its_key_is_refused_with_what_is_missing(k8s, provisioner):
+    k8s.put({"kind": "Secret", "metadata": {"name": "corp-ca", "labels": {"harperoperator.dev/readable": "true"}},
+             "data": {"ca.crt": base64.b64encode(b"-----BEGIN CERTIFICATE-----\n").decode()}})
+    view = await provisioner.ensure(cluster(tls={"caSecretRef": {"name": "corp-ca"}}), [], converged=False)
+    assert view.problem.reason == "CertificateAuthorityInvalid" and view.problem.permanent
+    assert "corp-ca" in view.problem.message and "ca.key or tls.key" in view.problem.message
+    assert "signs the pods' certificates" in view.problem.message
+    assert k8s.get("Secret", "hc-ca") is None and k8s.get("StatefulSet", "hc") is None

@@ -59,12 +59,16 @@ class TLS(Model):
     """TLS settings for talking to Harper."""
 
     verify: Annotated[bool, Field(
-        description="Verify the TLS certificates of the operations API and of the replication endpoint. "
-                    "Turn off only for self-signed test clusters; Harper's first join of self-signed "
-                    "nodes also needs it off (the peer signs a CSR).")] = True
+        description="Verify the TLS certificates of the operations API and of the replication endpoint. A "
+                    "provisioned cluster's pods have certificates of the operator's own CA, verified by default; "
+                    "external members made by Harper alone have self-signed CAs and need this off (or their CA "
+                    "in caSecretRef).")] = True
     ca_secret_ref: Annotated[SecretKeySelector | None, Field(
         description="Secret holding a PEM CA bundle to trust instead of the system roots. It must carry the "
-                    "label harperoperator.dev/readable=true.")] = None
+                    "label harperoperator.dev/readable=true. For a provisioned cluster it is your own CA, which "
+                    "signs the pods' certificates: the first certificate in the key is the CA's, and its private "
+                    "key is beside it as ca.key or tls.key. Absent on a provisioned cluster: the operator's own "
+                    "CA, the Secret NAME-ca.")] = None
 
 
 DeletionPolicy = Literal["Retain", "Delete"]

@@ -85,28 +85,34 @@ class Provisioner:
         self._applied: dict[str, str] = {}  # object key -> digest of what this process last applied
         self._secret_done = False
 
-    async def _certificates(self, body, owner: render.Owner, place: render.Place, ordinals: range) -> Problem | None:
-        """The cluster's authority (made once) and a good certificate for every pod that may run, written before the
-        StatefulSet so a new pod finds its own; None when both are in place."""
+    async def _certificates(self, body, spec: HarperClusterSpec, owner: render.Owner, place: render.Place,
+                            ordinals: range) -> Problem | None:
+        """The cluster's authority and a good certificate of it for every pod that may run, written before the
+        StatefulSet so a new pod finds its own; None when both are in place. The authority is the Secret
+        spec.tls.caSecretRef names (the user's own CA: its certificate, first in the key named, and the private key
+        beside it), else NAME-ca, which the operator makes once."""
         now = datetime.now(timezone.utc)
-        name = generated_ca_secret_name(self.name)
+        given = spec.tls.ca_secret_ref
+        name, cert_key = (given.name, given.key) if given else (generated_ca_secret_name(self.name), render.CA_KEY)
         found = await kube.read_secret(self.namespace, name)
-        if found is None:
+        if found is None and not given:
             if await kube.create_secret(render.ca_secret(owner, pki.new_authority(f"{self.namespace}/{self.name}", now))):
                 self.events(body, "Normal", "CertificateAuthorityCreated",
                             f"made the cluster's certificate authority, Secret {name}")
             found = await kube.read_secret(self.namespace, name)  # what was written, by this process or another
         readable, data = found or (False, {})
-        authority = pki.KeyPair(data.get(render.CA_KEY) or "", data.get("ca.key") or "")
+        authority = pki.KeyPair(data.get(cert_key) or "", next((data[k] for k in render.CA_PRIVATE_KEYS if data.get(k)), ""))
         try:
             usable = readable and pki.matches(authority) and not pki.due(authority.certificate, now)
         except pki.BadCertificate:
             usable = False
         if not usable:
+            fix = ("fix it: the operator signs the pods' certificates with that CA" if given else
+                   "restore it, or delete it for a new one (every pod then gets a new certificate)")
             return Problem("CertificateAuthorityInvalid", (
-                f"Secret {name} must hold the cluster's certificate authority (ca.crt and its ca.key, labelled "
-                "harperoperator.dev/readable=true, not expiring): the operator issues no certificate until it does. "
-                f"Restore it, or delete it for a new one (every pod then gets a new certificate)"), permanent=True)
+                f"Secret {name} must hold the cluster's certificate authority ({cert_key}, the CA's certificate first, "
+                f"and its private key as {' or '.join(render.CA_PRIVATE_KEYS)}; labelled harperoperator.dev/readable="
+                f"true; not expiring): the operator issues no certificate until it does; {fix}"), permanent=True)
         tls_name = render.tls_secret_name(self.name)
         current = await kube.read_secret(self.namespace, tls_name)
         files = current[1] if current and current[0] else {}
@@ -262,7 +268,8 @@ class Provisioner:
                 self.events(body, "Normal", "Scaled", f"StatefulSet {place.statefulset}: replicas {current} -> "
                                                       f"{plan.replicas}")
         else:
-            if spec.issues_certificates and (problem := await self._certificates(body, owner, place, range(top))):
+            if spec.issues_certificates and (problem := await self._certificates(body, spec, owner, place,
+                                                                                  range(top))):
                 return PodView(problem=problem)
             for obj in (render.headless_service(owner), render.client_service(owner), render.disruption_budget(owner)):
                 await self._apply(body, obj)
@@ -420,7 +427,9 @@ async def orphan(body: Mapping[str, Any]) -> list[str]:
     if spec.credentials is None:
         owned.append(("Secret", spec.secret_name(name)))
     if spec.issues_certificates:  # the retained pods mount their certificates, and trust the authority's
-        owned += [("Secret", render.tls_secret_name(name)), ("Secret", generated_ca_secret_name(name))]
+        owned.append(("Secret", render.tls_secret_name(name)))
+        if spec.tls.ca_secret_ref is None:  # a CA the user gave is theirs, never the cluster's
+            owned.append(("Secret", generated_ca_secret_name(name)))
     for kind, obj_name in owned:
         if await kube.merge_patch(kind, namespace, obj_name, {"metadata": {"ownerReferences": None}}):
             released.append(f"{kind} {obj_name}")

@@ -33,6 +33,7 @@ FIELD_MANAGER = "harper-operator"
 OPS_PORT, HTTP_PORT, REPLICATION_PORT = 9925, 9926, 9933
 TLS_DIR = "/etc/harper/tls"  # the pods' certificates Secret, mounted whole: <pod>.crt, <pod>.key and ca.crt
 CA_KEY = "ca.crt"
+CA_PRIVATE_KEYS = ("ca.key", "tls.key")  # where a CA Secret keeps its key: ours, or cert-manager's CA Secrets
 DEFAULT_UID = 65532
 # Pod names NAME-<ordinal> and the StatefulSet's revision label NAME-<10 characters> must stay DNS labels (63).
 MAX_NAME = 47
