@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import tomllib
+from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib.metadata import version
 from pathlib import Path
@@ -27,6 +28,7 @@ from harper_operator import cli
 from harper_operator import inspect as inspect_
 from harper_operator.controller import observe
 from harper_operator.harper.probe import ProbeResult
+from harper_operator.provision import pki
 
 GROUP_VERSION = "harperoperator.dev/v1alpha1"
 TOKEN = "user-token-of-the-kubeconfig"
@@ -582,3 +584,45 @@ def test_rendering_needs_nothing_but_the_documents():
                                                  ("n", "c", "-", "False", "-", "3m")]
     assert render.plan_lines({"leftAlone": [], "diagnosed": [], "operations": [], "pendingRestart": [],
                               "throughApiServer": []}) == ["nothing to do"]
+
+
+# ---------------------------------------------------------------------------------------------- certificates
+
+
+def _tls_secret(api: FakeApiServer, files: dict[str, str], name: str = "hc-tls", namespace: str = "team-a") -> None:
+    api.add("secrets", {"apiVersion": "v1", "kind": "Secret",
+                        "metadata": {"name": name, "namespace": namespace,
+                                     "labels": {"harperoperator.dev/readable": "true"}},
+                        "data": {k: base64.b64encode(v.encode()).decode() for k, v in files.items()}})
+
+
+def test_certificates_of_a_provisioned_cluster_from_its_secret(api, capsys):
+    now = datetime.now(timezone.utc)
+    ca = pki.new_authority("team-a/hc", now)
+    api.add("harperclusters", cluster("hc", instances={"image": "h:1", "replicas": 2}))
+    pairs = {f"hc-{i}": pki.issue(ca, f"hc-{i}.hc.team-a.svc.cluster.local", [], now) for i in range(2)}
+    files = {"ca.crt": ca.certificate, **{f"{p}.crt": kp.certificate for p, kp in pairs.items()},
+             **{f"{p}.key": kp.key for p, kp in pairs.items()}}
+    _tls_secret(api, files)
+    code, out, err = run(capsys, "certificates", "hc")
+    assert code == 0, err
+    rows = [line.split() for line in out.splitlines()]
+    assert rows[0] == ["POD", "SUBJECT", "ISSUER", "NOT-AFTER", "DAYS-LEFT", "VERIFIED", "KEY"]
+    assert [r[0] for r in rows[1:]] == ["hc-0", "hc-1"] and all(r[-2:] == ["yes", "ok"] for r in rows[1:])
+    assert not any(kp.key.splitlines()[1] in out for kp in pairs.values())  # nothing of a key is printed
+    # Another authority's certificate, and a key that is not its own: exit 3, named.
+    stranger = pki.new_authority("elsewhere", now)
+    foreign = pki.issue(stranger, "hc-1.hc.team-a.svc.cluster.local", [], now)
+    files["hc-1.crt"], files["hc-1.key"], files["hc-0.key"] = foreign.certificate, foreign.key, pairs["hc-1"].key
+    _tls_secret(api, files)
+    code, out, err = run(capsys, "certificates", "hc", "-o", "json")
+    doc = json.loads(out)
+    assert code == 3 and "hc-0, hc-1" in err
+    assert [(c["pod"], c["signedByTrustedCA"], c["keyMatches"]) for c in doc["certificates"]] == [
+        ("hc-0", True, False), ("hc-1", False, True)]
+
+
+def test_certificates_of_an_external_cluster_say_whose_they_are(api, capsys):
+    meshed(api)
+    code, out, err = run(capsys, "certificates", "demo")
+    assert code == 1 and out == "" and "Harper's own or yours" in err

@@ -1,4 +1,5 @@
-"""`harper-operator run | crds | plan | status`, and the kubectl plugin `kubectl harper status | plan | crds`.
+"""`harper-operator run | crds | plan | status | certificates`, and the kubectl plugin `kubectl harper status | plan |
+certificates | crds`.
 
 Exit codes of status and plan (docs/cli.md): 0 ok (status: the cluster is Ready), 1 a usage or API error,
 2 not found, 3 the cluster is not Ready (status).
@@ -84,6 +85,13 @@ def _plan(args: argparse.Namespace) -> int:
 
 
 @_inspecting
+def _certificates(args: argparse.Namespace) -> int:
+    from .inspect import certificates
+
+    return certificates(args.cluster, _options(args))
+
+
+@_inspecting
 def _status(args: argparse.Namespace) -> int:
     from .inspect import status
 
@@ -128,6 +136,13 @@ def _inspect_commands(sub, *, given_only: bool) -> None:
         cmd.add_argument("--cluster-domain", default=os.environ.get("CLUSTER_DOMAIN", "cluster.local"),
                          help="the cluster's DNS domain, as in <svc>.<ns>.svc.<domain> (default cluster.local)")
         cmd.set_defaults(func=func)
+    certs = sub.add_parser("certificates", help="the certificates the operator issued a provisioned cluster's pods",
+                           description="Reads the Secret NAME-tls with your credentials (your RBAC decides; no "
+                                       "Harper call): each pod's names, issuer, expiry, and whether the CA bundle "
+                                       "the pods trust verifies it. Exit code 3 when one needs a look.")
+    certs.add_argument("cluster", help="HarperCluster name")
+    _connection_flags(certs, given_only=given_only)
+    certs.set_defaults(func=_certificates, via=None, all_namespaces=False, cluster_domain="cluster.local")
 
 
 def parser() -> argparse.ArgumentParser:

@@ -20,12 +20,13 @@ The modules, from the pure ones to the commands:
 * kubeapi: the user's kubeconfig and the Kubernetes reads (clusters, nodes, Secrets).
 * proxy: ProxiedHarperClient, the transport through the API server (Harper's login and session cookie).
 * transports: RoutedPool (the direct client or the proxied one, per member) and `look`.
-* commands: Options, status, plan.
+* certificates: the rows of `certificates`, from a provisioned cluster's Secret NAME-tls. Pure.
+* commands: Options, status, plan, certificates.
 """
 
-from .commands import Options, plan, status
+from .commands import Options, certificates, plan, status
 from .errors import FAILED, NOT_FOUND, NOT_READY, OK, CliError, NotFound
 from .routing import DIRECT, LIVE, Refused, proxy_path, route
 
 __all__ = ["DIRECT", "FAILED", "LIVE", "NOT_FOUND", "NOT_READY", "OK", "CliError", "NotFound", "Options",
-           "Refused", "plan", "proxy_path", "route", "status"]
+           "Refused", "certificates", "plan", "proxy_path", "route", "status"]

@@ -1,15 +1,18 @@
-"""The commands themselves: `status` and `plan`, from reading to printing."""
+"""The commands themselves: `status`, `plan` and `certificates`, from reading to printing."""
 
 from __future__ import annotations
 
 import asyncio
 import sys
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import TextIO
 
 from ..controller.loop import intent
-from .errors import NOT_READY, OK, CliError
-from .kubeapi import connect, get_cluster, list_clusters, nodes_of, read_membership, spec_of
+from ..provision.render import tls_secret_name
+from .certificates import certificate_rows, certificate_table
+from .errors import NOT_READY, OK, CliError, NotFound
+from .kubeapi import connect, get_cluster, list_clusters, nodes_of, read_membership, read_secret, spec_of
 from .render import (clusters_table, cluster_row, dump, live_document, live_rows, plan_document, plan_lines,
                      status_document, status_rows, table)
 from .routing import LIVE
@@ -83,4 +86,37 @@ def plan(cluster: str, opts: Options, out: TextIO | None = None) -> int:
         out.write("".join(line + "\n" for line in plan_lines(doc)))
     else:
         dump(doc, opts.output, out)
+    return OK
+
+
+def certificates(cluster: str, opts: Options, out: TextIO | None = None) -> int:
+    """The certificates the operator issued a provisioned cluster's pods (Secret NAME-tls, read with the user's
+    credentials): names, issuer, expiry, and whether the CA bundle the pods trust verifies each. Exit code 3 when one
+    is not verified, has a key that is not its own, or is due for renewal."""
+    out = out or sys.stdout
+    err = opts.err or sys.stderr
+    kube = connect(opts.kubeconfig, opts.context)
+    namespace = opts.namespace or kube.namespace
+    body = get_cluster(kube, namespace, cluster)
+    if not spec_of(body).issues_certificates:
+        raise CliError(f"HarperCluster {namespace}/{cluster} is not provisioned from a pod template of the "
+                       "operator's: its members' certificates are Harper's own or yours (spec.tls.caSecretRef names "
+                       "the CA the operator trusts)")
+    name = tls_secret_name(cluster)
+    found = read_secret(kube, namespace, name)
+    if found is None:
+        raise NotFound(f"Secret {namespace}/{name} not found: the operator has not issued the pods' certificates "
+                       "yet (see kubectl harper status)")
+    if not found.readable:
+        raise CliError(found.error or f"Secret {namespace}/{name} is not labelled harperoperator.dev/readable=true")
+    rows = certificate_rows(found.data, datetime.now(timezone.utc))
+    if opts.output == "table":
+        table(certificate_table(rows), out) if rows else err.write(f"No certificates in Secret {namespace}/{name}\n")
+    else:
+        dump({"secret": name, "certificates": rows}, opts.output, out)
+    bad = [r["pod"] for r in rows if not (r.get("signedByTrustedCA") and r.get("keyMatches")) or r.get("renewDue")]
+    if bad:
+        err.write(f"certificates to look at: {', '.join(bad)} (not verified by the trusted CA, a key that is not "
+                  "their own, or due for renewal: the operator issues them again at its next round)\n")
+        return NOT_READY
     return OK

@@ -174,6 +174,11 @@ def matches(pair: KeyPair) -> bool:
     return _load_key(pair.key).public_key().public_numbers() == load(pair.certificate).public_key().public_numbers()
 
 
+def split(bundle_pem: str) -> list[str]:
+    """Each certificate of a PEM bundle on its own (none for empty text)."""
+    return [_pem(cert) for cert in load_all(bundle_pem)] if bundle_pem.strip() else []
+
+
 def bundle(*pems: str) -> str:
     """Certificates one after the other, each once, in the order given: what a peer trusts during a rollover."""
     seen: dict[str, None] = {}
