@@ -99,8 +99,8 @@ def provisioned(bed, n: int) -> dict:
     bed.apply({"apiVersion": GROUP_VERSION, "kind": "HarperCluster", "metadata": {"name": "hc"},
                "spec": {"instances": {"replicas": n, "image": bed.images["harper"],
                                       "storage": {"size": "1Gi", "storageClassName": ""},
-                                      "env": [{"name": "THREADS_COUNT", "value": "1"}]},
-                        "tls": {"verify": False}}}, namespace=ns)
+                                      "env": [{"name": "THREADS_COUNT", "value": "1"}]}}},
+               namespace=ns)  # TLS: the default, the cluster's own CA, verified
     wait_until("provisioned pods Ready", lambda: all_ready(bed, ns, "harperoperator.dev/cluster=hc", n),
                timeout=300, interval=0.25)
     pods_at = time.monotonic()
@@ -188,7 +188,7 @@ def provisioned_scale_down(bed) -> dict:
                "spec": {"instances": {"replicas": 5, "image": bed.images["harper"],
                                       "storage": {"size": "1Gi", "storageClassName": ""},
                                       "env": [{"name": "THREADS_COUNT", "value": "1"}]},
-                        "tls": {"verify": False}, "reconcileIntervalSeconds": 10}}, namespace=ns)
+                        "reconcileIntervalSeconds": 10}}, namespace=ns)  # TLS: the cluster CA, verified
     wait_until("HarperCluster Ready 5/5", lambda: _ready(bed, ns, 5), timeout=400, interval=0.5)
     secret = bed.get("secret", "hc-admin", ns)["data"]
     auth = tuple(base64.b64decode(secret[k]).decode() for k in ("username", "password"))
