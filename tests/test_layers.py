@@ -37,7 +37,7 @@ ALLOWED = {
     "metrics": set(),
     "controller": {"reconcile", "provision", "harper", "api", "kube"},
     "handlers": {"controller", "reconcile", "provision", "harper", "api", "kube", "settings", "metrics"},
-    "inspect": {"controller", "reconcile", "harper", "api", "kube"},
+    "inspect": {"controller", "reconcile", "provision", "harper", "api", "kube"},
     "runner": {"handlers", "kube", "metrics", "settings"},
     "cli": {"runner", "inspect", "api", "settings", "kube", "handlers"},
 }

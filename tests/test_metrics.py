@@ -30,10 +30,14 @@ def test_an_unknown_lag_is_absent_not_stale():
 
 def test_a_gone_cluster_leaves_no_series():
     metrics.cluster_round("ns-m", "c3", seconds=0.1, declared=2, ready=2, max_lag_ms=10)
+    metrics.certificates_expire("ns-m", "c3", 1_900_000_000.0)
+    assert value("harper_operator_cluster_certificate_expiry_timestamp_seconds", namespace="ns-m",
+                 cluster="c3") == 1_900_000_000.0
     metrics.forget_cluster("ns-m", "c3")
     for name in ("harper_operator_cluster_ready_nodes", "harper_operator_cluster_declared_nodes",
                  "harper_operator_cluster_max_lag_seconds",
-                 "harper_operator_cluster_last_reconcile_timestamp_seconds"):
+                 "harper_operator_cluster_last_reconcile_timestamp_seconds",
+                 "harper_operator_cluster_certificate_expiry_timestamp_seconds"):
         assert value(name, namespace="ns-m", cluster="c3") is None, name
     metrics.forget_cluster("ns-m", "never-seen")
 

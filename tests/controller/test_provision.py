@@ -13,7 +13,7 @@ import pytest
 
 from fake_fleet import FakeKubeObjects
 
-from harper_operator import kube, metrics
+from harper_operator import kube
 from harper_operator.controller.provision import Provisioner, _pods, orphan
 from harper_operator.provision import pki
 
@@ -103,8 +103,7 @@ async def test_a_new_cluster_gets_its_objects_an_admin_secret_and_one_harper_nod
     template = k8s.get("StatefulSet", "hc")["spec"]["template"]["spec"]
     assert template["volumes"] == [{"name": "tls", "secret": {"secretName": "hc-tls"}}]
     # The first expiry among them, for the HarperCertificateExpiring alert: a pod's, a year from now.
-    first = metrics.CERTIFICATE_EXPIRY.labels("db", "hc")._value.get()
-    assert first == min(pki.expires(files[f"hc-{i}.crt"]).timestamp() for i in range(3))
+    assert provisioner.first_expiry == min(pki.expires(files[f"hc-{i}.crt"]).timestamp() for i in range(3))
     assert view.problem is not None and not view.problem.permanent and view.problem.reason == "Scaling"
     assert view.replicas == 0 and f"{CLUSTER_LABEL}=hc" in view.selector
     assert view.not_ready == {host(i) for i in range(3)}

@@ -17,7 +17,7 @@ from typing import Any, Awaitable, Callable, Mapping
 
 from pydantic import ValidationError
 
-from .. import kube, metrics
+from .. import kube
 from ..api import HarperClusterSpec
 from ..api.cluster import generated_ca_secret_name
 from ..provision import pki, render
@@ -84,6 +84,9 @@ class Provisioner:
         self.enabled = enabled
         self._applied: dict[str, str] = {}  # object key -> digest of what this process last applied
         self._secret_done = False
+        # When the first of the certificates issued the pods (or their authority) expires, seconds since the epoch;
+        # the handler exports it (HarperCertificateExpiring). None: no certificate issued by this process yet.
+        self.first_expiry: float | None = None
 
     async def _certificates(self, body, spec: HarperClusterSpec, owner: render.Owner, place: render.Place,
                             ordinals: range) -> Problem | None:
@@ -123,8 +126,8 @@ class Provisioner:
         renewed = sorted(pod for pod in issued if issued[pod] is not held.get(pod))
         stale = files.get(render.CA_KEY) != authority.certificate or set(files) != {
             render.CA_KEY, *(f"{pod}.{ext}" for pod in issued for ext in ("crt", "key"))}
-        metrics.certificates_expire(self.namespace, self.name, min(
-            pki.expires(pem).timestamp() for pem in [authority.certificate, *(c.certificate for c in issued.values())]))
+        self.first_expiry = min(pki.expires(pem).timestamp()
+                                for pem in [authority.certificate, *(c.certificate for c in issued.values())])
         if renewed or stale:
             await self._apply(body, render.tls_secret(owner, authority.certificate, issued), force=True)
             if renewed:

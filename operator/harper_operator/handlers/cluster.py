@@ -101,6 +101,8 @@ async def run_cluster(namespace, name, body, stopped, members: kopf.Index, decla
                 metrics.cluster_round(namespace, name, seconds=time.monotonic() - began,
                                       declared=0 if result.hibernated else len(nodes),
                                       ready=result.ready_nodes, max_lag_ms=result.max_lag_ms)
+                if provisioner.first_expiry is not None:
+                    metrics.certificates_expire(namespace, name, provisioner.first_expiry)
                 if result.converged or result.permanent:
                     backoff = 2.0  # permanent problems wait for a change or the interval: no retry storm
                 else:
