@@ -37,16 +37,33 @@ def _written(operator) -> str:
     return f"writes by operation: {counts}\n" + "\n".join(lines[-30:])
 
 
+APART = "both show apart"  # the reason of the one restart Harper's gossip may need (reconcile/restarts.py)
+
+
+def _by_operation(operator) -> dict[str, float]:
+    return {op: operator.metric(WRITES, operation=op) for op in ("add_node", "update_node", "remove_node", "restart")}
+
+
+def _joined_with(operator, before: dict[str, float], add_nodes: int) -> None:
+    """The writes since `before` are `add_nodes` add_node calls on a seed, and at most one restart, for a pair Harper
+    left apart: seen in CI (run 10, 2026-12-07), after the seed's add_node for a 4th node, the new node and one peer
+    each held the other's record and never connected, until the operator restarted the new node after
+    APART_GRACE (60 s). That is Harper's gossip, not the operator's plan; any other write is a failure."""
+    done = {op: n - before[op] for op, n in _by_operation(operator).items()}
+    restarts = [line for line in operator.log_tail(2000).splitlines() if ": restart " in line]
+    assert done["add_node"] == add_nodes and done["update_node"] == done["remove_node"] == 0, _written(operator)
+    assert done["restart"] == 0 or (done["restart"] == 1 and APART in restarts[-1]), _written(operator)
+
+
 def test_grow_shrink_shard_and_steady_state(kube, operator, harper_nodes):
     a, b, c, d = harper_nodes[:4]
     kit.ensure_table([a, b, c, d], "data", "life")
-    writes = operator.metric(WRITES)
+    before = _by_operation(operator)
     kube.apply(kit.secret("harper-admin", a.username, a.password), kit.cluster("life"),
                *(kit.node(f"life-{h.name.split('.')[-1]}", "life", h) for h in (a, b, c)))
     _ready(kube, 3)
     kit.wait_until("3-node mesh", kit.mesh_is([a, b, c], kit.full_mesh([a, b, c])))
-    assert operator.metric(WRITES) - writes == 2, "a 3-node mesh from nothing takes n-1 = 2 add_node\n" + _written(
-        operator)
+    _joined_with(operator, before, 2)  # a 3-node mesh from nothing takes n-1 = 2 add_node
     _replicates(b, [a, c])
 
     # Steady state: several timer periods (5 s each) without a single write to Harper.
@@ -57,11 +74,11 @@ def test_grow_shrink_shard_and_steady_state(kube, operator, harper_nodes):
     assert operator.metric(WRITES) == writes, "the operator wrote to Harper at steady state"
 
     # Grow to 4: one add_node on a seed, gossip does the rest.
-    writes = operator.metric(WRITES)
+    before = _by_operation(operator)
     kube.apply(kit.node(f"life-{d.name.split('.')[-1]}", "life", d))
     _ready(kube, 4)
     kit.wait_until("4-node mesh", kit.mesh_is([a, b, c, d], kit.full_mesh([a, b, c, d])))
-    assert operator.metric(WRITES) - writes == 1, _written(operator)
+    _joined_with(operator, before, 1)
     _replicates(d, [a, b, c])
 
     # Shrink back to 3: remove_node spreads; nobody keeps d connected.
