@@ -106,7 +106,11 @@ class HarperNode:
 
     def wait_healthy(self, timeout: float = 120) -> "HarperNode":
         def check() -> bool:
-            child = self._proc  # exit code 0 is a restart in progress, see _watch
+            # Under the lock: _watch counts a restart, forgets the old process and starts the new one while holding
+            # it, and a read in between saw no process at all (CI run 11: "not running (exit code None)" just after
+            # a restart operation was counted). Exit code 0 is a restart in progress.
+            with self._lock:
+                child = self._proc
             if child is None or child.poll() not in (None, 0):
                 raise RuntimeError(f"Harper {self.name} is not running (exit code "
                                    f"{child and child.returncode})\n{self.log_tail(40)}")
