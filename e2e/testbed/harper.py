@@ -48,6 +48,7 @@ class HarperNode:
         self._lock = threading.RLock()
         self.restarts = 0  # restarts Harper asked for itself ({"operation": "restart"})
         self.installs = 0  # reinstalls: each makes a new certificate authority under the node's old name
+        self.relaunch_error: str | None = None  # why the last relaunch after a restart operation failed
         self.home.mkdir(parents=True, exist_ok=True)
 
     def __repr__(self) -> str:
@@ -102,7 +103,19 @@ class HarperNode:
             if self._proc is child and child.returncode == 0:
                 self.restarts += 1
                 self._proc = None
-                self.start()
+                # The exited process's ports can take a moment to be free again; a relaunch that still cannot bind
+                # them is said by wait_healthy, not lost in this thread.
+                deadline = time.monotonic() + 10
+                while True:
+                    try:
+                        self.start()
+                        self.relaunch_error = None
+                        break
+                    except RuntimeError as e:
+                        if time.monotonic() > deadline:
+                            self.relaunch_error = str(e)
+                            break
+                        time.sleep(0.2)
 
     def wait_healthy(self, timeout: float = 120) -> "HarperNode":
         def check() -> bool:
@@ -112,8 +125,9 @@ class HarperNode:
             with self._lock:
                 child = self._proc
             if child is None or child.poll() not in (None, 0):
-                raise RuntimeError(f"Harper {self.name} is not running (exit code "
-                                   f"{child and child.returncode})\n{self.log_tail(40)}")
+                raise RuntimeError(f"Harper {self.name} is not running (exit code {child and child.returncode}"
+                                   f"{'; relaunch failed: ' + self.relaunch_error if self.relaunch_error else ''})"
+                                   f"\n{self.log_tail(40)}")
             return self.healthy()
 
         proc.wait_for(f"Harper {self.name} /health", check, timeout=timeout, interval=0.25,
