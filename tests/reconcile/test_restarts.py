@@ -38,7 +38,7 @@ def loop_message(node: str, ago: int, before: str, now: str) -> str:
 def test_pending_reconnect_and_shard_become_settling_restarts():
     pending = {"c": "routes, shard", "a": "reconnect", "b": "routes"}
     assert restarts_for_pending(pending) == [
-        Restart("a", "reconnect to its peers", settle=True),
+        Restart("a", "reconnect to its peers", settle=True, transient=True),
         Restart("c", "load replication routes and drop the shard its spec clears", settle=True)]
     assert restarts_for_pending({}) == []
 
@@ -345,7 +345,7 @@ def test_a_pair_apart_waits_its_longer_grace_and_reconnect_the_default():
     from harper_operator.reconcile.restarts import APART_GRACE
     wanted = restarts_for_pending({"a": "apart"})
     assert wanted == [Restart("a", "connect to a peer that it and the peer both show apart", settle=True,
-                              grace=APART_GRACE)]
+                              grace=APART_GRACE, transient=True)]
     admitted, _, ledger = admit(RestartLedger(), wanted, 0.0, grace=10)
     admitted, _, ledger = admit(ledger, wanted, 30.0, grace=10)
     assert admitted == []  # past the default grace, within its own
@@ -398,3 +398,40 @@ def test_a_peer_is_restarted_for_a_refused_join_only_after_the_grace_once_for_al
     assert only.on == "p" and only.settle and only.grace == 0.0 and "old certificate authority of w" in only.reason
     both = restarts_for_refused_joins(refused, 200.0)
     assert [r.on for r in both] == ["p", "q"] and "of v" in both[0].reason and "of w" in both[0].reason
+
+
+def test_a_reconnect_right_after_a_join_waits_for_the_join_to_settle():
+    """Seen in CI: a node added through a seed showed its own link to a peer down for 18 s, and was restarted for
+    `reconnect` at the default grace. A transient picture waits JOIN_GRACE after the last join; without a join, or
+    once the join is old, the default grace holds; a join repeated every round holds it JOIN_CAP at most."""
+    from harper_operator.reconcile.restarts import JOIN_CAP, JOIN_GRACE
+    wanted = restarts_for_pending({"d": "reconnect"})
+    assert wanted[0].transient
+    _, _, ledger = admit(RestartLedger(), wanted, 100.0, grace=10, joined_at=95.0)
+    admitted, _, ledger = admit(ledger, wanted, 118.0, grace=10, joined_at=95.0)
+    assert admitted == []  # past the default grace, 23 s after the join
+    assert next_admission(ledger, wanted, 118.0, grace=10, joined_at=95.0) == 95.0 + JOIN_GRACE - 118.0
+    admitted, _, _ = admit(ledger, wanted, 95.0 + JOIN_GRACE, grace=10, joined_at=95.0)
+    assert [r.on for r in admitted] == ["d"]
+    # No join since this process began, or an old one: the default grace.
+    for joined in (None, 0.0):
+        _, _, ledger = admit(RestartLedger(), wanted, 100.0, grace=10, joined_at=joined)
+        assert [r.on for r in admit(ledger, wanted, 110.0, grace=10, joined_at=joined)[0]] == ["d"]
+    # A join in every round: held, but not past JOIN_CAP after the picture began.
+    _, _, ledger = admit(RestartLedger(), wanted, 100.0, grace=10, joined_at=100.0)
+    assert admit(ledger, wanted, 100.0 + JOIN_CAP - 1, grace=10, joined_at=100.0 + JOIN_CAP - 2)[0] == []
+    assert [r.on for r in admit(ledger, wanted, 100.0 + JOIN_CAP, grace=10, joined_at=100.0 + JOIN_CAP - 1)[0]] \
+        == ["d"]
+
+
+def test_only_a_picture_a_join_explains_waits_for_the_join():
+    """A shard to clear, a forgotten CA, a restart that follows a write of ours: a join explains none of them."""
+    shard = restarts_for_pending({"a": "shard"})
+    mixed = restarts_for_pending({"b": "reconnect, shard"})
+    assert not shard[0].transient and not mixed[0].transient
+    _, _, ledger = admit(RestartLedger(), shard, 100.0, grace=10, joined_at=100.0)
+    assert [r.on for r in admit(ledger, shard, 110.0, grace=10, joined_at=100.0)[0]] == ["a"]
+    # One node, a transient wish and one that is not: the merged restart is not transient.
+    both = restarts_for_pending({"c": "apart"}) + [Restart("c", "x", settle=True)]
+    _, _, ledger = admit(RestartLedger(), both, 100.0, grace=10, joined_at=100.0)
+    assert [r.on for r in admit(ledger, both, 110.0, grace=10, joined_at=100.0)[0]] == ["c"]

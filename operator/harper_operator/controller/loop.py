@@ -281,6 +281,7 @@ class ClusterReconciler:
         self._replaced: dict[str, float] = {}  # member -> when a new pod of it appeared that no restart of ours made
         self._consumed: dict[str, float] = {}  # member -> the time of the restart of ours whose new pod was seen
         self._refused_joins: dict[tuple[str, str], float] = {}  # (member, peer) -> since when the peer cuts its join
+        self._joined_at: float | None = None  # when this process last added a member (restarts.JOIN_GRACE)
         self._names: dict[str, str] = {}  # HarperNode -> the name its Harper last reported (docs/safety.md, S4)
         self._drain_waits: dict[str, str] = {}  # leaving member -> what its proof waited for at the last round
         self._ledger: RestartLedger | None = None  # the restart ledger as this process last booked it
@@ -392,11 +393,12 @@ class ClusterReconciler:
         now = self.clock()
         admitted, problems, ledger = admit(before, wanted, now, unreachable=down,
                                            grace=self.restart_grace, cooldown=self.restart_cooldown,
-                                           changed_at=self._others_replaced(pods, before, now))
+                                           changed_at=self._others_replaced(pods, before, now),
+                                           joined_at=self._joined_at)
         self._wanted_since = dict(ledger.wanted_since)
         return Restarts(admitted, problems, before, ledger,
                         due=next_admission(ledger, wanted, now, grace=self.restart_grace,
-                                           cooldown=self.restart_cooldown))
+                                           cooldown=self.restart_cooldown, joined_at=self._joined_at))
 
     def _warn_unverified(self, body, spec: HarperClusterSpec) -> None:
         """spec.tls.verify false: a Warning once per cluster and process, naming what it leaves open."""
@@ -591,6 +593,8 @@ class ClusterReconciler:
         if ran:
             await self._book(body, restarts.ledger)
         self._note_refused_joins(outcomes)
+        if any(isinstance(o.operation, AddNode) and not o.error and not o.skipped for o in outcomes):
+            self._joined_at = self.clock()
         failed = [o for o in outcomes if o.error]
         failure = _failure(failed[0].operation, failed[0].error, len(failed)) if failed else None
         return sum(1 for o in outcomes if not o.skipped), failure

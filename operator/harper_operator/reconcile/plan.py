@@ -127,6 +127,9 @@ class Restart:
     reason: str = ""
     settle: bool = False
     grace: float | None = None  # a settle restart's own grace period (seconds); None: the budget's default
+    # a picture a member still joining shows for a while (reconnect, apart): it also waits for the last join to
+    # settle (restarts.JOIN_GRACE)
+    transient: bool = False
 
     def describe(self) -> str:
         return f"restart {self.on}" + (f" ({self.reason})" if self.reason else "")

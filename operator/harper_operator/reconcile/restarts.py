@@ -33,6 +33,14 @@ _SETTLE_REASONS = {"reconnect": "reconnect to its peers", "shard": "drop the sha
                    "apart": "connect to a peer that it and the peer both show apart"}
 # A pair apart waits longer than the default grace: a node that joins normally shows pairs down for ~20 s.
 APART_GRACE = 60.0
+# A member the operator added a moment ago is still connecting: for a while a member may show its own link to it, or
+# to a peer it has just learnt of, down while the other side shows it up (seen in CI on 2026-12-07: a 4th node added
+# through a seed showed a link down for 18 s under load, and was restarted for `reconnect` at the default grace).
+# A restart for such a picture waits JOIN_GRACE after the operator's last join, but never more than JOIN_CAP after
+# the picture began: a join that repeats every round must not hold a needed restart back for ever.
+JOIN_GRACE = APART_GRACE
+JOIN_CAP = 2 * JOIN_GRACE
+_TRANSIENT = {"reconnect", "apart"}
 _REASON_WORDS = {"routes": ROUTES_RESTART, **_SETTLE_REASONS}
 _NO_REASON = "apply what Harper reads only at start-up"
 
@@ -44,7 +52,8 @@ def restarts_for_pending(pending: Mapping[str, str]) -> list[Restart]:
         reasons = [w.strip() for w in str(why).split(",") if w.strip()]
         if any(r in _SETTLE_REASONS for r in reasons):
             out.append(Restart(node, " and ".join(_REASON_WORDS.get(r, r) for r in reasons), settle=True,
-                               grace=APART_GRACE if set(reasons) & set(_SETTLE_REASONS) == {"apart"} else None))
+                               grace=APART_GRACE if set(reasons) & set(_SETTLE_REASONS) == {"apart"} else None,
+                               transient=set(reasons) <= _TRANSIENT))
     return out
 
 
@@ -136,17 +145,29 @@ def _merge(node: str, wishes: Sequence[Restart]) -> Restart:
     """One restart per node serves every reason; it may wait for settling only when every reason may."""
     reasons = sorted({w.reason for w in wishes if w.reason})
     graces = [w.grace for w in wishes if w.settle]
-    return Restart(node, " and ".join(reasons) or _NO_REASON, settle=all(w.settle for w in wishes),
-                   grace=None if None in graces or not graces else min(graces))
+    settle = all(w.settle for w in wishes)
+    return Restart(node, " and ".join(reasons) or _NO_REASON, settle=settle,
+                   grace=None if None in graces or not graces else min(graces),
+                   transient=settle and all(w.transient for w in wishes))
 
 
 def _grace(want: Restart, default: float) -> float:
     return default if want.grace is None else want.grace
 
 
+def _settled_at(want: Restart, since: float, grace: float, joined_at: float | None) -> float:
+    """When a settle restart wanted since `since` may run: after its grace, and a transient one also after the last
+    join has had JOIN_GRACE (capped at JOIN_CAP after `since`)."""
+    at = since + _grace(want, grace)
+    if want.transient and joined_at is not None:
+        at = max(at, min(joined_at + JOIN_GRACE, since + JOIN_CAP))
+    return at
+
+
 def admit(ledger: RestartLedger, wanted: Sequence[Restart], now: float, *, unreachable: Collection[str] = (),
           grace: float = 10.0, cooldown: float = 120.0,
-          changed_at: Mapping[str, float] | None = None) -> tuple[list[Restart], list[Problem], RestartLedger]:
+          changed_at: Mapping[str, float] | None = None,
+          joined_at: float | None = None) -> tuple[list[Restart], list[Problem], RestartLedger]:
     """The restarts to run now (at most one), the problems to report, and the ledger for the next call.
 
     wanted: every restart wanted this round (plan()'s and restarts_for_pending()'s); owed ones are added.
@@ -156,6 +177,7 @@ def admit(ledger: RestartLedger, wanted: Sequence[Restart], now: float, *, unrea
     a loop (seen: a rolling update replaced a pod 59 s after a survivor's reconnect restart, and the survivor's next
     reconnect was called a RestartLoop, Stalled). The shell excludes the pods of its own restarts: counting those
     reset the cooldown at every restart (seen: one pod deleted 8 times in 105 s, and no RestartLoop).
+    joined_at: when the operator last added a member (a successful add_node); None: not since this process began.
     """
     down = set(unreachable)
     wishes: dict[str, list[Restart]] = {}
@@ -178,7 +200,7 @@ def admit(ledger: RestartLedger, wanted: Sequence[Restart], now: float, *, unrea
         # that outlasts the grace period says the restart did not help.
         # A need for another reason (a spec changed since, say) is no loop: it waits out the cooldown quietly
         # (seen: a shard cleared 93 s after a reconnect restart was reported as RestartLoop, Stalled).
-        if (node in recent and (not want.settle or now - since[node] >= _grace(want, grace))
+        if (node in recent and (not want.settle or now >= _settled_at(want, since[node], grace, joined_at))
                 and set(want.reason.split(" and ")) & set(recent[node][0].split(" and "))):
             reason, when = recent[node]
             problems.append(Problem(
@@ -188,7 +210,8 @@ def admit(ledger: RestartLedger, wanted: Sequence[Restart], now: float, *, unrea
                 f"operator tries again after {cooldown:.0f}s)", node=node, permanent=True))
 
     eligible = [n for n, want in merged.items()
-                if n not in recent and n not in down and (not want.settle or now - since[n] >= _grace(want, grace))]
+                if n not in recent and n not in down
+                and (not want.settle or now >= _settled_at(want, since[n], grace, joined_at))]
     admitted = [merged[eligible[0]]] if eligible and not down else []
 
     made = {r.on for r in admitted}
@@ -206,7 +229,7 @@ def admit(ledger: RestartLedger, wanted: Sequence[Restart], now: float, *, unrea
 
 
 def next_admission(ledger: RestartLedger, wanted: Sequence[Restart], now: float, *, grace: float = 10.0,
-                   cooldown: float = 120.0) -> float | None:
+                   cooldown: float = 120.0, joined_at: float | None = None) -> float | None:
     """Seconds until the soonest restart wanted now but held back by its grace or its node's cooldown could be
     admitted; None when none waits for either. `ledger`: what admit() returned for `wanted` at `now`.
 
@@ -221,7 +244,7 @@ def next_admission(ledger: RestartLedger, wanted: Sequence[Restart], now: float,
         if since is None:
             continue  # admitted now, or wanted without a grace
         want = _merge(node, ws)
-        at = since + _grace(want, grace) if want.settle else now
+        at = _settled_at(want, since, grace, joined_at) if want.settle else now
         if node in ledger.done:
             at = max(at, ledger.done[node][1] + cooldown)
         if at > now:
