@@ -340,6 +340,26 @@ async def test_wrong_password_stalls_the_cluster_with_the_members_cause(fleet, f
     assert condition(cluster, "Reconciling")["status"] == "False"
 
 
+async def test_a_certificate_the_operator_does_not_trust_stalls_naming_the_member_and_the_certificate(fleet,
+                                                                                                       fake_kube):
+    from datetime import datetime, timezone
+
+    from harper_operator.harper.errors import TLSVerificationError
+    from harper_operator.harper.tls import CertificateInfo
+    served = CertificateInfo(subject="CN=n2", issuer="CN=Old-CA", not_after=datetime(2026, 1, 2, tzinfo=timezone.utc))
+    fleet.failures[(B, "cluster_status")] = TLSVerificationError(
+        "cluster_status", None, "TLS to the operations API failed: certificate has expired",
+        reason="certificate has expired", certificate=served)
+    r, _ = reconciler(fleet)
+    result = await r.reconcile(cluster_body(), nodes(A, B, C))
+    stalled = condition(fake_kube.last("harpernodes", "n2"), "Stalled")
+    assert result.permanent and stalled["status"] == "True" and stalled["reason"] == "CertificateInvalid"
+    message = condition(fake_kube.last("harpernodes", "n2"), "Ready")["message"]
+    for words in ("n2", "certificate has expired", "subject CN=n2", "issued by CN=Old-CA",
+                  "valid until 2026-01-02T00:00:00+00:00", "spec.tls.caSecretRef"):
+        assert words in message, message
+
+
 async def test_huge_harper_errors_are_clipped_in_status_and_events(fleet, fake_kube):
     fleet.failures[(A, "cluster_status")] = RequestValidationError("cluster_status", 400, "x" * 2_000_000)
     r, events = reconciler(fleet)

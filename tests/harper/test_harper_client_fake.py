@@ -451,6 +451,36 @@ async def test_fake_tls_untrusted_certificate_is_permanent(tls_fake, cert_author
     assert ("cluster_status", "permanent") in calls
 
 
+async def test_fake_tls_a_refused_certificate_is_named(tmp_path):
+    """An expired certificate, or one of another CA: OpenSSL's reason, and the certificate presented, read again by
+    an unverified handshake, so the problem can say which one it is."""
+    import ssl
+    from datetime import datetime, timedelta, timezone
+
+    from harper_operator.provision import pki
+    long_ago = datetime.now(timezone.utc) - timedelta(days=800)
+    authority = pki.new_authority("t", long_ago)
+    leaf = pki.issue(authority, "localhost", ["127.0.0.1"], long_ago)
+    (tmp_path / "c.pem").write_text(leaf.certificate)
+    (tmp_path / "k.pem").write_text(leaf.key)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(tmp_path / "c.pem", tmp_path / "k.pem")
+    fake, runner = await start_fake(ctx)
+    try:
+        url = fake.url.replace("127.0.0.1", "localhost")
+        for ca, reason in ((authority.certificate, "certificate has expired"),
+                           (pki.new_authority("other", datetime.now(timezone.utc)).certificate,
+                            "unable to get local issuer certificate")):
+            async with client_for(url, ca_pem=ca) as client:
+                with pytest.raises(TLSVerificationError) as failed:
+                    await client.cluster_status()
+            assert failed.value.reason == reason and reason in str(failed.value)
+            assert failed.value.certificate.subject == "CN=localhost"
+            assert failed.value.certificate.not_after < datetime.now(timezone.utc)
+    finally:
+        await runner.cleanup()
+
+
 async def test_fake_tls_verification_can_be_turned_off(tls_fake):
     async with client_for(tls_fake.url, verify_tls=False) as client:
         assert (await client.cluster_status()).connections == []

@@ -24,8 +24,9 @@ from typing import Mapping
 
 from ..harper import models as wire
 from ..harper.errors import (AuthenticationError, AuthorizationError, HarperError, InvalidTargetError,
-                             PermanentHarperError)
+                             PermanentHarperError, TLSVerificationError)
 from ..harper.probe import ProbeResult, probe_replication
+from ..harper.tls import describe_certificate
 from ..reconcile.drain import Links, Socket
 from ..reconcile.problems import Problem
 from ..reconcile.topology import ObservedCluster, ObservedNode, PeerRecord, Route, Subscription
@@ -98,6 +99,13 @@ def _problem(error: HarperError, member: Member) -> Problem:
             return Problem("CASecretInvalid", "the CA bundle in tls.caSecretRef is not a valid PEM certificate "
                                               "bundle: put the CA's certificate(s) there in PEM form")
         return Problem("InvalidTarget", f"cannot call {url}: {error.message}")
+    if isinstance(error, TLSVerificationError) and error.reason:
+        return Problem("CertificateInvalid", (
+            f"{member.resource} ({url}) presents a certificate the operator does not trust: {error.reason}; it is "
+            f"{describe_certificate(error.certificate)}: the operator calls it again each round but writes nothing "
+            "there until it verifies. A provisioned pod's certificate is in Secret <cluster>-tls (kubectl harper "
+            "certificates <cluster> shows it); for another node, put the CA that signed it in spec.tls.caSecretRef "
+            "or renew the node's certificate"))
     if isinstance(error, PermanentHarperError):
         return Problem("HarperRejected", f"{url} answered {error.operation}: {error}")
     return Problem("Unreachable", f"cannot reach the operations API at {url}: {error}", permanent=False)

@@ -65,7 +65,7 @@ from .models import (
     parse_routes,
 )
 from .routes import add_routes, remove_routes
-from .tls import client_ssl_context
+from .tls import client_ssl_context, fetch_certificate, verification_reason
 
 log = logging.getLogger(__name__)
 
@@ -535,8 +535,7 @@ class HarperClient:
                     parsed, text = _decode(raw, resp.charset)
                     return resp.status, parsed, text
             except aiohttp.ClientSSLError as exc:
-                raise TLSVerificationError(operation, None, f"TLS to the operations API failed: {exc}",
-                                           url=self.operations_url) from None
+                raise await self._tls_failure(operation, exc, timeout) from None
             except aiohttp.ClientConnectorError as exc:
                 raise TransientHarperError(operation, None, f"cannot connect: {exc.os_error or exc}",
                                            url=self.operations_url) from None
@@ -567,6 +566,18 @@ class HarperClient:
         reason = over_budget(raw, self._budget(operation))
         if reason is not None:
             raise UnexpectedAnswerError(operation, status, f"{reason}: refused unparsed", url=self.operations_url)
+
+    async def _tls_failure(self, operation: str, error: aiohttp.ClientSSLError,
+                           timeout: float) -> TLSVerificationError:
+        """The error for a failed TLS handshake. A refused certificate is read again without verification, so the
+        problem can name it (which subject, which issuer, until when)."""
+        reason = verification_reason(error)
+        parts = urlsplit(self.operations_url)
+        certificate = None
+        if reason and parts.hostname:
+            certificate = await fetch_certificate(parts.hostname, parts.port or 443, parts.hostname, min(timeout, 5.0))
+        return TLSVerificationError(operation, None, f"TLS to the operations API failed: {reason or error}",
+                                    url=self.operations_url, reason=reason, certificate=certificate)
 
     async def _read_capped(self, operation: str, resp: aiohttp.ClientResponse) -> bytes:
         """The answer body, or UnexpectedAnswerError once it is known to pass the operation's byte cap.

@@ -152,7 +152,17 @@ class UnexpectedAnswerError(PermanentHarperError):
 
 
 class TLSVerificationError(PermanentHarperError):
-    """The operations API certificate failed verification: fix the CA bundle or verify_tls."""
+    """The operations API certificate failed verification: fix the CA bundle or verify_tls.
+
+    reason: OpenSSL's verify message when the certificate itself was refused (expired, another CA, a name it does
+    not hold); None for a TLS failure of another kind. certificate: what the server presented, read by a second,
+    unverified handshake (tls.CertificateInfo), or None."""
+
+    def __init__(self, operation: str, status: int | None, message: str, *, url: str | None = None,
+                 reason: str | None = None, certificate: Any = None) -> None:
+        super().__init__(operation, status, message, url=url)
+        self.reason = reason
+        self.certificate = certificate
 
 
 class PeerFailure:

@@ -37,7 +37,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from .errors import InvalidTargetError, clip_message
 from .models import REPLICATION_SUBPROTOCOL
-from .tls import CertificateInfo, client_ssl_context, decode_der_certificate
+from .tls import CertificateInfo, client_ssl_context, decode_der_certificate, fetch_certificate, peer_der
 
 __all__ = ["ProbeResult", "probe_replication"]
 
@@ -80,37 +80,11 @@ class ProbeResult:
         return self
 
 
-def _peer_der(transport: object) -> bytes | None:
-    get_extra = getattr(transport, "get_extra_info", None)
-    ssl_object = get_extra("ssl_object") if get_extra else None
-    if ssl_object is None:
-        return None
-    try:
-        return ssl_object.getpeercert(binary_form=True)
-    except (ValueError, ssl.SSLError):
-        return None
-
-
-async def _fetch_certificate(host: str, port: int, server_name: str | None, timeout: float) -> CertificateInfo | None:
-    """Unverified TLS handshake, only to read the certificate for a diagnostic."""
-    ctx = client_ssl_context(verify_tls=False)
-    writer = None
-    try:
-        _reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(host, port, ssl=ctx, server_hostname=server_name or host), timeout)
-        return decode_der_certificate(_peer_der(writer.transport))
-    except (OSError, asyncio.TimeoutError, ValueError):
-        return None
-    finally:
-        if writer is not None:
-            writer.close()
-
-
 async def _add_certificate(result: ProbeResult, parts: SplitResult, timeout: float) -> ProbeResult:
     # The rejected handshake's socket is gone; a second bare TLS handshake reads the certificate.
     if parts.scheme != "wss" or not parts.hostname:
         return result
-    return result._with_cert(await _fetch_certificate(parts.hostname, parts.port or 443, parts.hostname, timeout))
+    return result._with_cert(await fetch_certificate(parts.hostname, parts.port or 443, parts.hostname, timeout))
 
 
 def _target(url: Any) -> tuple[SplitResult | None, str | None]:
@@ -212,7 +186,7 @@ async def _probe(url: str, verify_tls: bool, ca_pem: str | None, timeout: float)
         return _judged(await _add_certificate(result, parts, timeout), url)
     except ssl.SSLCertVerificationError as exc:
         reason = exc.verify_message or str(exc)
-        cert = await _fetch_certificate(parts.hostname, parts.port or 443, parts.hostname, timeout)
+        cert = await fetch_certificate(parts.hostname, parts.port or 443, parts.hostname, timeout)
         return ProbeResult(reachable=False, error=f"TLS verification failed: {reason}")._with_cert(cert)
     except ssl.SSLError as exc:
         return ProbeResult(reachable=False, error=f"TLS failed: {exc.reason or exc}")
@@ -229,7 +203,7 @@ async def _probe(url: str, verify_tls: bool, ca_pem: str | None, timeout: float)
         return ProbeResult(reachable=False, error=f"invalid URL ({type(exc).__name__})")
     try:
         elapsed = time.monotonic() - start
-        cert = decode_der_certificate(_peer_der(ws.transport)) if secure else None
+        cert = decode_der_certificate(peer_der(ws.transport)) if secure else None
         result = ProbeResult(reachable=False, handshake_seconds=elapsed, subprotocol=ws.subprotocol,
                              tls_verified=tls_verified)._with_cert(cert)
         if ws.subprotocol != REPLICATION_SUBPROTOCOL:

@@ -10,6 +10,7 @@ number formats), so what the status shows does not depend on the decoder.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import ssl
 from dataclasses import dataclass, field
@@ -140,3 +141,52 @@ def decode_der_certificate(der: bytes | None) -> CertificateInfo | None:
         )
     except (ValueError, TypeError):
         return None
+
+
+def peer_der(transport: object) -> bytes | None:
+    """The DER certificate the other end of a TLS transport presented, or None."""
+    get_extra = getattr(transport, "get_extra_info", None)
+    ssl_object = get_extra("ssl_object") if get_extra else None
+    if ssl_object is None:
+        return None
+    try:
+        return ssl_object.getpeercert(binary_form=True)
+    except (ValueError, ssl.SSLError):
+        return None
+
+
+async def fetch_certificate(host: str, port: int, server_name: str | None, timeout: float) -> CertificateInfo | None:
+    """Unverified TLS handshake, only to read the certificate for a diagnostic. Sends nothing else."""
+    ctx = client_ssl_context(verify_tls=False)
+    writer = None
+    try:
+        _reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, port, ssl=ctx, server_hostname=server_name or host), timeout)
+        return decode_der_certificate(peer_der(writer.transport))
+    except (OSError, asyncio.TimeoutError, ValueError):
+        return None
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+def verification_reason(error: BaseException | None) -> str | None:
+    """OpenSSL's verify message (e.g. `certificate has expired`) when `error`, or what it wraps (aiohttp keeps it
+    as certificate_error), is a refused certificate; None for any other failure."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        wrapped = getattr(error, "certificate_error", None)  # aiohttp's error is an ssl.CertificateError itself
+        if wrapped is None and isinstance(error, ssl.SSLCertVerificationError):
+            return str(getattr(error, "verify_message", None) or getattr(error, "reason", None)
+                       or "certificate verify failed")
+        error = wrapped or error.__cause__ or error.__context__
+    return None
+
+
+def describe_certificate(cert: CertificateInfo | None) -> str:
+    """`subject CN=x, issued by CN=y, valid until 2027-01-01T00:00:00+00:00`: which certificate a message means."""
+    if cert is None:
+        return "a certificate the operator could not read"
+    until = f", valid until {cert.not_after.isoformat()}" if cert.not_after else ""
+    return f"subject {cert.subject or '(none)'}, issued by {cert.issuer or '(none)'}{until}"
