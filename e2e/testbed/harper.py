@@ -195,11 +195,14 @@ class HarperNode:
             except TimeoutError:
                 if not again or deadline - time.monotonic() <= 0.05:
                     raise
-            except urllib.error.URLError as err:
+            except (urllib.error.URLError, ConnectionResetError) as err:
                 # With `refused_for`, a node the operator is restarting (a reconnect, a forget-CA restart), which
                 # refuses for a few seconds, is asked again for that long (seen in CI: the fault matrix's password
-                # change failed on one). Without it, or once that long has passed, a refusal raises.
-                if not isinstance(err.reason, ConnectionRefusedError) or not refused_for:
+                # change failed on one). A request the old process accepted and then dropped as it went down
+                # (RemoteDisconnected, also seen in CI) is the same restart a moment earlier. Without it, or once
+                # that long has passed, either raises. Only idempotent operations pass `refused_for`.
+                reason = err.reason if isinstance(err, urllib.error.URLError) else err
+                if not isinstance(reason, (ConnectionRefusedError, ConnectionResetError)) or not refused_for:
                     raise
                 refused_for = max(refused_for - 0.5, 0.0)
                 time.sleep(0.5)
