@@ -94,3 +94,15 @@ def test_the_module_names_no_private_ssl_api():
 def test_junk_is_none(der):
     assert decode_der_certificate(der) is None
 
+
+
+def test_harpers_three_letter_country_is_read_without_a_warning():
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # cryptography builds one only unvalidated, and warns
+        country = x509.NameAttribute(NameOID.COUNTRY_NAME, "USA", _validate=False)
+        der = _der(x509.Name([country, x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.11")]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        info = decode_der_certificate(der)
+    assert info is not None and info.subject == "C=USA,CN=127.0.0.11"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import ssl
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -130,15 +131,19 @@ def decode_der_certificate(der: bytes | None) -> CertificateInfo | None:
     if not der:
         return None
     try:
-        cert = x509.load_der_x509_certificate(bytes(der))
-        return CertificateInfo(
-            subject=_rdn_text(cert.subject),
-            issuer=_rdn_text(cert.issuer),
-            sans=_sans(cert),
-            not_before=cert.not_valid_before_utc,
-            not_after=cert.not_valid_after_utc,
-            serial_number=_serial_text(cert.serial_number),
-        )
+        # Harper's self-made certificates name a three-letter country ("USA"): cryptography reads it and warns
+        # on every read; the name is shown as it is.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            cert = x509.load_der_x509_certificate(bytes(der))
+            return CertificateInfo(
+                subject=_rdn_text(cert.subject),
+                issuer=_rdn_text(cert.issuer),
+                sans=_sans(cert),
+                not_before=cert.not_valid_before_utc,
+                not_after=cert.not_valid_after_utc,
+                serial_number=_serial_text(cert.serial_number),
+            )
     except (ValueError, TypeError):
         return None
 
