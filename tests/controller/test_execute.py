@@ -116,3 +116,10 @@ async def test_a_provisioned_member_restarts_by_its_pod_only_for_what_a_start_re
     assert deleted == [A, B] and all(o.error is None for o in outcomes)
     assert [(c.node, c.operation) for c in fleet.calls if c.operation == "restart"] == [(C, "restart")]
     assert Restart(C, "forget the old certificate authority of x").reloads_configuration is False
+
+
+def test_a_certificate_restart_deletes_the_pod_although_it_was_only_seen():
+    from harper_operator.reconcile.restarts import restarts_for_unserved_certificates
+    restarts = restarts_for_unserved_certificates([C, A, C])
+    assert [(r.on, r.settle, r.grace) for r in restarts] == [(A, True, 150.0), (C, True, 150.0)]
+    assert all(r.reloads_configuration for r in restarts)  # a new pod reads the files at start-up

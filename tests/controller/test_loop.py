@@ -1100,3 +1100,48 @@ async def test_verify_false_is_a_warning_once_naming_what_it_leaves_open(fleet, 
     verified, events = reconciler(fleet)
     await verified.reconcile(cluster_body(tls={"verify": True}), nodes(A, B))
     assert not [e for e in events if e[1] == "TLSNotVerified"]
+
+
+async def test_a_pod_that_keeps_presenting_an_old_certificate_is_restarted_after_the_grace(fleet, fake_kube,
+                                                                                          monkeypatch):
+    """Harper watches its certificate files but missed the second of two updates in a row on the node (one pod of
+    three kept its old certificate). A provisioned member issued a certificate after it started, and still
+    presenting another after restarts.CERTIFICATE_GRACE, is restarted by its pod's deletion, one member at a time;
+    one seen presenting the new one is not asked again (FAKE presented serials: the handshake is the only fake)."""
+    from harper_operator.controller import loop as loop_module
+    from harper_operator.controller.provision import PodView
+    from harper_operator.reconcile.restarts import CERTIFICATE_GRACE
+    clock = Clock()
+    r, events = reconciler(fleet, clock)
+    body, members = cluster_body(), nodes(A, B, C)
+    await converge(r, body, members, fake_kube)
+    presented = {A: 7, B: 1, C: 1}  # A already presents its new certificate (serial 7); B and C their old ones
+    asked: list[set[str]] = []
+
+    async def presented_serials(m, hosts, timeout=5.0):
+        asked.append(set(hosts))
+        return {h: presented[h] for h in hosts}
+
+    monkeypatch.setattr(loop_module, "presented_serials", presented_serials)
+    deleted: list[str] = []
+
+    def via_pod(host: str):
+        async def go() -> None:
+            deleted.append(host)
+            presented[host] = 7 + len(deleted)  # its new pod reads the files at start-up
+        return go
+
+    def pods() -> PodView:
+        return PodView(replicas=3, selector="x", restart={h: via_pod(h) for h in (A, B, C)},
+                       pods={h: f"{h}-{deleted.count(h)}" for h in (A, B, C)},
+                       renewed={h: serial for h, serial in {A: 7, B: 8, C: 9}.items() if h not in deleted})
+    await r.reconcile(body, members, pods=pods())
+    assert asked[-1] == {A, B, C} and deleted == []
+    clock.now += CERTIFICATE_GRACE - 1
+    await r.reconcile(body, members, pods=pods())
+    assert asked[-1] == {B, C} and deleted == []  # A presented its own once: not asked again
+    clock.now += 2
+    await r.reconcile(body, members, pods=pods())
+    assert len(deleted) == 1 and deleted[0] in (B, C)  # one at a time
+    assert [m for _, reason, m in events if reason == "Restart"] == [
+        f"restart {deleted[0]} (serve its renewed certificate)"], events

@@ -404,3 +404,25 @@ async def test_a_users_ca_without_its_key_is_refused_with_what_is_missing(k8s, p
     assert "corp-ca" in view.problem.message and "ca.key or tls.key" in view.problem.message
     assert "signs the pods' certificates" in view.problem.message
     assert k8s.get("Secret", "hc-ca") is None and k8s.get("StatefulSet", "hc") is None
+
+
+async def test_renewed_lists_only_pods_whose_harper_started_before_their_certificate(k8s, provisioner):
+    """PodView.renewed: the pods whose Harper read other certificate files at start-up than those issued to them
+    now (the loop checks what they present). A pod started after the issue, or with no running container, is not
+    listed."""
+    def running(i: int, started: str) -> dict:
+        p = pod(i)
+        p["status"]["containerStatuses"] = [{"name": "harper", "state": {"running": {"startedAt": started}}}]
+        return p
+
+    await provisioner.ensure(cluster(), [], converged=False)
+    _, files = await k8s.read_secret("db", "hc-tls")
+    issued = {i: pki.serial_and_issued_at(files[f"hc-{i}.crt"]) for i in range(3)}
+    before = datetime.fromtimestamp(issued[0][1] - 60, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    after = datetime.fromtimestamp(issued[1][1] + 5, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    k8s.put(running(0, before))
+    k8s.put(running(1, after))
+    k8s.put(pod(2))  # not running yet
+    view = await provisioner.ensure(cluster(), harper_nodes(k8s, 3), converged=True)
+    assert view.renewed == {host(0): issued[0][0]}
+    assert abs(issued[0][1] - datetime.now(timezone.utc).timestamp()) < 60  # when it was issued, not its start

@@ -12,7 +12,7 @@ import logging
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Collection, Iterable, Mapping
 
 from pydantic import ValidationError
 
@@ -25,13 +25,13 @@ from ..reconcile.plan import (AddNode, Operation, RemoveNode, Restart, diagnose,
 from ..reconcile.ghosts import hold_ghost_removals, hold_mends
 from ..reconcile.problems import Problem
 from ..reconcile.restarts import (RestartLedger, admit, next_admission, restarts_for_pending,
-                                  restarts_for_refused_joins, settle_restarts)
+                                  restarts_for_refused_joins, restarts_for_unserved_certificates, settle_restarts)
 from ..reconcile.topology import DesiredCluster, url_key
 from .clients import ClientPool
 from .execute import execute
 from .leaving import proof_look
 from .members import Membership, SecretData, membership, secret_names
-from .observe import Sight, links, look, look_all, observed
+from .observe import Sight, links, look, look_all, observed, presented_serials
 from .provision import PodView
 from .status import (Round, cluster_status, hibernated_cluster_status, hibernated_node_status, member_problem,
                      missing_peers, node_status, stuck, unchanged)
@@ -280,6 +280,7 @@ class ClusterReconciler:
         self._pod_uids: dict[str, str] = {}  # member -> the uid of its pod at the last round
         self._replaced: dict[str, float] = {}  # member -> when a new pod of it appeared that no restart of ours made
         self._consumed: dict[str, float] = {}  # member -> the time of the restart of ours whose new pod was seen
+        self._presented: dict[str, int] = {}  # member -> the renewed certificate's serial it was seen to present
         self._refused_joins: dict[tuple[str, str], float] = {}  # (member, peer) -> since when the peer cuts its join
         self._joined_at: float | None = None  # when this process last added a member (restarts.JOIN_GRACE)
         self._names: dict[str, str] = {}  # HarperNode -> the name its Harper last reported (docs/safety.md, S4)
@@ -371,8 +372,22 @@ class ClusterReconciler:
             return replace(self._ledger, wanted_since=dict(since))
         return ledger_from_status(body.get("status"), since)
 
+    async def _unserved(self, m: Membership, pods: PodView | None) -> set[str]:
+        """Provisioned members whose Harper presents another certificate than the one issued to it after it started
+        (PodView.renewed). Each is asked until it is seen presenting it once."""
+        if pods is None:
+            return set()
+        self._presented = {h: s for h, s in self._presented.items() if pods.renewed.get(h) == s}
+        ask = {h: s for h, s in pods.renewed.items() if h not in self._presented}
+        if not ask:
+            return set()
+        presented = await presented_serials(m, ask)
+        self._presented.update((h, s) for h, s in presented.items() if ask[h] == s)
+        return {h for h, s in presented.items() if ask[h] != s}
+
     def _restarts(self, body: Mapping[str, Any], spec: HarperClusterSpec, m: Membership, sights: Mapping[str, Sight],
-                  now_intent: Intent, paused: bool, pods: PodView | None = None) -> Restarts:
+                  now_intent: Intent, paused: bool, pods: PodView | None = None,
+                  unserved: Collection[str] = ()) -> Restarts:
         """Every restart goes through one budget: one member at a time, a cooldown, RestartLoop when it repeats."""
         # Every declared member keeps its entries, managed this round or not: a Secret that could not be read once
         # (an API error) must not forget an owed restart or a cooldown (docs/safety.md, S6).
@@ -384,6 +399,7 @@ class ClusterReconciler:
         wanted += restarts_for_pending(now_intent.pending_restart)
         self._refused_joins = {p: t for p, t in self._refused_joins.items() if set(p) <= here}
         wanted += restarts_for_refused_joins(self._refused_joins, self.clock())
+        wanted += restarts_for_unserved_certificates(unserved)
         # Down: no answer, or a pod Kubernetes does not call Ready (a roll, a crash, a restart of ours coming back).
         down = {n for n, s in sights.items() if s.status is None or s.problem is not None}
         down |= set(pods.not_ready) & here if pods else set()
@@ -437,7 +453,7 @@ class ClusterReconciler:
         paused = is_paused(body)
         sights = await self._look_all(m)
         now_intent = intent(m, sights, body, spec, declared, self._names.values())
-        restarts = self._restarts(body, spec, m, sights, now_intent, paused, pods)
+        restarts = self._restarts(body, spec, m, sights, now_intent, paused, pods, await self._unserved(m, pods))
         result = Result()
         failure = None
         ops = await self._hold_ghosts([op for op in now_intent.operations if not isinstance(op, Restart)], m,

@@ -21,12 +21,13 @@ import logging
 import time
 from dataclasses import dataclass, replace
 from typing import Mapping
+from urllib.parse import urlsplit
 
 from ..harper import models as wire
 from ..harper.errors import (AuthenticationError, AuthorizationError, HarperError, InvalidTargetError,
                              PermanentHarperError, TLSVerificationError)
 from ..harper.probe import ProbeResult, probe_replication
-from ..harper.tls import describe_certificate
+from ..harper.tls import describe_certificate, fetch_certificate
 from ..reconcile.drain import Links, Socket
 from ..reconcile.problems import Problem
 from ..reconcile.topology import ObservedCluster, ObservedNode, PeerRecord, Route, Subscription
@@ -282,3 +283,16 @@ def links(sights: Mapping[str, Sight]) -> Links:
             out[(name, c.name)] = {s.database: Socket(connected=s.connected, received=s.last_received_version)
                                    for s in c.database_sockets if s.database}
     return out
+
+
+async def presented_serials(membership: Membership, hosts: Mapping[str, int], timeout: float = 5.0) -> dict[str, int]:
+    """host -> the serial number of the certificate each managed member's operations API presents, for the `hosts`
+    asked (a provisioned pod's renewed certificate: does Harper serve it yet?). One handshake each, not verified and
+    sending nothing: only the certificate is read. A member that does not answer is left out."""
+    async def one(member: Member) -> tuple[str, int | None]:
+        url = urlsplit(member.access.operations_url)
+        cert = await fetch_certificate(url.hostname or "", url.port or 443, url.hostname, timeout)
+        return member.hostname, None if cert is None else int(cert.serial_number, 16)
+
+    asked = [m for host in sorted(hosts) if (m := membership.managed_member(host)) is not None and m.access]
+    return {host: serial for host, serial in await asyncio.gather(*(one(m) for m in asked)) if serial is not None}

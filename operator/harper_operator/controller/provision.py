@@ -44,6 +44,9 @@ class PodView:
     out_of_service: frozenset[str] = frozenset()  # leaving members no longer in the client Service
     hibernated: bool = False  # replicas 0 and every pod stopped: nothing to read or write in Harper
     hibernating: bool = False  # replicas 0: the pods are going or gone; Harper is left alone
+    # hostname -> the serial of the certificate issued to it after its Harper started: Harper must load it from the
+    # updated files by itself (it watches them, but missed a second update in a row on the node) or be restarted
+    renewed: Mapping[str, int] = field(default_factory=dict)
 
 
 def _digest(obj: Mapping[str, Any]) -> str:
@@ -87,6 +90,7 @@ class Provisioner:
         # When the first of the certificates issued the pods (or their authority) expires, seconds since the epoch;
         # the handler exports it (HarperCertificateExpiring). None: no certificate issued by this process yet.
         self.first_expiry: float | None = None
+        self._issued: dict[str, tuple[int, float]] = {}  # pod -> (serial, when it was issued) of its certificate
 
     async def _certificates(self, body, spec: HarperClusterSpec, owner: render.Owner, place: render.Place,
                             ordinals: range) -> Problem | None:
@@ -128,6 +132,7 @@ class Provisioner:
             render.CA_KEY, *(f"{pod}.{ext}" for pod in issued for ext in ("crt", "key"))}
         self.first_expiry = min(pki.expires(pem).timestamp()
                                 for pem in [authority.certificate, *(c.certificate for c in issued.values())])
+        self._issued = {pod: pki.serial_and_issued_at(pair.certificate) for pod, pair in issued.items()}
         if renewed or stale:
             await self._apply(body, render.tls_secret(owner, authority.certificate, issued), force=True)
             if renewed:
@@ -308,8 +313,8 @@ class Provisioner:
         def restart(pod_name: str) -> Callable[[], Awaitable[None]]:
             async def go() -> None:
                 await kube.delete("Pod", self.namespace, pod_name)
-                self.events(body, "Normal", "PodRestarted", f"deleted pod {pod_name}: Harper applies routes and "
-                                                            "subscriptions at start-up")
+                self.events(body, "Normal", "PodRestarted", f"deleted pod {pod_name}: Harper reads routes, "
+                                                            "subscriptions and certificate files at start-up")
             return go
 
         leaving = frozenset(hosts[o] for o in plan.leaving)
@@ -322,7 +327,9 @@ class Provisioner:
             replicas=sum(1 for p in pods if not p.deleting), selector=render.selector_text(selector),
             pods=_uids(listed, place, hosts),
             leaving=leaving, out_of_service=frozenset(hosts[o] for o in plan.leaving if o in unserved),
-            hibernated=plan.hibernated, hibernating=hibernating)
+            hibernated=plan.hibernated, hibernating=hibernating,
+            renewed=_renewed(self._issued if spec.issues_certificates and instances.adopt is None else {},
+                             _started(listed), place, hosts))
 
     async def _label_pods(self, body, place: render.Place, plan) -> None:
         for ordinal, value in [*((o, "true") for o in plan.serve), *((o, "false") for o in plan.unserve)]:
@@ -351,6 +358,25 @@ class Proof:
 
     drained: Mapping[str, frozenset[str]] = field(default_factory=dict)  # proven -> the members it covered
     waits: Mapping[str, str] = field(default_factory=dict)
+
+
+def _started(listed: list[dict[str, Any]]) -> dict[str, float]:
+    """pod name -> when its Harper container last started (seconds since the epoch); running containers only."""
+    out = {}
+    for p in listed:
+        for c in (p.get("status") or {}).get("containerStatuses") or []:
+            at = ((c.get("state") or {}).get("running") or {}).get("startedAt")
+            if c.get("name") == render.HARPER_CONTAINER and at:
+                out[p["metadata"]["name"]] = datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp()
+    return out
+
+
+def _renewed(issued: Mapping[str, tuple[int, float]], started: Mapping[str, float], place: render.Place,
+             hosts: Mapping[int, str]) -> dict[str, int]:
+    """hostname -> serial, for each running pod whose certificate was issued after its container started: the
+    files it read at start-up are not those."""
+    return {host: issued[pod][0] for o, host in hosts.items()
+            if (pod := place.pod(o)) in issued and pod in started and issued[pod][1] > started[pod]}
 
 
 def _claim_name(place: render.Place, ordinal: int) -> str:

@@ -139,6 +139,13 @@ def expires(pem: str) -> datetime:
     return load(pem).not_valid_after_utc
 
 
+def serial_and_issued_at(pem: str) -> tuple[int, float]:
+    """A certificate's serial number and when issue() made it (its start less the backdating), seconds since the
+    epoch: a pod that started before then read another certificate at start-up."""
+    cert = load(pem)
+    return cert.serial_number, (cert.not_valid_before_utc + BACKDATE).timestamp()
+
+
 def due(pem: str, now: datetime) -> bool:
     """Less than a third of its lifetime left (or already expired, or not yet valid)."""
     start, end = _utc(load(pem), now)

@@ -29,6 +29,7 @@ SERVING_LABEL = f"{GROUP}/serving"
 RELEASED_ANNOTATION = f"{GROUP}/released"
 CLAIM_TEMPLATE = "data"
 FIELD_MANAGER = "harper-operator"
+HARPER_CONTAINER = "harper"  # the pods' Harper container (the restart checks read its start)
 
 OPS_PORT, HTTP_PORT, REPLICATION_PORT = 9925, 9926, 9933
 TLS_DIR = "/etc/harper/tls"  # the pods' certificates Secret, mounted whole: <pod>.crt, <pod>.key and ca.crt
@@ -192,7 +193,7 @@ def _pod_spec(instances: Instances, secret_name: str, owner: Owner) -> dict[str,
     probe = {"httpGet": {"path": "/health", "port": "operations", "scheme": "HTTPS"}, "periodSeconds": 3,
              "timeoutSeconds": 3, "failureThreshold": 3}
     container: dict[str, Any] = {
-        "name": "harper", "image": instances.image, "env": _env(instances, secret_name, owner),
+        "name": HARPER_CONTAINER, "image": instances.image, "env": _env(instances, secret_name, owner),
         "ports": [{"name": "operations", "containerPort": OPS_PORT}, {"name": "http", "containerPort": HTTP_PORT},
                   {"name": "replication", "containerPort": REPLICATION_PORT}],
         "readinessProbe": probe,

@@ -136,14 +136,16 @@ class Restart:
 
     @property
     def reloads_configuration(self) -> bool:
-        """For routes or subscriptions, which Harper reads only at start-up: a fresh pod applies them as well (a
-        provisioned member restarts by its pod's deletion). A reconnect or a forgotten CA needs the same pod: its
-        peers lost the connection to an address, and a new pod has a new one."""
-        return not self.settle and any(r in self.reason for r in (ROUTES_RESTART, SUBSCRIPTIONS_RESTART))
+        """For routes or subscriptions, which Harper reads only at start-up, and for certificate files it did not
+        reload: a fresh pod reads them as well (a provisioned member restarts by its pod's deletion). A reconnect or a
+        forgotten CA needs the same pod: its peers lost the connection to an address, and a new pod has a new one."""
+        return (not self.settle and any(r in self.reason for r in (ROUTES_RESTART, SUBSCRIPTIONS_RESTART))) \
+            or CERTIFICATE_RESTART in self.reason
 
 
 ROUTES_RESTART = "load replication routes"
 SUBSCRIPTIONS_RESTART = "apply the new subscription list"
+CERTIFICATE_RESTART = "serve its renewed certificate"
 REJOIN_RESTART = "reconnect to its peers after it was removed and added back"
 
 

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Any, Collection, Mapping, Sequence
+from typing import Any, Collection, Iterable, Mapping, Sequence
 
-from .plan import ROUTES_RESTART, Restart, forget_ca_reason
+from .plan import CERTIFICATE_RESTART, ROUTES_RESTART, Restart, forget_ca_reason
 from .problems import Problem
 
 # pending_restart() reasons a restart may be made for, as the words a message uses. "routes" alone waits for the
@@ -76,6 +76,20 @@ def restarts_for_refused_joins(refused: Mapping[tuple[str, str], float], now: fl
             peers.setdefault(peer, []).append(member)
     return [Restart(peer, " and ".join(forget_ca_reason(m) for m in members), settle=True, grace=0.0)
             for peer, members in sorted(peers.items())]
+
+
+# How long a pod may go on presenting an older certificate than the one issued to it before it is restarted: the
+# kubelet updates a mounted Secret within about a minute (its sync period) and Harper reloads watched certificate
+# files 1.5 s after a change.
+CERTIFICATE_GRACE = 150.0
+
+
+def restarts_for_unserved_certificates(unserved: Iterable[str], grace: float = CERTIFICATE_GRACE) -> list[Restart]:
+    """A Restart of each member whose Harper presents another certificate than the one issued to it after it
+    started: Harper 4.7.29 watches its certificate files, but on the node one pod of three missed the second of
+    two updates in a row and kept the old one (docs/provisioning.md). settle: seen, so it must persist for `grace`;
+    the budget takes one member at a time and calls it RestartLoop when a restart did not help."""
+    return [Restart(host, CERTIFICATE_RESTART, settle=True, grace=grace) for host in sorted(set(unserved))]
 
 
 @dataclass(frozen=True)
