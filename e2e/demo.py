@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .operator_process import ROOT, OperatorProcess
 from .scenarios.kit import condition, secret
+from .testbed import proc
 from .testbed.sandbox import start_testbed
 
 
@@ -30,6 +31,7 @@ def _example(nodes) -> str:
 
 def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    proc.interruptible()
     with start_testbed(nodes=3) as bed, tempfile.TemporaryDirectory(prefix="harper-demo-") as tmp:
         kubeconfig, kubectl = bed.control_plane.kubeconfig, bed.tools.kubectl
         first = bed.fleet.nodes[0]

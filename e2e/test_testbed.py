@@ -274,3 +274,17 @@ def test_stop_cleans_up_while_a_piece_is_stopped(testbed_tools, stopped):
             os.killpg(pid, 0)
     assert [p for p in ports if not proc.port_is_free("127.0.0.1", p)] == []
     assert not d.exists()
+
+
+def test_a_sandbox_started_with_sigint_ignored_still_stops_on_ctrl_c():
+    """A shell's background job starts with SIGINT ignored, and Python keeps it so: `make sandbox-node &` then `fg`
+    and Ctrl-C did nothing. proc.interruptible() makes Ctrl-C a KeyboardInterrupt again."""
+    import signal
+    script = ("import os, signal, sys\nfrom e2e.testbed import proc\n"
+              "assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN\nproc.interruptible()\n"
+              "try:\n    os.kill(os.getpid(), signal.SIGINT); signal.pause()\n"
+              "except KeyboardInterrupt:\n    print('interrupted')\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30,
+                          cwd=Path(__file__).resolve().parents[1],
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    assert done.stdout.strip() == "interrupted", done.stderr

@@ -175,6 +175,13 @@ def _on_sigterm(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")  # unwinds with-blocks and fixtures like Ctrl-C
 
 
+def interruptible() -> None:
+    """Ctrl-C raises KeyboardInterrupt, even when this process was started with SIGINT ignored (a shell's background
+    job, `nohup`): Python then leaves it ignored, and a sandbox brought to the foreground could not be stopped."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 atexit.register(_cleanup)
 if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
     signal.signal(signal.SIGTERM, _on_sigterm)

@@ -19,6 +19,7 @@ import sys
 import time
 from typing import Iterator
 
+from . import proc
 from .harper import HarperFleet
 from .kube import ControlPlane
 from .tools import Tools, ensure_tools
@@ -126,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="a real one-node Kubernetes (kubelet, containerd, CoreDNS, registry) instead of the "
                              "API-only control plane and the Harper processes; needs root")
     args = parser.parse_args(argv)
+    proc.interruptible()
     if args.node:
         return run_node()
     try:  # e2e.testbed.proc turns SIGTERM into KeyboardInterrupt, so both unwind the `with`
