@@ -153,7 +153,7 @@ class FakeApiServer:
                 answers = {"cluster_status": {"type": "cluster-status", "node_name": node["hostname"],
                                               "is_enabled": True, "connections": node.get("connections", [])},
                            "cluster_get_routes": [], "get_configuration": {"replication": {}},
-                           "list_certificates": []}
+                           "list_certificates": node.get("certificates", [])}
                 if op not in answers:
                     return self._answer(400, {"error": f"Operation '{op}' not found"})
                 self._answer(200, answers[op])
@@ -622,7 +622,63 @@ def test_certificates_of_a_provisioned_cluster_from_its_secret(api, capsys):
         ("hc-0", True, False), ("hc-1", False, True)]
 
 
-def test_certificates_of_an_external_cluster_say_whose_they_are(api, capsys):
-    meshed(api)
-    code, out, err = run(capsys, "certificates", "demo")
-    assert code == 1 and out == "" and "Harper's own or yours" in err
+def _harper_certificates(ca: pki.KeyPair, name: str, now: datetime) -> list[dict]:
+    """list_certificates as Harper 4.7.29 answers it (tests/harper/test_harper_models.py), with PEMs: the node's
+    own certificate, named after it and signed by `ca`, the authority, and the CA Harper made beside them."""
+    own = pki.issue(ca, name, [name], now)
+    spare = pki.new_authority("spare", now)
+    ca_subject = pki.load(ca.certificate).subject.rfc4514_string()
+    return [{"name": name, "is_authority": False, "certificate": own.certificate,
+             "details": {"subject": f"CN={name}", "issuer": ca_subject}},
+            {"name": f"HarperDB-Certificate-Authority-{name}", "is_authority": True, "certificate": spare.certificate,
+             "details": {"subject": "CN=spare", "issuer": "CN=spare"}},
+            {"name": "their CA", "is_authority": True, "certificate": ca.certificate,
+             "details": {"subject": ca_subject, "issuer": ca_subject}}]
+
+
+def test_certificates_of_an_external_cluster_are_read_from_each_member_through_the_api_server(api, capsys, no_probe):
+    """An external cluster: each member's own certificate as its Harper lists it, read through the API server like
+    `status --live`; not verified until the operator trusts the CA that signed it, which --ca-bundle prints."""
+    now = datetime.now(timezone.utc)
+    proxied_cluster(api)
+    theirs, other = pki.new_authority("fleet one", now), pki.new_authority("fleet two", now)
+    api.harpers["team-a/pods/https:harper-0:9925"]["certificates"] = _harper_certificates(theirs, H0, now)
+    api.harpers["team-a/services/https:harper-api:9925"]["certificates"] = _harper_certificates(other, H1, now)
+    code, out, err = run(capsys, "certificates", "live")
+    assert code == 3 and H0 in err and "--ca-bundle" in err
+    rows = {line.split()[0]: line for line in out.splitlines()[1:]}
+    assert out.splitlines()[0].split() == ["MEMBER", "SUBJECT", "ISSUER", "NOT-AFTER", "DAYS-LEFT", "VERIFIED"]
+    assert f"CN={H0}" in rows[H0] and "fleet one" in rows[H0] and rows[H0].split()[-1] == "no"
+    assert "10.1.2.3" in rows and "--direct" in rows["10.1.2.3"]  # refused, sent nothing
+    code, bundle, err = run(capsys, "certificates", "live", "--ca-bundle")
+    assert code == 0, err
+    assert pki.split(bundle) == pki.split(pki.bundle(theirs.certificate, other.certificate))
+    operations = {r["body"]["operation"] for r in api.requests if r["method"] == "POST"}
+    assert operations == {"login", "logout", "list_certificates"}
+    assert not [r for r in api.requests if PASSWORD in json.dumps(r["headers"])]
+    # What a user does next: the bundle in a Secret the cluster names; both members verify.
+    api.add("secrets", {"apiVersion": "v1", "kind": "Secret",
+                        "metadata": {"name": "fleet-ca", "namespace": "team-a",
+                                     "labels": {"harperoperator.dev/readable": "true"}},
+                        "data": {"ca.crt": base64.b64encode(bundle.encode()).decode()}})
+    body = api.objects[("harperclusters", "team-a", "live")]
+    body["spec"]["tls"] = {"caSecretRef": {"name": "fleet-ca"}}
+    doc = json.loads(run(capsys, "certificates", "live", "-o", "json")[1])
+    verified = {r["member"]: r.get("verifiedByTrustedCA") for r in doc["members"]}
+    assert verified == {H0: True, H1: True, "10.1.2.3": None}
+
+
+def test_a_member_that_lists_no_certificate_of_its_name_says_so(api, capsys, no_probe):
+    proxied_cluster(api)
+    code, out, err = run(capsys, "certificates", "live", "-o", "json")
+    assert code == 3
+    problems = {r["member"]: r.get("problem") for r in json.loads(out)["members"]}
+    assert problems[H0] == f"Harper lists no certificate named {H0}"
+    code, out, err = run(capsys, "certificates", "live", "--ca-bundle")
+    assert code == 1 and out == "" and "no member listed the authority" in err
+
+
+def test_ca_bundle_is_for_external_clusters(api, capsys):
+    api.add("harperclusters", cluster("hc", instances={"image": "h:1", "replicas": 2}))
+    code, out, err = run(capsys, "certificates", "hc", "--ca-bundle")
+    assert code == 1 and out == "" and "hc-ca" in err

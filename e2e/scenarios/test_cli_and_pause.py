@@ -13,10 +13,10 @@ EXE = str(Path(sys.executable).with_name("harper-operator"))
 WRITES = "harper_operator_harper_writes_total"
 
 
-def _cli(kube, *args: str) -> str:
+def _cli(kube, *args: str, code: int = 0) -> str:
     done = subprocess.run([EXE, *args, "-n", kube.namespace, "--kubeconfig", kube.kubeconfig],
                           capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == code, done.stderr
     return done.stdout
 
 
@@ -49,3 +49,17 @@ def test_plan_status_and_pause(kube, operator, harper_nodes):
     kube.run("annotate", "harpercluster", "cli", "harperoperator.dev/paused-")
     kit.ready_with(kube, "harpercluster", "cli", "3/3")
     assert operator.metric(WRITES) - writes == 1
+
+    # The certificates of an existing Harper fleet (Harper made them): not verified by the operator, whose
+    # cluster runs with verify false; --ca-bundle collects the authorities that signed them, and with those in
+    # a Secret the cluster verifies every call and stays Ready.
+    rows = [line.split() for line in _cli(kube, "certificates", "cli", "--direct", code=3).splitlines()[1:]]
+    assert {r[0] for r in rows} == {a.name, b.name, c.name} and all(r[-1] == "no" for r in rows), rows
+    bundle = _cli(kube, "certificates", "cli", "--direct", "--ca-bundle")
+    assert bundle.count("BEGIN CERTIFICATE") >= 1 and "PRIVATE" not in bundle
+    kube.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "fleet-ca", "labels": kit.READABLE},
+                "stringData": {"ca.crt": bundle}})
+    kube.patch("harpercluster", "cli", {"spec": {"tls": {"verify": True, "caSecretRef": {"name": "fleet-ca"}}}})
+    kit.ready_with(kube, "harpercluster", "cli", "3/3")
+    rows = [line.split() for line in _cli(kube, "certificates", "cli", "--direct").splitlines()[1:]]
+    assert all(r[-1] == "yes" for r in rows), rows

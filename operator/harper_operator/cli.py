@@ -62,7 +62,7 @@ def _options(args: argparse.Namespace):
 
     return Options(kubeconfig=args.kubeconfig, context=args.context, namespace=args.namespace, output=args.output,
                    via=args.via, all_namespaces=getattr(args, "all_namespaces", False),
-                   cluster_domain=args.cluster_domain)
+                   cluster_domain=args.cluster_domain, ca_bundle=getattr(args, "ca_bundle", False))
 
 
 def _inspecting(command):
@@ -125,7 +125,20 @@ def _inspect_commands(sub, *, given_only: bool) -> None:
                                       "proxy to is refused, sent nothing); --direct calls every operationsUrl from "
                                       "this machine.")
     plan.add_argument("cluster", help="HarperCluster name")
-    for cmd, func, default in ((status, _status, None), (plan, _plan, LIVE)):
+    certs = sub.add_parser("certificates", help="a cluster's certificates: a provisioned cluster's pods', or an "
+                                                "external cluster's members' own",
+                           description="A provisioned cluster: reads the Secret NAME-tls with your credentials (your "
+                                       "RBAC decides; no Harper call): each pod's names, issuer, expiry, and whether "
+                                       "the CA bundle the pods trust verifies it. An external cluster: asks each "
+                                       "member's Harper for its certificates (list_certificates, through the API "
+                                       "server's proxy unless --direct) and shows the one it uses, its issuer, expiry "
+                                       "and whether the CA the operator trusts verifies it. Exit code 3 when one "
+                                       "needs a look.")
+    certs.add_argument("cluster", help="HarperCluster name")
+    certs.add_argument("--ca-bundle", action="store_true",
+                       help="an external cluster: print only the PEMs of the authorities that signed the members' "
+                            "certificates (for a Secret that spec.tls.caSecretRef names)")
+    for cmd, func, default in ((status, _status, None), (plan, _plan, LIVE), (certs, _certificates, LIVE)):
         _connection_flags(cmd, given_only=given_only)
         how = cmd.add_mutually_exclusive_group()
         how.add_argument("--live", dest="via", action="store_const", const=LIVE, default=default,
@@ -136,13 +149,7 @@ def _inspect_commands(sub, *, given_only: bool) -> None:
         cmd.add_argument("--cluster-domain", default=os.environ.get("CLUSTER_DOMAIN", "cluster.local"),
                          help="the cluster's DNS domain, as in <svc>.<ns>.svc.<domain> (default cluster.local)")
         cmd.set_defaults(func=func)
-    certs = sub.add_parser("certificates", help="the certificates the operator issued a provisioned cluster's pods",
-                           description="Reads the Secret NAME-tls with your credentials (your RBAC decides; no "
-                                       "Harper call): each pod's names, issuer, expiry, and whether the CA bundle "
-                                       "the pods trust verifies it. Exit code 3 when one needs a look.")
-    certs.add_argument("cluster", help="HarperCluster name")
-    _connection_flags(certs, given_only=given_only)
-    certs.set_defaults(func=_certificates, via=None, all_namespaces=False, cluster_domain="cluster.local")
+    certs.set_defaults(all_namespaces=False)
 
 
 def parser() -> argparse.ArgumentParser:

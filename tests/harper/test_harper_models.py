@@ -440,3 +440,10 @@ def test_own_authority_is_the_signer_of_the_nodes_own_certificate(answer, serial
     # Without its own certificate in the list: the CA Harper names after the node, as before.
     assert models.own_authority(certificates[1:], "127.0.0.11").name == "HarperDB-Certificate-Authority-127.0.0.11"
     assert models.own_authority(certificates, "127.0.0.99") is None
+
+
+def test_a_certificate_keeps_its_pem_and_never_a_private_key():
+    cert = models.Certificate.model_validate({**CLUSTER_GIVEN[0], "certificate": "-----BEGIN CERTIFICATE-----",
+                                              "private_key": "-----BEGIN PRIVATE KEY-----", "private_key_name": "k"})
+    assert cert.certificate == "-----BEGIN CERTIFICATE-----" and "PRIVATE" not in str(cert.model_dump())
+    assert "BEGIN" not in repr(cert)

@@ -437,11 +437,15 @@ class CertificateDetails(_Answer):
 
 
 class Certificate(_Answer):
-    """One entry of list_certificates (the node's system.hdb_certificate); the PEM itself is not kept."""
+    """One entry of list_certificates (the node's system.hdb_certificate), with its PEM (`kubectl harper
+    certificates` shows an external member's own certificate and collects the authorities to trust)."""
 
     name: str | None = None
     is_authority: bool | None = None
     details: CertificateDetails | None = None
+    certificate: str | None = Field(default=None, repr=False)
+    # Only the fields above are kept: should an answer ever carry a private key, it is dropped on parsing.
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
     @property
     def serial_number(self) -> str | None:

@@ -9,14 +9,15 @@ from datetime import datetime, timezone
 from typing import TextIO
 
 from ..controller.loop import intent
+from ..api.cluster import generated_ca_secret_name
 from ..provision.render import tls_secret_name
-from .certificates import certificate_rows, certificate_table
+from .certificates import authority_bundle, certificate_rows, certificate_table, member_rows, member_table
 from .errors import NOT_READY, OK, CliError, NotFound
 from .kubeapi import connect, get_cluster, list_clusters, nodes_of, read_membership, read_secret, spec_of
 from .render import (clusters_table, cluster_row, dump, live_document, live_rows, plan_document, plan_lines,
                      status_document, status_rows, table)
 from .routing import LIVE
-from .transports import look
+from .transports import look, read_certificates
 
 
 @dataclass
@@ -28,6 +29,7 @@ class Options:
     via: str | None = None  # None: status from .status (plan: LIVE); else DIRECT or LIVE
     all_namespaces: bool = False
     cluster_domain: str = "cluster.local"
+    ca_bundle: bool = False  # certificates: print only the members' authorities (PEM)
     err: TextIO | None = field(default=None, repr=False)  # None: sys.stderr
 
 
@@ -92,16 +94,20 @@ def plan(cluster: str, opts: Options, out: TextIO | None = None) -> int:
 def certificates(cluster: str, opts: Options, out: TextIO | None = None) -> int:
     """The certificates the operator issued a provisioned cluster's pods (Secret NAME-tls, read with the user's
     credentials): names, issuer, expiry, and whether the CA bundle the pods trust verifies each. Exit code 3 when one
-    is not verified, has a key that is not its own, or is due for renewal."""
+    is not verified, has a key that is not its own, or is due for renewal. An external cluster's members: see
+    _member_certificates."""
     out = out or sys.stdout
     err = opts.err or sys.stderr
     kube = connect(opts.kubeconfig, opts.context)
     namespace = opts.namespace or kube.namespace
     body = get_cluster(kube, namespace, cluster)
-    if not spec_of(body).issues_certificates:
-        raise CliError(f"HarperCluster {namespace}/{cluster} is not provisioned from a pod template of the "
-                       "operator's: its members' certificates are Harper's own or yours (spec.tls.caSecretRef names "
-                       "the CA the operator trusts)")
+    spec = spec_of(body)
+    if not spec.issues_certificates:
+        return _member_certificates(kube, body, spec, opts, out, err)
+    if opts.ca_bundle:
+        raise CliError(f"HarperCluster {namespace}/{cluster} trusts the operator's own CA (Secret "
+                       f"{generated_ca_secret_name(cluster)}, or spec.tls.caSecretRef): --ca-bundle is for an external "
+                       "cluster's members")
     name = tls_secret_name(cluster)
     found = read_secret(kube, namespace, name)
     if found is None:
@@ -118,5 +124,34 @@ def certificates(cluster: str, opts: Options, out: TextIO | None = None) -> int:
     if bad:
         err.write(f"certificates to look at: {', '.join(bad)} (not verified by the trusted CA, a key that is not "
                   "their own, or due for renewal: the operator issues them again at its next round)\n")
+        return NOT_READY
+    return OK
+
+
+def _member_certificates(kube, body, spec, opts: Options, out: TextIO, err: TextIO) -> int:
+    """An external cluster's members: the certificate each Harper lists as its own, read with list_certificates
+    through the API server (or --direct), and whether the CA the operator trusts for it verifies it. --ca-bundle
+    prints only the PEMs of the authorities that signed them, for a Secret that spec.tls.caSecretRef names."""
+    m = read_membership(kube, body, spec, nodes_of(kube, body), opts.cluster_domain)
+    found = asyncio.run(read_certificates(kube, m, opts.via or LIVE, opts.cluster_domain))
+    names = {x.hostname: ((x.body.get("status") or {}).get("nodeName") or x.hostname) for x in m.members}
+    where = f"HarperCluster {body['metadata'].get('namespace')}/{body['metadata']['name']}"
+    if opts.ca_bundle:
+        pem = authority_bundle(found, names)
+        if not pem:
+            raise CliError(f"{where}: no member listed the authority that signed its certificate")
+        out.write(pem)
+        return OK
+    trusted = {x.hostname: x.access.ca_pem if x.access else None for x in m.members}
+    rows = member_rows(found, names, trusted, datetime.now(timezone.utc))
+    if opts.output == "table":
+        table(member_table(rows), out) if rows else err.write(f"{where} has no member the operator manages\n")
+    else:
+        dump({"members": rows}, opts.output, out)
+    bad = [r["member"] for r in rows if not r.get("verifiedByTrustedCA")]
+    if bad:
+        err.write(f"certificates to look at: {', '.join(bad)} (not read, or not verified by the CA the operator "
+                  "trusts for them: kubectl harper certificates NAME --ca-bundle prints the authorities that signed "
+                  "them, for a Secret named by spec.tls.caSecretRef)\n")
         return NOT_READY
     return OK

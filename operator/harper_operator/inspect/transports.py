@@ -4,6 +4,7 @@ per operationsUrl by routing.route; and `look`, which reads every managed member
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from typing import Any
@@ -13,7 +14,7 @@ from ..controller.members import Access, Membership
 from ..controller.observe import Sight, look_all
 from ..harper import models as wire
 from ..harper.client import HarperClient
-from ..harper.errors import InvalidTargetError
+from ..harper.errors import HarperError, InvalidTargetError
 from ..harper.probe import ProbeResult
 from .kubeapi import Kube
 from .proxy import ProxiedHarperClient
@@ -90,3 +91,23 @@ async def look(kube: Kube, m: Membership, via: str, cluster_domain: str) -> tupl
     finally:
         await pool.close()
     return sights, ways
+
+
+async def read_certificates(kube: Kube, m: Membership, via: str,
+                            cluster_domain: str) -> dict[str, list[wire.Certificate] | str]:
+    """Every managed member's list_certificates, reached as `look` reaches it; a member that could not be read maps
+    to why (the error names no credential)."""
+    pool = RoutedPool(kube.api, via, cluster_domain)
+
+    async def one(x) -> list[wire.Certificate] | str:
+        try:
+            return await pool.client(x.access).list_certificates()
+        except HarperError as e:
+            return str(e)
+
+    managed = [x for x in m.members if x.managed and x.access is not None]
+    try:
+        answers = await asyncio.gather(*(one(x) for x in managed))
+    finally:
+        await pool.close()
+    return {x.hostname: a for x, a in zip(managed, answers)}
