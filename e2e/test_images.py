@@ -133,9 +133,11 @@ def test_image_is_well_formed_oci(registry, built, kind):
     assert "PASS" in out, out
     manifest = registry.manifest(built[kind])
     assert manifest["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
-    assert len(manifest["layers"]) == 2  # the Debian OS, then the application
+    # The Debian OS, then the application; the operator's in two: its dependencies, then its own files.
+    layers = {"operator": 3, "harper": 2}[kind]
+    assert len(manifest["layers"]) == layers
     config = registry.config(built[kind])
-    assert len(config["rootfs"]["diff_ids"]) == 2
+    assert len(config["rootfs"]["diff_ids"]) == layers
 
 
 # --- the operator image -------------------------------------------------------------------------
@@ -308,7 +310,7 @@ ops '{"operation":"cluster_status"}'
 
 # --- caching ------------------------------------------------------------------------------------
 
-def test_a_changed_operator_source_changes_the_key(tmp_path):
+def test_a_changed_operator_source_changes_its_layer_and_only_a_changed_pin_its_dependencies(tmp_path):
     for name in images.OPERATOR_SOURCES:
         source = images.REPO_DIR / name
         if source.is_dir():
@@ -316,15 +318,20 @@ def test_a_changed_operator_source_changes_the_key(tmp_path):
         else:
             (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(source, tmp_path / name)
-    before = images.operator_inputs_key("os", tmp_path)
-    assert images.operator_inputs_key("os", tmp_path) == before
+    before, deps = images.operator_inputs_key("deps", tmp_path), images.operator_dependencies_key("os", tmp_path)
+    assert images.operator_inputs_key("deps", tmp_path) == before
     (tmp_path / "operator/harper_operator/__pycache__").mkdir(exist_ok=True)
     (tmp_path / "operator/harper_operator/__pycache__/x.pyc").write_bytes(b"junk")
-    assert images.operator_inputs_key("os", tmp_path) == before  # bytecode is no input
+    assert images.operator_inputs_key("deps", tmp_path) == before  # bytecode is no input
     (tmp_path / "operator/harper_operator/cli.py").write_text(
         (tmp_path / "operator/harper_operator/cli.py").read_text() + "\n# edited\n")
-    assert images.operator_inputs_key("os", tmp_path) != before
-    assert images.operator_inputs_key("other-os", tmp_path) != images.operator_inputs_key("os", tmp_path)
+    assert images.operator_inputs_key("deps", tmp_path) != before
+    assert images.operator_dependencies_key("os", tmp_path) == deps  # a code change keeps the slow layer
+    assert images.operator_inputs_key("other-deps", tmp_path) != images.operator_inputs_key("deps", tmp_path)
+    assert images.operator_dependencies_key("other-os", tmp_path) != deps
+    pins = tmp_path / "constraints.txt"
+    pins.write_text(pins.read_text().replace("aiohttp==", "aiohttp==0.0.0\n# was "))
+    assert images.operator_dependencies_key("os", tmp_path) != deps
 
 
 def test_second_build_reuses_the_cache(registry, built):

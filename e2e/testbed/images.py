@@ -159,10 +159,11 @@ def _digest(*parts, base: Path = REPO_DIR) -> str:
 # --- layers -------------------------------------------------------------------------------------
 
 def write_layer(tar_path: Path, src: Path, prefix: str, *, uid: int = 0, gid: int = 0,
-                extra_dirs: dict[str, tuple[int, int, int]] | None = None) -> None:
+                extra_dirs: dict[str, tuple[int, int, int]] | None = None, only: set[Path] | None = None) -> None:
     """Write `src`'s tree as an uncompressed layer tar with its contents at `prefix` (e.g.
     "opt/harper"), every entry owned by uid:gid, in sorted order so equal trees give equal tars.
-    extra_dirs adds empty folders: {"data": (mode, uid, gid)}."""
+    extra_dirs adds empty folders: {"data": (mode, uid, gid)}. only: just these paths (relative to
+    src) and the folders that hold them, for a layer that adds files to the one below."""
     prefix = prefix.strip("/")
 
     def owned(info: tarfile.TarInfo) -> tarfile.TarInfo:
@@ -182,7 +183,9 @@ def write_layer(tar_path: Path, src: Path, prefix: str, *, uid: int = 0, gid: in
             info.type, info.mode, info.uid, info.gid, info.mtime = tarfile.DIRTYPE, mode, duid, dgid, 0
             tar.addfile(info)
         tar.add(src, arcname=prefix, recursive=False, filter=owned)
-        for path in sorted(src.rglob("*")):
+        paths = sorted(src.rglob("*")) if only is None else sorted(
+            {src / p for p in only} | {src / d for p in only for d in p.parents if d != Path(".")})
+        for path in paths:
             tar.add(path, arcname=f"{prefix}/{path.relative_to(src)}", recursive=False, filter=owned)
 
 
@@ -294,20 +297,93 @@ def debian_os_layer(packages) -> Path:
 # --- the operator -------------------------------------------------------------------------------
 
 OPERATOR_SOURCES = ("pyproject.toml", "constraints.txt", "README.md", "operator/harper_operator")
+# The pip that Debian's python3-venv ships as a wheel: the image's Python runs it straight from the wheel
+# (pip supports that), so no layer has to hold a pip of its own.
+DEBIAN_PIP_WHEELS = "usr/share/python-wheels"
 
 
 def operator_version() -> str:
     return tomllib.loads((REPO_DIR / "pyproject.toml").read_text())["project"]["version"]
 
 
-def operator_inputs_key(os_key: str, repo_dir: Path = REPO_DIR) -> str:
-    """What the operator's virtualenv is made from: the OS layer and the project's sources (the
-    files operator/Dockerfile copies). Any edit there gives a new key, so a new image."""
-    return _digest(os_key, *(repo_dir / s for s in OPERATOR_SOURCES), RECIPE_REVISION, base=repo_dir)
+def operator_dependencies(repo_dir: Path = REPO_DIR) -> list[str]:
+    return sorted(tomllib.loads((repo_dir / "pyproject.toml").read_text())["project"]["dependencies"])
 
 
-def _operator_venv_layer(os_layer: Path) -> Path:
-    key = operator_inputs_key(os_layer.parent.name)
+def operator_dependencies_key(os_key: str, repo_dir: Path = REPO_DIR) -> str:
+    """What the virtualenv's dependencies are made from: the OS layer, the declared dependencies and
+    their pins. An edit of the operator's code keeps the key, so only the small layer above is rebuilt."""
+    return _digest(os_key, json.dumps(operator_dependencies(repo_dir)), repo_dir / "constraints.txt",
+                   RECIPE_REVISION, base=repo_dir)
+
+
+def operator_inputs_key(dependencies_key: str, repo_dir: Path = REPO_DIR) -> str:
+    """What the operator's own layer is made from: the dependencies' layer below it and the project's
+    sources (the files operator/Dockerfile copies). Any edit there gives a new key, so a new image."""
+    return _digest(dependencies_key, *(repo_dir / s for s in OPERATOR_SOURCES), RECIPE_REVISION, base=repo_dir)
+
+
+def _pinned_constraints(dest: Path) -> Path:
+    # constraints.txt pins every dependency; a `-e` line (the project itself, from `pip freeze`) is no
+    # valid constraint, so it is dropped, as operator/Dockerfile does.
+    lines = (REPO_DIR / "constraints.txt").read_text().splitlines()
+    dest.write_text("".join(f"{line}\n" for line in lines if not line.startswith("-e ")))
+    return dest
+
+
+def _pip_in_image(root: Path) -> str:
+    found = sorted((root / DEBIAN_PIP_WHEELS).glob("pip-*.whl"))
+    if not found:
+        raise ImageBuildError(f"no pip wheel under /{DEBIAN_PIP_WHEELS} in the operator's OS layer")
+    return f"/{DEBIAN_PIP_WHEELS}/{found[-1].name}/pip"
+
+
+def _install_in_image(root: Path, requirements: list[str], *extra: str) -> None:
+    """pip install, inside the image's root filesystem and offline: everything comes from /wheels."""
+    python = f"{OPERATOR_VENV}/bin/python"
+    run_in_rootfs(root, [python, _pip_in_image(root), "install", "--no-index", "--find-links", "/wheels",
+                         "--no-cache-dir", "--disable-pip-version-check", "-c", "/wheels/constraints.txt",
+                         *extra, *requirements], env={"PATH": BASE_PATH, "HOME": "/root"}, timeout=900)
+
+
+def _operator_dependencies_layer(os_layer: Path) -> Path:
+    """The virtualenv with the operator's pinned dependencies and no pip: the slow part of the image
+    (downloads, unpacking, bytecode), rebuilt only when the dependencies or their pins change."""
+    key = operator_dependencies_key(os_layer.parent.name)
+
+    def build(tmp: Path) -> None:
+        work = Path(tempfile.mkdtemp(prefix=".operator-deps-", dir=tools.cache_dir()))
+        try:
+            wheels = work / "wheels"
+            wheels.mkdir()
+            constraints = _pinned_constraints(wheels / "constraints.txt")
+            # Wheels for the image's Python (3.11, glibc 2.36), whatever Python runs this build. pip
+            # matches --platform literally, so every manylinux level bookworm's glibc 2.36 runs is named
+            # (manylinux2014 also stands for 2010 and 1).
+            _log("downloading the pinned dependencies")
+            platforms = [f"manylinux_2_{minor}_x86_64" for minor in range(36, 16, -1)] + ["manylinux2014_x86_64"]
+            _run([sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input", "download",
+                  "--only-binary=:all:", *(a for p in platforms for a in ("--platform", p)),
+                  "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311",
+                  "-c", constraints, "-d", wheels, *operator_dependencies()], timeout=900)
+            root = extract_rootfs(os_layer, work / "root")
+            shutil.copytree(wheels, root / "wheels")
+            # The image's own python3 makes the venv, so its links point at /usr/bin/python3 there.
+            _log("installing the dependencies into /opt/harper-operator (chroot, offline)")
+            run_in_rootfs(root, ["/usr/bin/python3", "-m", "venv", "--without-pip", OPERATOR_VENV],
+                          env={"PATH": BASE_PATH, "HOME": "/root"})
+            _install_in_image(root, operator_dependencies())
+            write_layer(tmp / "deps.tar", root / OPERATOR_VENV.strip("/"), OPERATOR_VENV)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    return tools._cached("operator-deps", key, "deps.tar", build)
+
+
+def _operator_layer(os_layer: Path, deps_layer: Path) -> Path:
+    """The operator itself, installed into the dependencies' virtualenv: only the files that install
+    adds (the package, its metadata, its two commands), so a code change rebuilds seconds, not a venv."""
+    key = operator_inputs_key(deps_layer.parent.name)
 
     def build(tmp: Path) -> None:
         work = Path(tempfile.mkdtemp(prefix=".operator-work-", dir=tools.cache_dir()))
@@ -321,43 +397,36 @@ def _operator_venv_layer(os_layer: Path) -> Path:
                     (src / name).parent.mkdir(parents=True, exist_ok=True)
                     shutil.copy(source, src / name)
             wheels.mkdir()
-            # constraints.txt pins every dependency; a `-e` line (the project itself, from `pip freeze`)
-            # is no valid constraint, so it is dropped, as operator/Dockerfile does.
-            lines = (REPO_DIR / "constraints.txt").read_text().splitlines()
-            (wheels / "constraints.txt").write_text("".join(f"{l}\n" for l in lines if not l.startswith("-e ")))
-            pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input"]
+            _pinned_constraints(wheels / "constraints.txt")
             _log("building the operator's wheel from the working tree")
-            _run([*pip, "wheel", "--no-deps", "-w", wheels, src], timeout=600)
-            # Wheels for the image's Python (3.11, glibc 2.36), whatever Python runs this build.
-            _log("downloading the pinned dependencies")
-            # pip matches --platform literally, so every manylinux level bookworm's glibc 2.36 runs is
-            # named (manylinux2014 also stands for 2010 and 1).
-            platforms = [f"manylinux_2_{minor}_x86_64" for minor in range(36, 16, -1)] + ["manylinux2014_x86_64"]
-            _run([*pip, "download", "--only-binary=:all:", *(a for p in platforms for a in ("--platform", p)),
-                  "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311",
-                  "--find-links", wheels, "-c", wheels / "constraints.txt", "-d", wheels,
-                  f"harper-operator=={operator_version()}"], timeout=900)
+            _run([sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input", "wheel", "--no-deps",
+                  "-w", wheels, src], timeout=600)
             root = extract_rootfs(os_layer, work / "root")
+            extract_rootfs(deps_layer, root)
             shutil.copytree(wheels, root / "wheels")
-            venv = f"{OPERATOR_VENV}/bin"
-            # The image's own python3 makes the venv, so its links point at /usr/bin/python3 there.
-            # No network inside: everything it installs is in /wheels.
-            steps = [["/usr/bin/python3", "-m", "venv", OPERATOR_VENV],
-                     [f"{venv}/python", "-m", "pip", "install", "--no-index", "--find-links", "/wheels",
-                      "--no-cache-dir", "--disable-pip-version-check", "-c", "/wheels/constraints.txt",
-                      f"harper-operator=={operator_version()}"],
-                     # Nothing installs at run time: pip and setuptools would only be dead weight.
-                     [f"{venv}/python", "-m", "pip", "uninstall", "-y", "--disable-pip-version-check",
-                      "pip", "setuptools"],
-                     [f"{venv}/harper-operator", "--help"]]
+            venv = root / OPERATOR_VENV.strip("/")
+            below = _tree_state(venv)
             _log("installing the operator into /opt/harper-operator (chroot, offline)")
-            for argv in steps:
-                run_in_rootfs(root, argv, env={"PATH": BASE_PATH, "HOME": "/root"}, timeout=900)
-            write_layer(tmp / "venv.tar", root / OPERATOR_VENV.strip("/"), OPERATOR_VENV)
+            _install_in_image(root, [f"harper-operator=={operator_version()}"], "--no-deps")
+            # Its dependencies are all below it: --help imports every module the operator runs.
+            run_in_rootfs(root, [f"{OPERATOR_VENV}/bin/harper-operator", "--help"],
+                          env={"PATH": BASE_PATH, "HOME": "/root", "PYTHONDONTWRITEBYTECODE": "1"})
+            now = _tree_state(venv)
+            changed = sorted(p for p in below if now.get(p) != below[p])
+            if changed:  # a layer can add files; changing the layer below would need whiteouts
+                raise ImageBuildError(f"installing the operator changed its dependencies' files: {changed[:5]}")
+            write_layer(tmp / "operator.tar", venv, OPERATOR_VENV, only=set(now) - set(below))
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
-    return tools._cached("operator-venv", key, "venv.tar", build)
+    return tools._cached("operator-layer", key, "operator.tar", build)
+
+
+def _tree_state(root: Path) -> dict[Path, tuple[int, int]]:
+    """Every file and link under root with its size and change time. Folders are left out: adding a
+    file changes its folder's time, and a layer may restate a folder."""
+    return {p.relative_to(root): (p.lstat().st_size, p.lstat().st_mtime_ns) for p in root.rglob("*")
+            if not p.is_dir() or p.is_symlink()}
 
 
 # --- Harper -------------------------------------------------------------------------------------
@@ -451,9 +520,10 @@ def _labels(title: str, description: str, version: str, licenses: str | None = N
 def operator_image() -> ImageSpec:
     """The operator image's layers (built the first time): the same contract as operator/Dockerfile."""
     os_layer = debian_os_layer(OPERATOR_PACKAGES)
+    deps_layer = _operator_dependencies_layer(os_layer)
     version = operator_version()
     return ImageSpec(
-        name="harper-operator", version=version, layers=(os_layer, _operator_venv_layer(os_layer)),
+        name="harper-operator", version=version, layers=(os_layer, deps_layer, _operator_layer(os_layer, deps_layer)),
         entrypoint=("harper-operator", "run"),
         # Bytecode was compiled at install time; the chart mounts the root filesystem read-only. HOME=/tmp:
         # kubernetes.aio works out ~ when imported, which fails for a uid without a passwd entry.
