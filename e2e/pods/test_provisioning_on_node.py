@@ -468,61 +468,90 @@ def served_serial(bed, ns: str, pod: str, ca_pem: str) -> int | None:
         return None
 
 
-def test_renewed_certificates_are_served_and_a_pod_that_misses_them_is_restarted(bed, prov):
-    """Rotation: each pod's certificate in hc-tls is replaced by one of the cluster's authority that is due for
-    renewal (50 of its 60 minutes gone), as time would make it; the operator then issues new ones. The kubelet
-    updates the mounted files twice in a row. Harper 4.7.29 watches its certificate files and reloads them, but a
-    pod can miss the second update (seen: one pod of three kept its old certificate for 240 s); the operator sees
-    what each pod presents and restarts, one pod at a time, those that still present an older one after
-    restarts.CERTIFICATE_GRACE. With a writer running: every pod presents its new certificate, never two pods are
-    down at once, the only restarts are for the certificate, and no acknowledged record is lost."""
-    from datetime import datetime, timedelta, timezone
+def _aged(authority_pem: str, key_pem: str, now):
+    """The same authority (its subject and key: every certificate it signed stays valid under it) dated so that less
+    than a third of its ten years is left, as time would make it."""
+    from datetime import timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    cert, key = x509.load_pem_x509_certificate(authority_pem.encode()), serialization.load_pem_private_key(
+        key_pem.encode(), password=None)
+    builder = (x509.CertificateBuilder().subject_name(cert.subject).issuer_name(cert.subject)
+               .public_key(key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(now - timedelta(days=2500)).not_valid_after(now + timedelta(days=1150)))
+    for extension in cert.extensions:
+        builder = builder.add_extension(extension.value, extension.critical)
+    return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode()
+
+
+def test_the_authority_rolls_over_and_every_certificate_is_renewed_with_no_record_lost(bed, prov):
+    """Rotation of everything: the cluster's authority in hc-ca is replaced by itself dated near its end (less than a
+    third of its lifetime left), as time would make it. The operator makes a new authority, the pods trust both (the
+    kubelet rewrites the mounted files; Harper 4.7.29 reloads them, and lists the new authority), and only once each
+    pod was seen trusting the new one does every pod get a certificate of it; once each presents it, the old one is
+    trusted no more. A pod that misses a rewrite is restarted after restarts.CERTIFICATE_GRACE, one pod at a time.
+    With a writer running: never two pods down at once, the only restarts are for the certificates, and no
+    acknowledged record is lost."""
+    from datetime import datetime, timezone
 
     from harper_operator.provision import pki
     ns, auth = prov, STATE["auth"]
-    ca = secret_text(bed, ns, f"{CLUSTER}-ca", "ca.crt")
-    authority = pki.KeyPair(ca, secret_text(bed, ns, f"{CLUSTER}-ca", "ca.key"))
+    old = secret_text(bed, ns, f"{CLUSTER}-ca", "ca.crt")
     pods = [f"{CLUSTER}-{i}" for i in range(3)]
 
-    def issued() -> dict[str, int]:
-        return {pod: pki.load(secret_text(bed, ns, f"{CLUSTER}-tls", f"{pod}.crt")).serial_number for pod in pods}
+    def issued() -> dict[str, str]:
+        return {pod: secret_text(bed, ns, f"{CLUSTER}-tls", f"{pod}.crt") for pod in pods}
 
-    old = issued()
-    assert {pod: served_serial(bed, ns, pod, ca) for pod in pods} == old
+    before = issued()
+    assert {pod: served_serial(bed, ns, pod, old) for pod in pods} == {p: pki.serial(c) for p, c in before.items()}
+
     def restart_events() -> Counter:
         return Counter({e["message"]: e.get("count", 1) for e in events(bed, ns) if e["reason"] == "Restart"})
 
     restarts = restart_events()
-    aged = datetime.now(timezone.utc) - timedelta(minutes=50)
-    due = {pod: pki.issue(authority, harper_host(ns, pod), [harper_host(ns, pod)], aged, timedelta(hours=1))
-           for pod in pods}
-    patch = {"stringData": {f"{pod}.{ext}": getattr(due[pod], field) for pod in pods
-                            for ext, field in (("crt", "certificate"), ("key", "key"))}}
-    aged_serials = {pod: pki.load(due[pod].certificate).serial_number for pod in pods}
+    aged = _aged(old, secret_text(bed, ns, f"{CLUSTER}-ca", "ca.key"), datetime.now(timezone.utc))
     started = time.monotonic()
-    reloaded: dict[str, float] = {}  # pod -> seconds until it presented its new certificate in its first pod
-    with PodWatch(bed, ns) as watch, Writer(bed, ns, auth, "rotate") as writer:
-        bed.kubectl("patch", "secret", f"{CLUSTER}-tls", "-n", ns, "--type=merge", "-p", json.dumps(patch))
-        wait_until("the operator issued new certificates", lambda: all(
-            issued()[pod] not in (old[pod], aged_serials[pod]) for pod in pods), timeout=60, diagnose=bed.diagnose(ns))
-        new = issued()
+    marks: dict[str, float] = {}
+
+    def mark(what: str, done: bool) -> bool:
+        if done and what not in marks:
+            marks[what] = round(time.monotonic() - started)
+        return done
+
+    with PodWatch(bed, ns) as watch, Writer(bed, ns, auth, "rollover") as writer:
+        bed.kubectl("patch", "secret", f"{CLUSTER}-ca", "-n", ns, "--type=merge", "-p",
+                    json.dumps({"stringData": {"ca.crt": aged}}))
+        wait_until("a new authority trusted beside the old one", lambda: mark("new authority", len(pki.split(
+            secret_text(bed, ns, f"{CLUSTER}-ca", "ca.crt"))) == 2), timeout=60, diagnose=bed.diagnose(ns))
+        new = pki.split(secret_text(bed, ns, f"{CLUSTER}-ca", "ca.crt"))[0]
+        assert secret_text(bed, ns, f"{CLUSTER}-tls", "ca.crt") == secret_text(bed, ns, f"{CLUSTER}-ca", "ca.crt")
+
+        def moved() -> bool:
+            now = issued()
+            return mark("pods' certificates issued", all(pki.signed_by(now[p], new) for p in pods))
+        # the kubelet rewrites the trusted file (about a minute), each pod lists the new authority, then the issue
+        wait_until("every pod's certificate issued by the new authority", moved, timeout=420,
+                   diagnose=bed.diagnose(ns))
+        renewed = issued()
 
         def presented() -> bool:
-            for pod in pods:
-                if pod not in reloaded and served_serial(bed, ns, pod, ca) == new[pod]:
-                    reloaded[pod] = time.monotonic() - started
-            return len(reloaded) == len(pods)
-        # the kubelet (about a minute), the grace, then one restart at a time
-        wait_until("every pod presents its new certificate", presented, timeout=600, diagnose=bed.diagnose(ns))
-        took = time.monotonic() - started
+            return mark("presented", all(served_serial(bed, ns, p, new) == pki.serial(renewed[p]) for p in pods))
+        wait_until("every pod presents its certificate of the new authority", presented, timeout=420,
+                   diagnose=bed.diagnose(ns))
+        wait_until("the old authority trusted no more", lambda: mark("old dropped", pki.split(secret_text(
+            bed, ns, f"{CLUSTER}-ca", "ca.crt")) == [new] and secret_text(bed, ns, f"{CLUSTER}-tls", "ca.crt") == new),
+            timeout=120, diagnose=bed.diagnose(ns))
         time.sleep(5)  # a few more of the writer's records after the switch
     restarted = {pod for pod, n in watch.restarts().items() if n}
-    print(f"rotation: every pod presented its renewed certificate {took:.0f}s after the Secret changed; "
-          f"by pod {({p: round(t) for p, t in reloaded.items()})}; restarted for it: {sorted(restarted) or 'none'}")
+    print(f"rollover: seconds after hc-ca changed {marks}; restarted for it: {sorted(restarted) or 'none'}")
     assert watch.most_down <= 1, f"two pods down at once: {watch.down_seen}\n{timeline(bed, ns, watch)}"
-    assert all(n <= 1 for n in watch.restarts().values()), timeline(bed, ns, watch)
+    assert all(n <= 2 for n in watch.restarts().values()), timeline(bed, ns, watch)
     made = restart_events() - restarts
-    assert sum(made.values()) == len(restarted) and all("serve its renewed certificate" in m for m in made), made
+    assert all("trust the cluster's new certificate authority" in m or "serve its renewed certificate" in m
+               for m in made), made
+    reasons = [e["reason"] for e in events(bed, ns)]
+    assert "CertificateAuthorityRollover" in reasons and "CertificateAuthorityRolledOver" in reasons
     assert len(writer.acked) > 10, (writer.acked, writer.failed)
     wait_until("every acknowledged record on every pod", everywhere(bed, ns, auth, 3, set(writer.acked)), timeout=120)
     wait_until("Ready 3/3", lambda: ready(bed, ns, CLUSTER, "3/3"), timeout=120)

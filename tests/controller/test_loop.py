@@ -1145,3 +1145,54 @@ async def test_a_pod_that_keeps_presenting_an_old_certificate_is_restarted_after
     assert len(deleted) == 1 and deleted[0] in (B, C)  # one at a time
     assert [m for _, reason, m in events if reason == "Restart"] == [
         f"restart {deleted[0]} (serve its renewed certificate)"], events
+
+
+async def test_a_rollover_asks_each_member_whether_it_trusts_the_new_authority_and_restarts_one_that_does_not(
+        fleet, fake_kube, monkeypatch):
+    """During a rollover (PodView.authority) each running member's Harper is asked for the authorities it lists until
+    it is seen listing the new one; one that still does not after restarts.CERTIFICATE_GRACE (it missed the rewritten
+    file) is restarted by its pod's deletion, one at a time. What was seen goes to the provisioner (confirmed).
+    FAKE listed authorities: list_certificates is the only fake."""
+    from harper_operator.controller import loop as loop_module
+    from harper_operator.controller.provision import PodView
+    from harper_operator.reconcile.restarts import CERTIFICATE_GRACE
+    clock = Clock()
+    r, events = reconciler(fleet, clock)
+    body, members = cluster_body(), nodes(A, B, C)
+    await converge(r, body, members, fake_kube)
+    new, old = 42, 41
+    listed = {A: {old, new}, B: {old}, C: {old}}
+    asked: list[set[str]] = []
+
+    async def listed_authorities(m, pool, hosts):
+        asked.append(set(hosts))
+        return {h: frozenset(listed[h]) for h in hosts}
+
+    monkeypatch.setattr(loop_module, "listed_authorities", listed_authorities)
+    deleted: list[str] = []
+
+    def via_pod(host: str):
+        async def go() -> None:
+            deleted.append(host)
+            listed[host] = {new, old}  # its new pod reads the file at start-up
+        return go
+
+    def pods(authority: int | None = new) -> PodView:
+        return PodView(replicas=3, selector="x", restart={h: via_pod(h) for h in (A, B, C)},
+                       pods={h: f"{h}-{deleted.count(h)}" for h in (A, B, C)}, authority=authority)
+    await r.reconcile(body, members, pods=pods())
+    assert asked[-1] == {A, B, C} and deleted == [] and r.confirmed.trusts == {A: new}
+    listed[B] = {old, new}  # B read the rewritten file by itself
+    clock.now += CERTIFICATE_GRACE - 1
+    await r.reconcile(body, members, pods=pods())
+    assert asked[-1] == {B, C} and deleted == [] and r.confirmed.trusts == {A: new, B: new}
+    clock.now += 2
+    await r.reconcile(body, members, pods=pods())
+    assert deleted == [C]
+    assert [m for _, reason, m in events if reason == "Restart"] == [
+        f"restart {C} (trust the cluster's new certificate authority)"], events
+    await r.reconcile(body, members, pods=pods())
+    assert r.confirmed.trusts == {A: new, B: new, C: new}
+    asked.clear()
+    await r.reconcile(body, members, pods=pods(None))  # no rollover: nobody is asked
+    assert asked == []

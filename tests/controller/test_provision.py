@@ -426,3 +426,58 @@ async def test_renewed_lists_only_pods_whose_harper_started_before_their_certifi
     view = await provisioner.ensure(cluster(), harper_nodes(k8s, 3), converged=True)
     assert view.renewed == {host(0): issued[0][0]}
     assert abs(issued[0][1] - datetime.now(timezone.utc).timestamp()) < 60  # when it was issued, not its start
+
+
+async def test_an_authority_due_rolls_over_and_the_pods_move_only_once_all_trust_the_new_one(k8s, provisioner, events):
+    """The operator's own authority with a third of its lifetime left (FAKE objects): a new one signs from then on,
+    both are trusted (the new one first), and the running pods keep certificates of the old one until every one of
+    them was seen to trust the new one; then each gets one of the new; once each presents it, the old one is trusted
+    no more."""
+    from datetime import timedelta
+
+    from harper_operator.controller.provision import Confirmed
+    now = datetime.now(timezone.utc)
+    aged = pki.new_authority("db/hc", now - timedelta(days=2500))  # 10 years long, less than a third left
+    k8s.put({"kind": "Secret", "metadata": {"name": "hc-ca", "labels": {"harperoperator.dev/readable": "true"}},
+             "data": {k: base64.b64encode(v.encode()).decode() for k, v in {
+                 "ca.crt": aged.certificate, "ca.key": aged.key}.items()}})
+    long_ago = (now - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    for i in range(3):
+        p = pod(i)
+        p["status"]["containerStatuses"] = [{"name": "harper", "state": {"running": {"startedAt": long_ago}}}]
+        k8s.put(p)
+
+    async def round_(confirmed: Confirmed = Confirmed()):
+        nodes = [n for n in harper_nodes(k8s, 3) if n]
+        view = await provisioner.ensure(cluster(), nodes, converged=True, confirmed=confirmed)
+        return view, (await k8s.read_secret("db", "hc-ca"))[1], (await k8s.read_secret("db", "hc-tls"))[1]
+
+    view, ca, tls = await round_()
+    new = pki.split(ca["ca.crt"])[0]
+    assert pki.split(ca["ca.crt"]) == [new, aged.certificate] and ca["previous.key"] == aged.key
+    assert tls["ca.crt"] == ca["ca.crt"]  # the pods trust both, the new one first
+    assert all(pki.signed_by(tls[f"hc-{i}.crt"], aged.certificate) for i in range(3))  # nobody trusts the new one yet
+    assert view.authority == pki.serial(new)
+    assert [r for _, r, _ in events].count("CertificateAuthorityRollover") == 1
+    serial = pki.serial(new)
+
+    # Two of three seen to trust it: nothing moves.
+    view, ca, tls2 = await round_(Confirmed(trusts={host(0): serial, host(1): serial}))
+    assert tls2 == tls and view.authority == serial and ca["previous.key"] == aged.key
+
+    # All three: each pod gets a certificate of the new authority; the loop then checks what they present.
+    view, ca, tls3 = await round_(Confirmed(trusts={host(i): serial for i in range(3)}))
+    assert all(pki.signed_by(tls3[f"hc-{i}.crt"], new) for i in range(3)) and view.authority is None
+    assert set(view.renewed) == {host(i) for i in range(3)}
+    assert ca["previous.key"] == aged.key  # still trusted: the pods may present the old certificates a while
+
+    presents = {host(i): pki.serial(tls3[f"hc-{i}.crt"]) for i in range(3)}
+    view, ca, _ = await round_(Confirmed(trusts={host(i): serial for i in range(2)} | {host(2): serial},
+                                         presents={**presents, host(2): 1}))
+    assert "previous.key" in ca  # hc-2 still presents another one
+    view, ca, _ = await round_(Confirmed(trusts={host(i): serial for i in range(3)}, presents=presents))
+    assert pki.split(ca["ca.crt"]) == [new] and not ca.get("previous.key")
+    assert [r for _, r, _ in events].count("CertificateAuthorityRolledOver") == 1
+    view, _, tls5 = await round_(Confirmed(trusts={host(i): serial for i in range(3)}, presents=presents))
+    assert tls5["ca.crt"] == new and all(tls5[f"hc-{i}.crt"] == tls3[f"hc-{i}.crt"] for i in range(3))
+    assert view.authority is None

@@ -155,3 +155,37 @@ def test_certificates_keeps_the_good_ones_and_issues_the_rest(ca, leaf):
     assert pki.certificates(ca, {"hc-0": pki.KeyPair(leaf.certificate, foreign.key)}, {"hc-0": names},
                             NOW)["hc-0"].certificate != leaf.certificate
     assert pki.certificates(ca, {"hc-0": pki.KeyPair("junk", "junk")}, {"hc-0": names}, NOW)["hc-0"].key != "junk"
+
+
+def test_an_authority_is_read_from_its_secret_with_a_rollovers_previous_key(ca):
+    plain = pki.read_authority(ca.certificate, ca.key)
+    assert plain.signing == ca and plain.trusted == (ca.certificate,) and plain.previous is None
+    assert not plain.rolling() and plain.signer(False) == ca
+    rolled = pki.roll_over(plain, "ns/hc", NOW)
+    assert rolled.previous == ca and rolled.trusted == (rolled.signing.certificate, ca.certificate)
+    assert pki.split(rolled.bundle)[0] == rolled.signing.certificate  # the new one first: Harper imports the first
+    again = pki.read_authority(rolled.bundle, rolled.signing.key, ca.key)
+    assert again == rolled  # what the Secret holds is all of it
+    # A previous key that matches no trusted certificate is no previous authority (a user's chain, or junk).
+    assert pki.read_authority(rolled.bundle, rolled.signing.key, rolled.signing.key).previous is None
+    assert pki.settled(rolled) == pki.Authority(rolled.signing, (rolled.signing.certificate,))
+    # A second rollover keeps two authorities, not three.
+    assert len(pki.roll_over(rolled, "ns/hc", NOW).trusted) == 2
+    with pytest.raises(pki.BadCertificate):
+        pki.read_authority("", ca.key)
+
+
+def test_a_rollover_signs_with_the_old_authority_until_every_pod_trusts_the_new(ca, leaf):
+    """The pods keep what they have while some pod does not trust the new authority yet (a certificate of it would cut
+    that pod off from its peers); then each moves to a certificate of the new one."""
+    names = (HOST, "hc-client.ns.svc", "localhost", "127.0.0.1")
+    rolled = pki.roll_over(pki.read_authority(ca.certificate, ca.key), "ns/hc", NOW)
+    wanted = {"hc-0": names, "hc-1": ("hc-1.x",)}
+    before = pki.certificates(rolled.signer(False), {"hc-0": leaf}, wanted, NOW, rolled.accepted(False))
+    assert before["hc-0"] is leaf  # the old authority's certificate stays
+    assert pki.signed_by(before["hc-1"].certificate, ca.certificate)  # a new pod's: still the old authority's
+    after = pki.certificates(rolled.signer(True), before, wanted, NOW, rolled.accepted(True))
+    assert all(pki.signed_by(pair.certificate, rolled.signing.certificate) for pair in after.values())
+    assert pki.certificates(rolled.signer(True), after, wanted, NOW, rolled.accepted(True)) == after  # then stays
+    # Both trusted at once: a client with the bundle verifies either.
+    assert all(any(pki.signed_by(p.certificate, c) for c in rolled.trusted) for p in [*before.values(), *after.values()])

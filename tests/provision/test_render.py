@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import base64
+from datetime import datetime, timezone
 
 import pytest
 from pydantic import ValidationError
 
 from harper_operator.api import HarperClusterSpec, HarperNodeSpec
 from harper_operator.provision import pki, render
+
+NOW = datetime(2026, 12, 7, 12, 0, tzinfo=timezone.utc)
 
 OWNER = render.Owner("db", "hc", "uid-1")
 
@@ -124,9 +127,17 @@ def test_certificates_name_the_pod_first_and_its_secrets_keep_keys_apart():
             "127.0.0.1"} <= set(names)
     assert render.certificate_names(render.Owner("db", "hc", "u", "example.org"), place, 0)[0] == \
         "hc-0.hc.db.svc.example.org"
-    ca = render.ca_secret(OWNER, pki.KeyPair("CERT", "KEY"))
+    made = pki.new_authority("db/hc", NOW)
+    authority = pki.Authority(made, (made.certificate,))
+    ca = render.ca_secret(OWNER, authority)
     assert ca["metadata"]["name"] == "hc-ca" and set(ca["data"]) == {"ca.crt", "ca.key"}
     assert ca["metadata"]["labels"]["harperoperator.dev/readable"] == "true"
+    # A rollover's start keeps the previous key beside the new one; its end drops it (null in a merge patch).
+    rolled = pki.roll_over(authority, "db/hc", NOW)
+    start = render.ca_secret_change(rolled)["data"]
+    assert base64.b64decode(start["previous.key"]).decode() == made.key
+    assert base64.b64decode(start["ca.crt"]).decode() == rolled.bundle
+    assert render.ca_secret_change(pki.settled(rolled))["data"]["previous.key"] is None
     tls = render.tls_secret(OWNER, "CA", {"hc-0": pki.KeyPair("C0", "K0")})
     assert tls["metadata"]["name"] == "hc-tls" and set(tls["data"]) == {"ca.crt", "hc-0.crt", "hc-0.key"}
     assert base64.b64decode(tls["data"]["hc-0.key"]) == b"K0"

@@ -25,14 +25,15 @@ from ..reconcile.plan import (AddNode, Operation, RemoveNode, Restart, diagnose,
 from ..reconcile.ghosts import hold_ghost_removals, hold_mends
 from ..reconcile.problems import Problem
 from ..reconcile.restarts import (RestartLedger, admit, next_admission, restarts_for_pending,
-                                  restarts_for_refused_joins, restarts_for_unserved_certificates, settle_restarts)
+                                  restarts_for_refused_joins, restarts_for_unserved_certificates,
+                                  restarts_for_untrusted_authority, settle_restarts)
 from ..reconcile.topology import DesiredCluster, url_key
 from .clients import ClientPool
 from .execute import execute
 from .leaving import proof_look
 from .members import Membership, SecretData, membership, secret_names
-from .observe import Sight, links, look, look_all, observed, presented_serials
-from .provision import PodView
+from .observe import Sight, links, listed_authorities, look, look_all, observed, presented_serials
+from .provision import Confirmed, PodView
 from .status import (Round, cluster_status, hibernated_cluster_status, hibernated_node_status, member_problem,
                      missing_peers, node_status, stuck, unchanged)
 
@@ -281,6 +282,7 @@ class ClusterReconciler:
         self._replaced: dict[str, float] = {}  # member -> when a new pod of it appeared that no restart of ours made
         self._consumed: dict[str, float] = {}  # member -> the time of the restart of ours whose new pod was seen
         self._presented: dict[str, int] = {}  # member -> the renewed certificate's serial it was seen to present
+        self._trusts: dict[str, int] = {}  # member -> a rollover's new authority (its serial) it was seen to list
         self._refused_joins: dict[tuple[str, str], float] = {}  # (member, peer) -> since when the peer cuts its join
         self._joined_at: float | None = None  # when this process last added a member (restarts.JOIN_GRACE)
         self._names: dict[str, str] = {}  # HarperNode -> the name its Harper last reported (docs/safety.md, S4)
@@ -385,9 +387,27 @@ class ClusterReconciler:
         self._presented.update((h, s) for h, s in presented.items() if ask[h] == s)
         return {h for h, s in presented.items() if ask[h] != s}
 
+    @property
+    def confirmed(self) -> Confirmed:
+        """What this process saw the members' Harper trust and present, for the provisioner's next round."""
+        return Confirmed(trusts=dict(self._trusts), presents=dict(self._presented))
+
+    async def _untrusting(self, m: Membership, pods: PodView | None) -> set[str]:
+        """During a rollover (PodView.authority), the running members whose Harper does not list the new authority.
+        Each is asked until it is seen listing it once."""
+        if pods is None or pods.authority is None:
+            return set()
+        self._trusts = {h: s for h, s in self._trusts.items() if s == pods.authority and h in pods.pods}
+        ask = [h for h in pods.pods if h not in self._trusts]
+        if not ask:
+            return set()
+        listed = await listed_authorities(m, self.pool, ask)
+        self._trusts.update((h, pods.authority) for h, serials in listed.items() if pods.authority in serials)
+        return {h for h, serials in listed.items() if pods.authority not in serials}
+
     def _restarts(self, body: Mapping[str, Any], spec: HarperClusterSpec, m: Membership, sights: Mapping[str, Sight],
                   now_intent: Intent, paused: bool, pods: PodView | None = None,
-                  unserved: Collection[str] = ()) -> Restarts:
+                  unserved: Collection[str] = (), untrusting: Collection[str] = ()) -> Restarts:
         """Every restart goes through one budget: one member at a time, a cooldown, RestartLoop when it repeats."""
         # Every declared member keeps its entries, managed this round or not: a Secret that could not be read once
         # (an API error) must not forget an owed restart or a cooldown (docs/safety.md, S6).
@@ -400,6 +420,7 @@ class ClusterReconciler:
         self._refused_joins = {p: t for p, t in self._refused_joins.items() if set(p) <= here}
         wanted += restarts_for_refused_joins(self._refused_joins, self.clock())
         wanted += restarts_for_unserved_certificates(unserved)
+        wanted += restarts_for_untrusted_authority(untrusting)
         # Down: no answer, or a pod Kubernetes does not call Ready (a roll, a crash, a restart of ours coming back).
         down = {n for n, s in sights.items() if s.status is None or s.problem is not None}
         down |= set(pods.not_ready) & here if pods else set()
@@ -453,7 +474,8 @@ class ClusterReconciler:
         paused = is_paused(body)
         sights = await self._look_all(m)
         now_intent = intent(m, sights, body, spec, declared, self._names.values())
-        restarts = self._restarts(body, spec, m, sights, now_intent, paused, pods, await self._unserved(m, pods))
+        restarts = self._restarts(body, spec, m, sights, now_intent, paused, pods, await self._unserved(m, pods),
+                                  await self._untrusting(m, pods))
         result = Result()
         failure = None
         ops = await self._hold_ghosts([op for op in now_intent.operations if not isinstance(op, Restart)], m,

@@ -20,7 +20,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, replace
-from typing import Mapping
+from typing import Iterable, Mapping
 from urllib.parse import urlsplit
 
 from ..harper import models as wire
@@ -296,3 +296,26 @@ async def presented_serials(membership: Membership, hosts: Mapping[str, int], ti
 
     asked = [m for host in sorted(hosts) if (m := membership.managed_member(host)) is not None and m.access]
     return {host: serial for host, serial in await asyncio.gather(*(one(m) for m in asked)) if serial is not None}
+
+
+async def listed_authorities(membership: Membership, pool: ClientPool, hosts: Iterable[str]) -> dict[str, frozenset[int]]:
+    """host -> the serial numbers of the authorities each managed member's Harper lists (list_certificates), for the
+    `hosts` asked (a rollover: does it trust the cluster's new authority yet?). Harper imports the trusted file when
+    it starts and when the file is rewritten. A member that does not answer is left out."""
+    async def one(member: Member) -> tuple[str, frozenset[int] | None]:
+        listed = await _certificates(pool.client(member.access))
+        if listed is None:
+            return member.hostname, None
+        return member.hostname, frozenset(n for c in listed if c.is_authority and (n := _serial(c.serial_number))
+                                          is not None)
+
+    asked = [m for host in sorted(set(hosts)) if (m := membership.managed_member(host)) is not None and m.access]
+    return {host: serials for host, serials in await asyncio.gather(*(one(m) for m in asked)) if serials is not None}
+
+
+def _serial(text: str | None) -> int | None:
+    """Harper writes a serial number in hex (Node's X509Certificate.serialNumber)."""
+    try:
+        return int((text or "").replace(":", ""), 16)
+    except ValueError:
+        return None

@@ -47,6 +47,9 @@ class PodView:
     # hostname -> the serial of the certificate issued to it after its Harper started: Harper must load it from the
     # updated files by itself (it watches them, but missed a second update in a row on the node) or be restarted
     renewed: Mapping[str, int] = field(default_factory=dict)
+    # during a rollover of the cluster's authority: the new one's serial, which every running member's Harper must be
+    # seen to list among its authorities before the pods move to certificates it signs (else None)
+    authority: int | None = None
 
 
 def _digest(obj: Mapping[str, Any]) -> str:
@@ -91,26 +94,33 @@ class Provisioner:
         # the handler exports it (HarperCertificateExpiring). None: no certificate issued by this process yet.
         self.first_expiry: float | None = None
         self._issued: dict[str, tuple[int, float]] = {}  # pod -> (serial, when it was issued) of its certificate
+        self.authority_to_confirm: int | None = None  # PodView.authority
 
     async def _certificates(self, body, spec: HarperClusterSpec, owner: render.Owner, place: render.Place,
-                            ordinals: range) -> Problem | None:
+                            ordinals: range, hosts: Mapping[int, str], started: Mapping[str, float],
+                            confirmed: "Confirmed") -> Problem | None:
         """The cluster's authority and a good certificate of it for every pod that may run, written before the
         StatefulSet so a new pod finds its own; None when both are in place. The authority is the Secret
         spec.tls.caSecretRef names (the user's own CA: its certificate, first in the key named, and the private key
-        beside it), else NAME-ca, which the operator makes once."""
+        beside it), else NAME-ca, which the operator makes once and rolls over when a third of its lifetime is left.
+        `started`: when each running pod's Harper started; `confirmed`: what the Harper of each was seen to trust and
+        present."""
         now = datetime.now(timezone.utc)
         given = spec.tls.ca_secret_ref
         name, cert_key = (given.name, given.key) if given else (generated_ca_secret_name(self.name), render.CA_KEY)
         found = await kube.read_secret(self.namespace, name)
         if found is None and not given:
-            if await kube.create_secret(render.ca_secret(owner, pki.new_authority(f"{self.namespace}/{self.name}", now))):
+            made = pki.new_authority(f"{self.namespace}/{self.name}", now)
+            if await kube.create_secret(render.ca_secret(owner, pki.Authority(made, (made.certificate,)))):
                 self.events(body, "Normal", "CertificateAuthorityCreated",
                             f"made the cluster's certificate authority, Secret {name}")
             found = await kube.read_secret(self.namespace, name)  # what was written, by this process or another
         readable, data = found or (False, {})
-        authority = pki.KeyPair(data.get(cert_key) or "", next((data[k] for k in render.CA_PRIVATE_KEYS if data.get(k)), ""))
         try:
-            usable = readable and pki.matches(authority) and not pki.due(authority.certificate, now)
+            authority = pki.read_authority(data.get(cert_key) or "", next(
+                (data[k] for k in render.CA_PRIVATE_KEYS if data.get(k)), ""), data.get(render.CA_PREVIOUS_KEY) or "")
+            usable = readable and pki.matches(authority.signing) and (not given or not pki.due(
+                authority.signing.certificate, now))
         except pki.BadCertificate:
             usable = False
         if not usable:
@@ -120,25 +130,49 @@ class Provisioner:
                 f"Secret {name} must hold the cluster's certificate authority ({cert_key}, the CA's certificate first, "
                 f"and its private key as {' or '.join(render.CA_PRIVATE_KEYS)}; labelled harperoperator.dev/readable="
                 f"true; not expiring): the operator issues no certificate until it does; {fix}"), permanent=True)
+        if not given and pki.due(authority.signing.certificate, now):
+            authority = await self._roll_over(body, name, pki.roll_over(authority, f"{self.namespace}/{self.name}", now),
+                                              "CertificateAuthorityRollover",
+                                              f"made a new certificate authority in Secret {name} (the old one has a "
+                                              "third of its lifetime left): the pods trust both, then move to "
+                                              "certificates of the new one")
         tls_name = render.tls_secret_name(self.name)
         current = await kube.read_secret(self.namespace, tls_name)
         files = current[1] if current and current[0] else {}
         wanted = {place.pod(o): render.certificate_names(owner, place, o) for o in ordinals}
         held = {pod: pki.KeyPair(files[f"{pod}.crt"] or "", files[f"{pod}.key"] or "")
                 for pod in wanted if files.get(f"{pod}.crt") and files.get(f"{pod}.key")}
-        issued = pki.certificates(authority, held, wanted, now)
+        signing = pki.serial(authority.signing.certificate)
+        running = {hosts[o]: place.pod(o) for o in ordinals if place.pod(o) in started}
+        # A pod that is not running reads the trusted bundle when it starts; a running one must be seen to trust it.
+        all_trust = not authority.rolling() or all(confirmed.trusts.get(h) == signing for h in running)
+        self.authority_to_confirm = signing if authority.rolling() and not all_trust else None
+        issued = pki.certificates(authority.signer(all_trust), held, wanted, now, authority.accepted(all_trust))
         renewed = sorted(pod for pod in issued if issued[pod] is not held.get(pod))
-        stale = files.get(render.CA_KEY) != authority.certificate or set(files) != {
+        stale = files.get(render.CA_KEY) != authority.bundle or set(files) != {
             render.CA_KEY, *(f"{pod}.{ext}" for pod in issued for ext in ("crt", "key"))}
         self.first_expiry = min(pki.expires(pem).timestamp()
-                                for pem in [authority.certificate, *(c.certificate for c in issued.values())])
+                                for pem in [authority.signing.certificate, *(c.certificate for c in issued.values())])
         self._issued = {pod: pki.serial_and_issued_at(pair.certificate) for pod, pair in issued.items()}
         if renewed or stale:
-            await self._apply(body, render.tls_secret(owner, authority.certificate, issued), force=True)
+            await self._apply(body, render.tls_secret(owner, authority.bundle, issued), force=True)
             if renewed:
                 self.events(body, "Normal", "CertificatesIssued", f"issued certificates for {', '.join(renewed)} "
                                                                   f"from the cluster's authority (Secret {tls_name})")
+        elif authority.previous is not None and all_trust and all(
+                self._issued[pod][1] <= started[pod] or confirmed.presents.get(host) == self._issued[pod][0]
+                for host, pod in running.items()):
+            # Every running pod presents a certificate of the new authority (it read it at start-up, or was seen to
+            # present it since): the old one is trusted no more.
+            await self._roll_over(body, name, pki.settled(authority), "CertificateAuthorityRolledOver",
+                                  f"every pod presents a certificate of the new authority: the previous one is no "
+                                  f"longer trusted (Secret {name})")
         return None
+
+    async def _roll_over(self, body, name: str, authority: pki.Authority, reason: str, message: str) -> pki.Authority:
+        await kube.merge_patch("Secret", self.namespace, name, render.ca_secret_change(authority))
+        self.events(body, "Normal", reason, message)
+        return authority
 
     async def _apply(self, body: Mapping[str, Any], obj: dict[str, Any], *, force: bool = False) -> bool:
         key = f"{obj['kind']}/{obj['metadata']['name']}"
@@ -153,12 +187,13 @@ class Provisioner:
 
     async def ensure(self, body: Mapping[str, Any], nodes: list[Mapping[str, Any]], *, converged: bool,
                      others: list[Mapping[str, Any]] = (), drained: Mapping[str, frozenset[str]] | None = None,
-                     waits: Mapping[str, str] | None = None) -> PodView | None:
+                     waits: Mapping[str, str] | None = None, confirmed: "Confirmed | None" = None) -> PodView | None:
         """One round of the Kubernetes side; None when the cluster is not provisioned (or its spec is invalid:
         the Harper reconcile reports that). `nodes`: the HarperNodes naming this cluster; `others`: the
         namespace's other HarperNodes (a name this cluster would give its pods may be taken there); `drained`:
         leaving members whose records the last Harper round found on the members that stay, with the members it
-        covered; `waits`: what the others' proof still waits for (hostname -> words)."""
+        covered; `waits`: what the others' proof still waits for (hostname -> words); `confirmed`: the certificates
+        the members' Harper was seen to trust and present."""
         try:
             spec = HarperClusterSpec.model_validate(body.get("spec") or {})
         except ValidationError:
@@ -173,7 +208,7 @@ class Provisioner:
         owner = render.Owner(self.namespace, self.name, body["metadata"].get("uid", ""), self.domain)
         try:
             return await self._ensure(body, spec, owner, nodes, list(others), converged,
-                                      Proof(dict(drained or {}), dict(waits or {})))
+                                      Proof(dict(drained or {}), dict(waits or {})), confirmed or Confirmed())
         except kube.ApiException as e:
             reason = "KubernetesRefused" if 400 <= e.status < 500 and e.status not in (409, 429) else "KubernetesError"
             detail = (e.body or e.reason or "")[:500] if isinstance(e.body or e.reason, str) else str(e.status)
@@ -181,7 +216,7 @@ class Provisioner:
                                                    f"{detail}", permanent=reason == "KubernetesRefused"))
 
     async def _ensure(self, body, spec: HarperClusterSpec, owner: render.Owner, nodes, others,
-                      converged: bool, proof: "Proof") -> PodView:
+                      converged: bool, proof: "Proof", confirmed: "Confirmed") -> PodView:
         instances = spec.instances
         if len(self.name) > render.MAX_NAME:
             return PodView(problem=Problem("NameTooLong", f"a provisioned HarperCluster's name may have at most "
@@ -276,8 +311,8 @@ class Provisioner:
                 self.events(body, "Normal", "Scaled", f"StatefulSet {place.statefulset}: replicas {current} -> "
                                                       f"{plan.replicas}")
         else:
-            if spec.issues_certificates and (problem := await self._certificates(body, spec, owner, place,
-                                                                                  range(top))):
+            if spec.issues_certificates and (problem := await self._certificates(
+                    body, spec, owner, place, range(top), hosts, _started(listed), confirmed)):
                 return PodView(problem=problem)
             for obj in (render.headless_service(owner), render.client_service(owner), render.disruption_budget(owner)):
                 await self._apply(body, obj)
@@ -329,7 +364,8 @@ class Provisioner:
             leaving=leaving, out_of_service=frozenset(hosts[o] for o in plan.leaving if o in unserved),
             hibernated=plan.hibernated, hibernating=hibernating,
             renewed=_renewed(self._issued if spec.issues_certificates and instances.adopt is None else {},
-                             _started(listed), place, hosts))
+                             _started(listed), place, hosts),
+            authority=self.authority_to_confirm if spec.issues_certificates and instances.adopt is None else None)
 
     async def _label_pods(self, body, place: render.Place, plan) -> None:
         for ordinal, value in [*((o, "true") for o in plan.serve), *((o, "false") for o in plan.unserve)]:
@@ -350,6 +386,15 @@ class Provisioner:
                                       {"metadata": {"annotations": {render.RELEASED_ANNOTATION: None}}}):
                 self.events(body, "Normal", "VolumeKept", f"volume claim {_claim_name(place, ordinal)} is wanted "
                                                           "again: it is no longer marked for deletion")
+
+
+@dataclass(frozen=True)
+class Confirmed:
+    """What the Harper rounds saw of the certificates in use, by member: the serial of the authority it lists as its
+    newest trusted one (PodView.authority), and of the certificate it presents (PodView.renewed)."""
+
+    trusts: Mapping[str, int] = field(default_factory=dict)
+    presents: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

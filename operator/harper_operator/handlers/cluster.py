@@ -86,7 +86,8 @@ async def run_cluster(namespace, name, body, stopped, members: kopf.Index, decla
                     # Only a provisioned cluster looks at other clusters' HarperNodes (a walk of the namespace).
                     provisioned = (body.get("spec") or {}).get("instances") is not None
                     others = neighbours(members, namespace, name) if provisioned else []
-                    pods = await provisioner.ensure(body, nodes, converged=converged, others=others, **proof)
+                    pods = await provisioner.ensure(body, nodes, converged=converged, others=others,
+                                                    confirmed=reconciler.confirmed, **proof)
                     result = await reconciler.reconcile(body, nodes, declared=Declared.of(declared.get(namespace, ())),
                                                         stopped=stopping, members_changed=lambda: _names(
                                                             members.get((namespace, name), [])) != _names(nodes),

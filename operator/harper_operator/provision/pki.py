@@ -195,20 +195,77 @@ def bundle(*pems: str) -> str:
     return "".join(seen)
 
 
-def good(pair: KeyPair, authority_pem: str, wanted: Iterable[str], now: datetime) -> bool:
-    """Whether a certificate found in the cluster may stay: readable, its own key, signed by the authority in force,
-    valid for every wanted name, and not due for renewal."""
+def good(pair: KeyPair, authority_pem: str, wanted: Iterable[str], now: datetime, accepted: Sequence[str] = ()) -> bool:
+    """Whether a certificate found in the cluster may stay: readable, its own key, signed by the authority in force
+    (or one of the `accepted` beside it during a rollover), valid for every wanted name, and not due for renewal."""
     try:
-        return matches(pair) and signed_by(pair.certificate, authority_pem) and \
+        return matches(pair) and any(signed_by(pair.certificate, ca) for ca in (authority_pem, *accepted)) and \
             set(wanted) <= names(pair.certificate) and not due(pair.certificate, now)
     except BadCertificate:
         return False
 
 
 def certificates(authority: KeyPair, found: Mapping[str, KeyPair], wanted: Mapping[str, Sequence[str]],
-                 now: datetime) -> dict[str, KeyPair]:
+                 now: datetime, accepted: Sequence[str] = ()) -> dict[str, KeyPair]:
     """Each wanted holder's certificate (holder -> its names, the first its subject): the one found when good(),
-    else a new one. Nothing that is not wanted is kept."""
-    return {holder: found[holder] if holder in found and good(found[holder], authority.certificate, names_, now)
+    else a new one signed by `authority`. Nothing that is not wanted is kept."""
+    return {holder: found[holder] if holder in found and good(found[holder], authority.certificate, names_, now,
+                                                              accepted)
             else issue(authority, names_[0], names_[1:], now)
             for holder, names_ in wanted.items()}
+
+
+def serial(pem: str) -> int:
+    return load(pem).serial_number
+
+
+@dataclass(frozen=True)
+class Authority:
+    """A cluster's certificate authority as its Secret holds it: `signing`, the first certificate and its key; every
+    certificate trusted, the signing one first (a bundle: a rollover's old authority, or the rest of a user's chain);
+    and during a rollover the authority it replaces, with its key, which keeps signing the pods' certificates until
+    every pod trusts the new one (a pod presenting a certificate its peers do not trust yet would be cut off)."""
+
+    signing: KeyPair
+    trusted: tuple[str, ...]
+    previous: KeyPair | None = None
+
+    @property
+    def bundle(self) -> str:
+        return bundle(*self.trusted)
+
+    def signer(self, all_trust: bool) -> KeyPair:
+        """Who signs new certificates: the new authority once every pod trusts it (or nothing is rolling over)."""
+        return self.previous if self.previous is not None and not all_trust else self.signing
+
+    def accepted(self, all_trust: bool) -> tuple[str, ...]:
+        """Whose certificates may stay: while some pod does not trust the signing authority yet, every trusted one;
+        then only the signing one's, so the pods move to it."""
+        return self.trusted if not all_trust else (self.signing.certificate,)
+
+    def rolling(self) -> bool:
+        """More than one authority is trusted: the pods must be seen to trust the signing one before they move to it."""
+        return len(self.trusted) > 1
+
+
+def read_authority(trusted_pem: str, key: str, previous_key: str = "") -> Authority:
+    """The authority from its Secret's text: the certificates (the signing one first), its key, and during a rollover
+    the key of the authority it replaces (matched against the other certificates). Raises BadCertificate."""
+    certs = split(trusted_pem)
+    if not certs:
+        raise BadCertificate("no certificate")
+    previous = next((KeyPair(c, previous_key) for c in certs[1:] if previous_key and matches(KeyPair(c, previous_key))),
+                    None)
+    return Authority(KeyPair(certs[0], key), tuple(certs), previous)
+
+
+def roll_over(authority: Authority, cluster: str, now: datetime) -> Authority:
+    """A new authority to sign from now on, the current one trusted beside it and signing until every pod trusts the
+    new one. Only two at a time: an older previous one is dropped."""
+    new = new_authority(cluster, now)
+    return Authority(new, (new.certificate, authority.signing.certificate), authority.signing)
+
+
+def settled(authority: Authority) -> Authority:
+    """The rollover done: the signing authority alone."""
+    return Authority(authority.signing, (authority.signing.certificate,))

@@ -15,7 +15,7 @@ from typing import Any
 from ..api import API_VERSION, GROUP, HarperClusterSpec
 from ..api.cluster import generated_ca_secret_name
 from ..api.instances import Instances
-from .pki import KeyPair
+from .pki import Authority, KeyPair
 
 CLUSTER_LABEL = f"{GROUP}/cluster"
 ORDINAL_LABEL = f"{GROUP}/ordinal"
@@ -35,6 +35,9 @@ OPS_PORT, HTTP_PORT, REPLICATION_PORT = 9925, 9926, 9933
 TLS_DIR = "/etc/harper/tls"  # the pods' certificates Secret, mounted whole: <pod>.crt, <pod>.key and ca.crt
 CA_KEY = "ca.crt"
 CA_PRIVATE_KEYS = ("ca.key", "tls.key")  # where a CA Secret keeps its key: ours, or cert-manager's CA Secrets
+# During a rollover of the operator's own authority: the key of the one it replaces, which signs until every pod
+# trusts the new one (pki.Authority); gone once the rollover is done.
+CA_PREVIOUS_KEY = "previous.key"
 DEFAULT_UID = 65532
 # Pod names NAME-<ordinal> and the StatefulSet's revision label NAME-<10 characters> must stay DNS labels (63).
 MAX_NAME = 47
@@ -130,14 +133,29 @@ def _secret_data(values: dict[str, str]) -> dict[str, str]:
     return {k: base64.b64encode(v.encode()).decode() for k, v in sorted(values.items())}
 
 
-def ca_secret(owner: Owner, authority: KeyPair) -> dict[str, Any]:
-    """The cluster's certificate authority. Written once (create, never apply): a new authority would make every
-    pod's certificate untrusted at once. Readable by the operator, which signs with it and verifies every call
-    against its ca.crt; never mounted in a pod."""
+def ca_secret(owner: Owner, authority: Authority) -> dict[str, Any]:
+    """The cluster's certificate authority. Created once, never applied: a new authority would make every pod's
+    certificate untrusted at once; only a rollover changes it (ca_secret_change). Readable by the operator, which signs
+    with it and verifies every call against its ca.crt (every authority trusted, the signing one first); never
+    mounted in a pod."""
     return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
             "metadata": {**_meta(owner, generated_ca_secret_name(owner.name)),
                          "labels": {**labels(owner), f"{GROUP}/readable": "true"}},
-            "data": _secret_data({CA_KEY: authority.certificate, "ca.key": authority.key})}
+            "data": _secret_data(_authority_files(authority))}
+
+
+def _authority_files(authority: Authority) -> dict[str, str]:
+    files = {CA_KEY: authority.bundle, "ca.key": authority.signing.key}
+    if authority.previous is not None:
+        files[CA_PREVIOUS_KEY] = authority.previous.key
+    return files
+
+
+def ca_secret_change(authority: Authority) -> dict[str, Any]:
+    """The merge patch of the authority's Secret for a rollover's start or end: its files, and no previous key once
+    there is no previous authority."""
+    data: dict[str, str | None] = {CA_PREVIOUS_KEY: None, **_secret_data(_authority_files(authority))}
+    return {"data": data}
 
 
 def certificate_names(owner: Owner, place: Place, ordinal: int) -> tuple[str, ...]:

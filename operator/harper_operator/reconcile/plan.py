@@ -140,12 +140,13 @@ class Restart:
         reload: a fresh pod reads them as well (a provisioned member restarts by its pod's deletion). A reconnect or a
         forgotten CA needs the same pod: its peers lost the connection to an address, and a new pod has a new one."""
         return (not self.settle and any(r in self.reason for r in (ROUTES_RESTART, SUBSCRIPTIONS_RESTART))) \
-            or CERTIFICATE_RESTART in self.reason
+            or any(r in self.reason for r in (CERTIFICATE_RESTART, AUTHORITY_RESTART))
 
 
 ROUTES_RESTART = "load replication routes"
 SUBSCRIPTIONS_RESTART = "apply the new subscription list"
 CERTIFICATE_RESTART = "serve its renewed certificate"
+AUTHORITY_RESTART = "trust the cluster's new certificate authority"
 REJOIN_RESTART = "reconnect to its peers after it was removed and added back"
 
 

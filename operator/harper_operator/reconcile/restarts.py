@@ -24,7 +24,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any, Collection, Iterable, Mapping, Sequence
 
-from .plan import CERTIFICATE_RESTART, ROUTES_RESTART, Restart, forget_ca_reason
+from .plan import AUTHORITY_RESTART, CERTIFICATE_RESTART, ROUTES_RESTART, Restart, forget_ca_reason
 from .problems import Problem
 
 # pending_restart() reasons a restart may be made for, as the words a message uses. "routes" alone waits for the
@@ -90,6 +90,14 @@ def restarts_for_unserved_certificates(unserved: Iterable[str], grace: float = C
     two updates in a row and kept the old one (docs/provisioning.md). settle: seen, so it must persist for `grace`;
     the budget takes one member at a time and calls it RestartLoop when a restart did not help."""
     return [Restart(host, CERTIFICATE_RESTART, settle=True, grace=grace) for host in sorted(set(unserved))]
+
+
+def restarts_for_untrusted_authority(untrusting: Iterable[str], grace: float = CERTIFICATE_GRACE) -> list[Restart]:
+    """A Restart of each member whose Harper does not list the cluster's new authority during a rollover: it reads
+    the rewritten file of trusted authorities by itself (seen within seconds on loopback), unless it missed the
+    update, as it can miss a certificate's; a new pod reads it at start-up. Until every member trusts the new
+    authority, no pod is moved to a certificate it signs."""
+    return [Restart(host, AUTHORITY_RESTART, settle=True, grace=grace) for host in sorted(set(untrusting))]
 
 
 @dataclass(frozen=True)
