@@ -127,3 +127,23 @@ def test_a_round_that_sees_nothing_new_computes_the_status_there_is():
     stopped = {"127.0.0.31": Sight(first, status=recorded("cluster_status_2_peers_one_stopped"), probe=up())}
     assert not unchanged(node_status(first, Round(m, stopped), stored, later), stored)
     assert not unchanged(status, None)
+
+
+def test_a_member_whose_own_record_lacks_its_spec_shard_is_not_ready_yet():
+    """update_node sets the shard on the peers' records of a node; the node's own record gets it by gossip, later
+    (seen in CI under load). The node applies its own record's shard: not Ready until it shows the spec's."""
+    hosts = ("127.0.0.31", "127.0.0.32", "127.0.0.33")
+    bodies = [body(f"n{h[-1]}", h) for h in hosts]
+    bodies[0]["spec"]["shard"] = 2
+    m = membership(CLUSTER, bodies, SECRETS)
+    first = m.members[0]
+    seen = recorded("cluster_status_2_peers_connected")
+    sights = {hosts[0]: Sight(first, status=seen, probe=up())}
+    status = node_status(first, Round(m, sights), None, NOW)
+    assert cond(status, "Ready")["status"] == "False" and cond(status, "Ready")["reason"] == "ShardPending"
+    assert "no shard" in cond(status, "Ready")["message"] and "shard 2" in cond(status, "Ready")["message"]
+    row = next(r for r in cluster_status(Round(m, sights), 1, None, NOW)["members"] if r["hostname"] == hosts[0])
+    assert not row["ready"]
+    sights = {hosts[0]: Sight(first, status=seen.model_copy(update={"shard": 2}), probe=up())}
+    status = node_status(first, Round(m, sights), None, NOW)
+    assert cond(status, "Ready")["status"] == "True" and status["shard"] == 2
