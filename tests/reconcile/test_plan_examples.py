@@ -719,3 +719,16 @@ def test_a_full_and_an_explicit_member_apart_get_one_restart_too():
     wrong_mode = replace(o.nodes["f1"], peers={**o.nodes["f1"].peers, "x1": replace(
         o.nodes["f1"].peers["x1"], replicates=True, subscriptions=None)})
     assert "apart" not in pending_restart(d, ObservedCluster(nodes={**o.nodes, "f1": wrong_mode})).get("x1", "")
+
+
+def test_with_a_shared_authority_a_wiped_node_under_another_ca_rejoins_with_no_restart():
+    """A provisioned cluster's members trust a file of authorities: after a rollover a wiped node comes back with a
+    certificate of the new authority while its peers' records name the old one. Harper checks the file, not the
+    record (seen on loopback 4.7.29: re-added by one add_node, meshed in 1.2 s, no restart), so it joins again as a
+    new node does and nobody restarts."""
+    m = converged(["n1", "n2", "n3"])
+    m.wipe("n3")
+    d = replace(full("n1", "n2", "n3"), shared_authority=True)
+    ops = plan(d, with_cas(m.observe(), "n3", own="02", seen="01"))
+    assert kinds(ops) == [("AddNode", "n1", "n3")]
+    assert not any(isinstance(o, Restart) for o in ops)

@@ -243,5 +243,6 @@ def membership(cluster: HarperClusterSpec, nodes: list[Mapping[str, Any]], secre
 
     desired = DesiredCluster(
         nodes=tuple(_desired_node(m) for m in members if m.managed),
-        routes=tuple(Route(r.hostname, r.port) for r in cluster.routes))
+        routes=tuple(Route(r.hostname, r.port) for r in cluster.routes),
+        shared_authority=cluster.issues_certificates)
     return Membership(tuple(members), desired)

@@ -208,12 +208,18 @@ class DesiredCluster:
       declared members report for themselves, names retained by deletionPolicy Retain, names of held members);
     * keep_urls: replication URLs of every declared HarperNode; a record pointing at one is not a ghost, whatever
       its name.
+
+    shared_authority: every member trusts the authorities of a file it was given (a provisioned cluster's
+    certificates: the operator's CA, the user's, or cert-manager's). Harper then checks a peer against that file,
+    not against the CA its record of the peer names, so a node that comes back wiped with a certificate of another
+    authority (after a rollover) needs no peer to forget anything (see plan.wiped()).
     """
 
     nodes: tuple[DesiredNode, ...]
     routes: tuple[Route, ...] = ()
     keep: frozenset[str] = frozenset()
     keep_urls: frozenset[str] = frozenset()
+    shared_authority: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "keep", frozenset(self.keep))
