@@ -199,6 +199,38 @@ def ensure_kstatus() -> Path:
                    lambda tmp: _go_build(module_dir, ".", tmp / "kstatus", []))
 
 
+@dataclasses.dataclass(frozen=True)
+class CertManager:
+    controller: Path  # e2e/tools/cert-manager's main: cert-manager's CA-issuer controllers
+    crds: Path  # a folder of cert-manager's CustomResourceDefinitions (cert-manager.io), from the same module
+
+
+def ensure_cert_manager() -> CertManager:
+    """cert-manager at the version e2e/tools/cert-manager/go.mod pins: its controllers for CA-signed Certificates
+    (main.go, ours) and its CRDs from the module's deploy/crds (e2e/scenarios/test_cert_manager.py).
+
+    Not part of ensure_tools(): only that scenario runs it. The main is ours, so the sources' digest is part of the
+    cache key.
+    """
+    module_dir = TOOLS_DIR / "cert-manager"
+    module = "github.com/cert-manager/cert-manager"
+    version = _required_version(module_dir / "go.mod", module)
+
+    def build(tmp: Path) -> None:
+        _go_build(module_dir, ".", tmp / "cert-manager-controller", [])
+        found = subprocess.run(["go", "mod", "download", "-json", f"{module}@{version}"], cwd=module_dir,
+                               capture_output=True, text=True)
+        if found.returncode != 0:
+            raise ToolBuildError(f"go mod download {module}@{version} failed:\n{found.stdout}{found.stderr}")
+        crds = Path(json.loads(found.stdout)["Dir"]) / "deploy" / "crds"
+        (tmp / "crds").mkdir()
+        for crd in sorted(crds.glob("cert-manager.io_*.yaml")):
+            shutil.copy(crd, tmp / "crds" / crd.name)
+
+    folder = _cached("cert-manager", f"{version}-{_module_digest(module_dir)}", "cert-manager-controller", build)
+    return CertManager(folder, folder.parent / "crds")
+
+
 def ensure_harperdb() -> Path:
     def install(tmp: Path) -> None:
         if not shutil.which("npm"):

@@ -303,10 +303,10 @@ def _plain(obj: Any) -> dict[str, Any]:
 
 def _patcher(api: aio.ApiClient, kind: str):
     """The patch call of one kind we own, called as f(name, namespace, body, ...)."""
-    if kind == "HarperNode":
-        custom = aio.CustomObjectsApi(api)
+    if kind in _CUSTOM:
+        custom, (group, version, plural) = aio.CustomObjectsApi(api), _CUSTOM[kind]
         return lambda name, namespace, body, **kw: custom.patch_namespaced_custom_object(
-            GROUP, VERSION, namespace, "harpernodes", name, body, **kw)
+            group, version, namespace, plural, name, body, **kw)
     core = aio.CoreV1Api(api)
     return {"Service": core.patch_namespaced_service, "Secret": core.patch_namespaced_secret,
             "Pod": core.patch_namespaced_pod, "PersistentVolumeClaim": core.patch_namespaced_persistent_volume_claim,
@@ -334,7 +334,10 @@ def _known(kind: str, known: tuple[str, ...]) -> None:
         raise KeyError(kind)
 
 
-_PATCHED = ("HarperNode", "Service", "Secret", "StatefulSet", "PodDisruptionBudget", "Pod", "PersistentVolumeClaim")
+_PATCHED = ("HarperNode", "Service", "Secret", "StatefulSet", "PodDisruptionBudget", "Pod", "PersistentVolumeClaim",
+            "Certificate")
+# Custom kinds: ours, and cert-manager's Certificate (a provisioned cluster's pod certificates with spec.tls.issuerRef).
+_CUSTOM = {"HarperNode": (GROUP, VERSION, "harpernodes"), "Certificate": ("cert-manager.io", "v1", "certificates")}
 _DELETED = ("HarperNode", "Pod", "PersistentVolumeClaim")
 
 

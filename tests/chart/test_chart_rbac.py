@@ -19,6 +19,8 @@ Why each rule exists (Kopf 1.45, read from its source):
   statefulsets                      get list watch create patch   server-side apply; adopt finds by labels
   services, poddisruptionbudgets    get create patch       server-side apply
   pods                              get list watch delete  readiness; one pod deleted at a time (rolls, restarts)
+  certificates (cert-manager.io)    create patch           spec.tls.issuerRef: one Certificate per pod (server-side
+                                                            apply, through patch_namespaced_custom_object)
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ PROVISION = [
     {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": ["get", "create", "patch"]},
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch", "patch", "delete"]},
     {"apiGroups": [""], "resources": ["persistentvolumeclaims"], "verbs": ["list", "patch", "delete"]},
+    {"apiGroups": ["cert-manager.io"], "resources": ["certificates"], "verbs": ["create", "patch"]},
 ]
 BASE = [OWN, STATUS, SECRETS, EVENTS]
 STRICT = {"provisioning": False}  # external Harper only: the operator touches no workload and writes no Secret

@@ -481,3 +481,64 @@ async def test_an_authority_due_rolls_over_and_the_pods_move_only_once_all_trust
     view, _, tls5 = await round_(Confirmed(trusts={host(i): serial for i in range(3)}, presents=presents))
     assert tls5["ca.crt"] == new and all(tls5[f"hc-{i}.crt"] == tls3[f"hc-{i}.crt"] for i in range(3))
     assert view.authority is None
+
+
+async def test_with_an_issuer_ref_cert_manager_issues_and_the_pods_mount_what_it_issued(k8s, provisioner, events):
+    """spec.tls.issuerRef (FAKE objects; cert-manager's side is a put of the Secrets it would write): one Certificate
+    per pod for the pod's names, nothing started until each is issued, then what it issued is copied into the pods'
+    Secret with its CA as the one to trust; a steady cluster is not written again."""
+    from harper_operator.provision import render
+    body = cluster(tls={"issuerRef": {"name": "corp", "kind": "ClusterIssuer"}})
+    view = await provisioner.ensure(body, [], converged=False)
+    assert view.problem.reason == "CertificatesPending" and not view.problem.permanent
+    assert "hc-0-tls, hc-1-tls, hc-2-tls" in view.problem.message and "ClusterIssuer corp" in view.problem.message
+    assert k8s.get("StatefulSet", "hc") is None and k8s.get("Secret", "hc-tls") is None
+    asked = k8s.get("Certificate", "hc-1-tls")["spec"]
+    assert asked["issuerRef"] == {"name": "corp", "kind": "ClusterIssuer", "group": "cert-manager.io"}
+    assert asked["secretName"] == "hc-1-tls" and asked["commonName"] == host(1)
+    assert host(1) in asked["dnsNames"] and asked["ipAddresses"] == ["127.0.0.1"]
+    assert {"server auth", "client auth"} <= set(asked["usages"])
+    assert asked["secretTemplate"]["labels"]["harperoperator.dev/readable"] == "true"
+    assert not any(r == "CertificateAuthorityCreated" for _, r, _ in events)  # no CA of the operator's own
+
+    corp = pki.new_authority("corp", datetime.now(timezone.utc))
+    owner, place = render.Owner("db", "hc", "u1", "cluster.local"), render.Place("hc", "hc")
+    for i in range(3):
+        names = render.certificate_names(owner, place, i)
+        pair = pki.issue(corp, names[0], names[1:], datetime.now(timezone.utc))
+        k8s.put({"kind": "Secret", "metadata": {"name": f"hc-{i}-tls", "labels": {"harperoperator.dev/readable": "true"}},
+                 "data": {k: base64.b64encode(v.encode()).decode() for k, v in {
+                     "tls.crt": pair.certificate, "tls.key": pair.key, "ca.crt": corp.certificate}.items()}})
+    view = await provisioner.ensure(body, [], converged=False)
+    assert view.problem is None or view.problem.reason != "CertificatesPending"
+    _, files = await k8s.read_secret("db", "hc-tls")
+    assert files["ca.crt"] == corp.certificate
+    for i in range(3):
+        assert files[f"hc-{i}.crt"] == (await k8s.read_secret("db", f"hc-{i}-tls"))[1]["tls.crt"]
+    assert k8s.get("StatefulSet", "hc") is not None
+    assert [r for _, r, _ in events].count("CertificatesIssued") == 1
+    k8s.writes.clear()
+    await provisioner.ensure(body, harper_nodes(k8s, 3), converged=True)
+    assert not [w for w in k8s.calls("apply") if w[1] in ("Secret", "Certificate")], "steady: nothing written"
+    # deletionPolicy Retain keeps the Certificates (cert-manager renews what the retained pods mount).
+    retained = cluster(tls={"issuerRef": {"name": "corp"}}, deletionPolicy="Retain")
+    assert "Certificate hc-2-tls" in await orphan(retained) and "Secret hc-ca" not in await orphan(retained)
+
+
+async def test_an_issuer_ref_without_cert_manager_says_to_install_it(k8s, provisioner):
+    k8s.fail_apply = kube.ApiException(status=404, reason="Not Found")
+    view = await provisioner.ensure(cluster(tls={"issuerRef": {"name": "corp"}}), [], converged=False)
+    assert view.problem.reason == "CertManagerNotInstalled" and view.problem.permanent
+    assert "install cert-manager" in view.problem.message
+
+
+def test_an_issuer_ref_is_for_provisioned_clusters_and_excludes_a_ca_of_ones_own():
+    from pydantic import ValidationError
+
+    from harper_operator.api import HarperClusterSpec
+    with pytest.raises(ValidationError, match="exclude each other"):
+        HarperClusterSpec.model_validate(cluster(tls={"issuerRef": {"name": "a"}, "caSecretRef": {"name": "b"}})["spec"])
+    with pytest.raises(ValidationError, match="provisioned cluster"):
+        HarperClusterSpec.model_validate({"credentials": {"secretRef": {"name": "s"}}, "tls": {"issuerRef": {"name": "a"}}})
+    spec = HarperClusterSpec.model_validate(cluster(tls={"issuerRef": {"name": "a"}})["spec"])
+    assert spec.with_credentials("hc").tls.ca_secret_ref.name == "hc-tls"  # calls trust what cert-manager issued

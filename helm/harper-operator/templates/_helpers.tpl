@@ -126,7 +126,8 @@ Secret (created once, never replaced; patched only to release it on deletionPoli
 rolling changes and restarts, and labelled in or out of the client Service (a leaving pod leaves it before its data
 is confirmed elsewhere). A scaled-down member's volume claim is marked, then deleted, only once its data was proven
 on the members that stay (docs/safety.md). Kubernetes' garbage collector deletes the rest through owner references.
-Secrets are still read only when labelled harperoperator.dev/readable=true.
+Secrets are still read only when labelled harperoperator.dev/readable=true. With spec.tls.issuerRef, one cert-manager
+Certificate per pod (server-side apply: create and patch); harmless where cert-manager is not installed.
 */}}
 - apiGroups: ["harperoperator.dev"]
   resources: ["harpernodes"]
@@ -153,5 +154,8 @@ Secrets are still read only when labelled harperoperator.dev/readable=true.
 - apiGroups: [""]
   resources: ["persistentvolumeclaims"]
   verbs: ["list", "patch", "delete"]
+- apiGroups: ["cert-manager.io"]
+  resources: ["certificates"]
+  verbs: ["create", "patch"]
 {{- end }}
 {{- end }}

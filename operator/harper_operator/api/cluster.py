@@ -8,8 +8,8 @@ from pydantic import AfterValidator, Field, model_validator
 
 from . import hosts, urls
 from .instances import Instances
-from .common import (DELETION_POLICY_DOC, GROUP, Conditions, Credentials, DeletionPolicy, Model, SecretKeySelector, TLS,
-                     rules)
+from .common import (DELETION_POLICY_DOC, GROUP, ClusterTLS, Conditions, Credentials, DeletionPolicy, Model,
+                     SecretKeySelector, rules)
 
 PAUSE_ANNOTATION = f"{GROUP}/paused"
 # Hostnames of nodes deleted with deletionPolicy Retain, as a JSON list: an annotation *value* fits any hostname
@@ -46,6 +46,15 @@ def generated_secret_name(cluster: str) -> str:
     return f"{cluster}-admin"
 
 
+ISSUER_FOR_PROVISIONED = ("spec.tls.issuerRef is for a provisioned cluster whose pods the operator renders "
+                          "(spec.instances without adopt): it mounts what cert-manager issues into them")
+
+
+def generated_tls_secret_name(cluster: str) -> str:
+    """The Secret a provisioned cluster's pods mount: each pod's certificate and key, and the authorities to trust."""
+    return f"{cluster}-tls"
+
+
 class HarperClusterSpec(Model):
     """Desired state of a Harper replication cluster."""
 
@@ -53,7 +62,9 @@ class HarperClusterSpec(Model):
         ("has(self.credentials) || has(self.instances)",
          "credentials are required unless spec.instances is set (the operator then writes an admin Secret)"),
         ("has(self.credentials) || !has(self.instances) || !has(self.instances.adopt)",
-         "adopting a StatefulSet needs spec.credentials: the Secret its pods' admin user was created with"))}
+         "adopting a StatefulSet needs spec.credentials: the Secret its pods' admin user was created with"),
+        ("!has(self.tls) || !has(self.tls.issuerRef) || (has(self.instances) && !has(self.instances.adopt))",
+         ISSUER_FOR_PROVISIONED))}
 
     credentials: Annotated[Credentials | None, Field(
         description="Super_user credentials for every member, unless a HarperNode overrides them. With "
@@ -61,7 +72,8 @@ class HarperClusterSpec(Model):
     instances: Annotated[Instances | None, Field(
         description="Run Harper here: the operator owns a StatefulSet, its Services, a PodDisruptionBudget and one "
                     "HarperNode per pod. Absent: Harper runs elsewhere and you write the HarperNodes.")] = None
-    tls: Annotated[TLS, Field(description="TLS settings for every member, unless a HarperNode overrides them.")] = TLS()
+    tls: Annotated[ClusterTLS, Field(description="TLS settings for every member, unless a HarperNode overrides "
+                                                 "them.")] = ClusterTLS()
     routes: Annotated[list[Route], Field(
         description="Replication routes written into every member's configuration (cluster_set_routes). "
                     "Harper 4.7 connects new routes only after a restart; see restartPolicy.",
@@ -98,6 +110,8 @@ class HarperClusterSpec(Model):
             raise ValueError("credentials are required unless spec.instances is set")
         if self.credentials is None and self.instances.adopt is not None:
             raise ValueError("adopting a StatefulSet needs spec.credentials")
+        if self.tls.issuer_ref is not None and (self.instances is None or self.instances.adopt is not None):
+            raise ValueError(ISSUER_FOR_PROVISIONED)
         return self
 
     def secret_name(self, cluster: str) -> str:
@@ -118,8 +132,9 @@ class HarperClusterSpec(Model):
         if self.credentials is None:
             update["credentials"] = Credentials(secret_ref={"name": generated_secret_name(cluster)})
         if self.issues_certificates and self.tls.ca_secret_ref is None:
-            update["tls"] = self.tls.model_copy(update={
-                "ca_secret_ref": SecretKeySelector(name=generated_ca_secret_name(cluster), key="ca.crt")})
+            # cert-manager's issuers: the authorities the pods trust, which the operator gathers from its Secrets
+            trusted = generated_tls_secret_name(cluster) if self.tls.issuer_ref else generated_ca_secret_name(cluster)
+            update["tls"] = self.tls.model_copy(update={"ca_secret_ref": SecretKeySelector(name=trusted, key="ca.crt")})
         return self.model_copy(update=update) if update else self
 
     def host_entries(self, namespace: str, cluster_domain: str = hosts.DEFAULT_CLUSTER_DOMAIN) -> tuple[str, ...]:

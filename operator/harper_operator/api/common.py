@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 GROUP = "harperoperator.dev"
@@ -69,6 +69,37 @@ class TLS(Model):
                     "signs the pods' certificates: the first certificate in the key is the CA's, and its private "
                     "key is beside it as ca.key or tls.key. Absent on a provisioned cluster: the operator's own "
                     "CA, the Secret NAME-ca.")] = None
+
+
+class IssuerRef(Model):
+    """A cert-manager Issuer or ClusterIssuer."""
+
+    name: Annotated[str, Field(description="Name of the Issuer (in the cluster's namespace) or ClusterIssuer.",
+                               min_length=1, max_length=253, pattern=K8S_NAME)]
+    kind: Annotated[Literal["Issuer", "ClusterIssuer"], Field(description="Issuer or ClusterIssuer.")] = "Issuer"
+    group: Annotated[str, Field(description="The issuer's API group: cert-manager.io, or an external issuer's.",
+                                min_length=1, max_length=253, pattern=K8S_NAME)] = "cert-manager.io"
+
+
+class ClusterTLS(TLS):
+    """TLS settings of a cluster: those of a member, and who signs a provisioned cluster's certificates."""
+
+    model_config = {**TLS.model_config, "json_schema_extra": rules(
+        ("!has(self.issuerRef) || !has(self.caSecretRef)",
+         "issuerRef and caSecretRef exclude each other: with issuerRef, cert-manager signs the pods' certificates "
+         "and the CAs to trust are the ca.crt its Secrets carry"))}
+
+    issuer_ref: Annotated[IssuerRef | None, Field(
+        description="A provisioned cluster's pod certificates from cert-manager instead of the operator's own CA: the "
+                    "operator writes a cert-manager Certificate per pod (NAME-<ordinal>-tls, for the pod's DNS "
+                    "names, server and client use) and mounts what cert-manager issues; calls trust the ca.crt of "
+                    "those Secrets. Needs cert-manager installed.")] = None
+
+    @model_validator(mode="after")
+    def _one_signer(self) -> "ClusterTLS":
+        if self.issuer_ref is not None and self.ca_secret_ref is not None:
+            raise ValueError("issuerRef and caSecretRef exclude each other")
+        return self
 
 
 DeletionPolicy = Literal["Retain", "Delete"]

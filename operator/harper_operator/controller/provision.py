@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from .. import kube
 from ..api import HarperClusterSpec
-from ..api.cluster import generated_ca_secret_name
+from ..api.cluster import generated_ca_secret_name, generated_tls_secret_name
 from ..provision import pki, render
 from ..provision.scale import Pod, Seen, steps
 from ..reconcile.drain import still_proven
@@ -136,7 +136,7 @@ class Provisioner:
                                               f"made a new certificate authority in Secret {name} (the old one has a "
                                               "third of its lifetime left): the pods trust both, then move to "
                                               "certificates of the new one")
-        tls_name = render.tls_secret_name(self.name)
+        tls_name = generated_tls_secret_name(self.name)
         current = await kube.read_secret(self.namespace, tls_name)
         files = current[1] if current and current[0] else {}
         wanted = {place.pod(o): render.certificate_names(owner, place, o) for o in ordinals}
@@ -167,6 +167,63 @@ class Provisioner:
             await self._roll_over(body, name, pki.settled(authority), "CertificateAuthorityRolledOver",
                                   f"every pod presents a certificate of the new authority: the previous one is no "
                                   f"longer trusted (Secret {name})")
+        return None
+
+    async def _issued_by_cert_manager(self, body, spec: HarperClusterSpec, owner: render.Owner, place: render.Place,
+                                      ordinals: range) -> Problem | None:
+        """spec.tls.issuerRef: a cert-manager Certificate for every pod that may run, and what cert-manager issued
+        copied into the pods' Secret (one Secret for the StatefulSet's one pod template), with the CAs its Secrets
+        carry as the authorities to trust; None when every pod's certificate is there. cert-manager renews them; the
+        next round copies the renewal, which reaches the pods as the operator's own renewals do."""
+        issuer = spec.tls.issuer_ref
+        assert issuer is not None
+        for o in ordinals:
+            try:
+                await self._apply(body, render.certificate_request(owner, place, o, issuer))
+            except kube.ApiException as e:
+                if e.status == 404:
+                    return Problem("CertManagerNotInstalled", (
+                        "spec.tls.issuerRef needs cert-manager: the API server serves no Certificate "
+                        "(cert-manager.io/v1); install cert-manager, or remove issuerRef for the operator's own "
+                        "certificate authority"), permanent=True)
+                raise
+        pairs, trusted, waiting = {}, [], []
+        for o in ordinals:
+            pod = place.pod(o)
+            found = await kube.read_secret(self.namespace, render.issued_secret_name(pod))
+            data = found[1] if found and found[0] else {}
+            pair = pki.KeyPair(data.get("tls.crt") or "", data.get("tls.key") or "")
+            try:
+                usable = pki.matches(pair) and set(render.certificate_names(owner, place, o)) <= pki.names(
+                    pair.certificate)
+            except pki.BadCertificate:
+                usable = False
+            if not usable:
+                waiting.append(render.issued_secret_name(pod))
+                continue
+            pairs[pod] = pair
+            trusted.append(data.get(render.CA_KEY) or "")
+        if waiting:
+            return Problem("CertificatesPending", (
+                f"waiting for cert-manager to issue Certificate(s) {', '.join(waiting)} ({issuer.kind} {issuer.name}): "
+                "a pod starts only with its certificate; `kubectl describe certificate` shows why one is not ready"),
+                           permanent=False)
+        try:
+            bundle = pki.bundle(*trusted)
+        except pki.BadCertificate:
+            bundle = ""
+        if not bundle:
+            return Problem("CertificateAuthorityUnknown", (
+                f"the Secrets cert-manager wrote for {issuer.kind} {issuer.name} carry no CA certificate (ca.crt), so "
+                "neither the pods nor the operator could verify a peer: use an issuer that sets it (a CA issuer "
+                "does), or spec.tls.caSecretRef with your CA and its key"), permanent=True)
+        self._issued = {pod: pki.serial_and_issued_at(pair.certificate) for pod, pair in pairs.items()}
+        self.first_expiry = min(pki.expires(pair.certificate).timestamp() for pair in pairs.values())
+        self.authority_to_confirm = None
+        if await self._apply(body, render.tls_secret(owner, bundle, pairs)):
+            self.events(body, "Normal", "CertificatesIssued", f"copied the certificates cert-manager issued for "
+                                                              f"{', '.join(sorted(pairs))} into Secret "
+                                                              f"{generated_tls_secret_name(self.name)}")
         return None
 
     async def _roll_over(self, body, name: str, authority: pki.Authority, reason: str, message: str) -> pki.Authority:
@@ -312,7 +369,9 @@ class Provisioner:
                                                       f"{plan.replicas}")
         else:
             if spec.issues_certificates and (problem := await self._certificates(
-                    body, spec, owner, place, range(top), hosts, _started(listed), confirmed)):
+                    body, spec, owner, place, range(top), hosts, _started(listed), confirmed)
+                    if spec.tls.issuer_ref is None else await self._issued_by_cert_manager(body, spec, owner, place,
+                                                                                           range(top))):
                 return PodView(problem=problem)
             for obj in (render.headless_service(owner), render.client_service(owner), render.disruption_budget(owner)):
                 await self._apply(body, obj)
@@ -501,8 +560,11 @@ async def orphan(body: Mapping[str, Any]) -> list[str]:
     if spec.credentials is None:
         owned.append(("Secret", spec.secret_name(name)))
     if spec.issues_certificates:  # the retained pods mount their certificates, and trust the authority's
-        owned.append(("Secret", render.tls_secret_name(name)))
-        if spec.tls.ca_secret_ref is None:  # a CA the user gave is theirs, never the cluster's
+        owned.append(("Secret", generated_tls_secret_name(name)))
+        if spec.tls.issuer_ref is not None:  # cert-manager keeps renewing what the retained pods mount
+            owned.extend(("Certificate", render.issued_secret_name(f"{name}-{o}"))
+                         for o in range(spec.instances.replicas))
+        elif spec.tls.ca_secret_ref is None:  # a CA the user gave is theirs, never the cluster's
             owned.append(("Secret", generated_ca_secret_name(name)))
     for kind, obj_name in owned:
         if await kube.merge_patch(kind, namespace, obj_name, {"metadata": {"ownerReferences": None}}):

@@ -9,8 +9,7 @@ from datetime import datetime, timezone
 from typing import TextIO
 
 from ..controller.loop import intent
-from ..api.cluster import generated_ca_secret_name
-from ..provision.render import tls_secret_name
+from ..api.cluster import generated_ca_secret_name, generated_tls_secret_name
 from .certificates import authority_bundle, certificate_rows, certificate_table, member_rows, member_table
 from .errors import NOT_READY, OK, CliError, NotFound
 from .kubeapi import connect, get_cluster, list_clusters, nodes_of, read_membership, read_secret, spec_of
@@ -108,7 +107,7 @@ def certificates(cluster: str, opts: Options, out: TextIO | None = None) -> int:
         raise CliError(f"HarperCluster {namespace}/{cluster} trusts the operator's own CA (Secret "
                        f"{generated_ca_secret_name(cluster)}, or spec.tls.caSecretRef): --ca-bundle is for an external "
                        "cluster's members")
-    name = tls_secret_name(cluster)
+    name = generated_tls_secret_name(cluster)
     found = read_secret(kube, namespace, name)
     if found is None:
         raise NotFound(f"Secret {namespace}/{name} not found: the operator has not issued the pods' certificates "

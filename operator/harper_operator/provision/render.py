@@ -9,11 +9,13 @@ the pods' certificates NAME-tls and the HarperNodes NAME-<ordinal>.
 from __future__ import annotations
 
 import base64
+import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
 from ..api import API_VERSION, GROUP, HarperClusterSpec
-from ..api.cluster import generated_ca_secret_name
+from ..api.common import IssuerRef
+from ..api.cluster import generated_ca_secret_name, generated_tls_secret_name
 from ..api.instances import Instances
 from .pki import Authority, KeyPair
 
@@ -158,6 +160,39 @@ def ca_secret_change(authority: Authority) -> dict[str, Any]:
     return {"data": data}
 
 
+def issued_secret_name(pod: str) -> str:
+    """The Secret cert-manager writes a pod's certificate to (tls.crt, tls.key, ca.crt); its Certificate has the same
+    name."""
+    return f"{pod}-tls"
+
+
+def certificate_request(owner: Owner, place: Place, ordinal: int, issuer: IssuerRef) -> dict[str, Any]:
+    """A cert-manager Certificate for one pod, what pki.issue() makes when the operator signs: the pod's names (the
+    node name first, as the subject when it fits), server and client use (replication is mutual TLS), RSA 2048, a new
+    key at each renewal. Its Secret is labelled readable, so the operator can copy it into the pods' Secret."""
+    names = certificate_names(owner, place, ordinal)
+    ips = [n for n in names if _is_ip(n)]
+    spec: dict[str, Any] = {
+        "secretName": issued_secret_name(place.pod(ordinal)),
+        "dnsNames": [n for n in names if not _is_ip(n)], "ipAddresses": ips,
+        "usages": ["server auth", "client auth", "digital signature", "key encipherment"],
+        "privateKey": {"algorithm": "RSA", "size": 2048, "encoding": "PKCS8", "rotationPolicy": "Always"},
+        "issuerRef": {"name": issuer.name, "kind": issuer.kind, "group": issuer.group},
+        "secretTemplate": {"labels": {**labels(owner), f"{GROUP}/readable": "true"}}}
+    if len(names[0]) <= 64:  # a subject's common name has at most 64 characters; the DNS names carry it anyway
+        spec["commonName"] = names[0]
+    return {"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
+            "metadata": _meta(owner, issued_secret_name(place.pod(ordinal))), "spec": spec}
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
 def certificate_names(owner: Owner, place: Place, ordinal: int) -> tuple[str, ...]:
     """What a pod's certificate is for, its node name first (Harper takes the subject and the DNS names as who the
     pod is): its DNS names in the headless Service, the client Service's, and loopback for a port-forward."""
@@ -175,13 +210,9 @@ def tls_secret(owner: Owner, trusted: str, certificates: dict[str, KeyPair]) -> 
     for pod, pair in certificates.items():
         files[f"{pod}.crt"], files[f"{pod}.key"] = pair.certificate, pair.key
     return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-            "metadata": {**_meta(owner, tls_secret_name(owner.name)),
+            "metadata": {**_meta(owner, generated_tls_secret_name(owner.name)),
                          "labels": {**labels(owner), f"{GROUP}/readable": "true"}},
             "data": _secret_data(files)}
-
-
-def tls_secret_name(cluster: str) -> str:
-    return f"{cluster}-tls"
 
 
 def _env(instances: Instances, secret_name: str, owner: Owner) -> list[dict[str, Any]]:
@@ -229,7 +260,7 @@ def _pod_spec(instances: Instances, secret_name: str, owner: Owner) -> dict[str,
         "terminationGracePeriodSeconds": 30,
         "enableServiceLinks": False,
         "containers": [container],
-        "volumes": [{"name": "tls", "secret": {"secretName": tls_secret_name(owner.name)}}]}
+        "volumes": [{"name": "tls", "secret": {"secretName": generated_tls_secret_name(owner.name)}}]}
     for key, value in (("nodeSelector", dict(t.node_selector)), ("affinity", t.affinity),
                        ("tolerations", [dict(x) for x in t.tolerations]),
                        ("priorityClassName", t.priority_class_name), ("serviceAccountName", t.service_account_name)):
