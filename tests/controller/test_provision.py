@@ -542,3 +542,48 @@ def test_an_issuer_ref_is_for_provisioned_clusters_and_excludes_a_ca_of_ones_own
         HarperClusterSpec.model_validate({"credentials": {"secretRef": {"name": "s"}}, "tls": {"issuerRef": {"name": "a"}}})
     spec = HarperClusterSpec.model_validate(cluster(tls={"issuerRef": {"name": "a"}})["spec"])
     assert spec.with_credentials("hc").tls.ca_secret_ref.name == "hc-tls"  # calls trust what cert-manager issued
+
+
+async def test_setting_an_issuer_ref_on_a_running_cluster_moves_its_pods_as_a_rollover_does(k8s, provisioner, events):
+    """issuerRef set on a cluster whose pods run with the operator's own CA (FAKE objects; cert-manager's Secrets are
+    put as it would write them): both authorities are trusted and the pods keep their certificates until each was
+    seen trusting the issuer's CA; then they get the issued ones; the operator's CA goes once each presents its new
+    one. No pod presents a certificate a peer does not trust yet."""
+    from datetime import timedelta
+
+    from harper_operator.controller.provision import Confirmed
+    from harper_operator.provision import render
+    now = datetime.now(timezone.utc)
+    long_ago = (now - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    for i in range(3):
+        p = pod(i)
+        p["status"]["containerStatuses"] = [{"name": "harper", "state": {"running": {"startedAt": long_ago}}}]
+        k8s.put(p)
+    await provisioner.ensure(cluster(), [], converged=False)
+    _, own = await k8s.read_secret("db", "hc-tls")
+    corp = pki.new_authority("corp", now)
+    owner, place = render.Owner("db", "hc", "u1", "cluster.local"), render.Place("hc", "hc")
+    for i in range(3):
+        names = render.certificate_names(owner, place, i)
+        pair = pki.issue(corp, names[0], names[1:], now)
+        k8s.put({"kind": "Secret", "metadata": {"name": f"hc-{i}-tls", "labels": {"harperoperator.dev/readable": "true"}},
+                 "data": {k: base64.b64encode(v.encode()).decode() for k, v in {
+                     "tls.crt": pair.certificate, "tls.key": pair.key, "ca.crt": corp.certificate}.items()}})
+    body = cluster(tls={"issuerRef": {"name": "corp"}})
+    nodes = [n for n in harper_nodes(k8s, 3) if n]
+
+    async def round_(confirmed: Confirmed = Confirmed()):
+        view = await provisioner.ensure(body, nodes, converged=True, confirmed=confirmed)
+        return view, (await k8s.read_secret("db", "hc-tls"))[1]
+
+    view, tls = await round_()
+    assert pki.split(tls["ca.crt"]) == [corp.certificate, own["ca.crt"]]
+    assert all(tls[f"hc-{i}.crt"] == own[f"hc-{i}.crt"] for i in range(3))  # kept: nobody trusts corp yet
+    assert view.authority == pki.serial(corp.certificate)
+    trusts = {host(i): pki.serial(corp.certificate) for i in range(3)}
+    view, tls = await round_(Confirmed(trusts=trusts))
+    assert all(pki.signed_by(tls[f"hc-{i}.crt"], corp.certificate) for i in range(3)) and view.authority is None
+    assert pki.split(tls["ca.crt"]) == [corp.certificate, own["ca.crt"]]  # still both: the pods may present the old
+    presents = {host(i): pki.serial(tls[f"hc-{i}.crt"]) for i in range(3)}
+    view, tls = await round_(Confirmed(trusts=trusts, presents=presents))
+    assert pki.split(tls["ca.crt"]) == [corp.certificate]

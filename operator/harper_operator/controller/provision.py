@@ -170,11 +170,16 @@ class Provisioner:
         return None
 
     async def _issued_by_cert_manager(self, body, spec: HarperClusterSpec, owner: render.Owner, place: render.Place,
-                                      ordinals: range) -> Problem | None:
+                                      ordinals: range, hosts: Mapping[int, str], started: Mapping[str, float],
+                                      confirmed: "Confirmed") -> Problem | None:
         """spec.tls.issuerRef: a cert-manager Certificate for every pod that may run, and what cert-manager issued
         copied into the pods' Secret (one Secret for the StatefulSet's one pod template), with the CAs its Secrets
         carry as the authorities to trust; None when every pod's certificate is there. cert-manager renews them; the
-        next round copies the renewal, which reaches the pods as the operator's own renewals do."""
+        next round copies the renewal, which reaches the pods as the operator's own renewals do.
+
+        A switch of authority (issuerRef set on a running cluster, or the issuer's CA replaced) goes as a rollover
+        does: the pods trust the CAs they trusted and the issuer's, keep their certificates until each running pod's
+        Harper lists the issuer's CA, then get the issued ones; the old CAs go once each pod presents its new one."""
         issuer = spec.tls.issuer_ref
         assert issuer is not None
         for o in ordinals:
@@ -217,9 +222,25 @@ class Provisioner:
                 f"the Secrets cert-manager wrote for {issuer.kind} {issuer.name} carry no CA certificate (ca.crt), so "
                 "neither the pods nor the operator could verify a peer: use an issuer that sets it (a CA issuer "
                 "does), or spec.tls.caSecretRef with your CA and its key"), permanent=True)
+        issuers = pki.split(bundle)
+        current = await kube.read_secret(self.namespace, generated_tls_secret_name(self.name))
+        files = current[1] if current and current[0] else {}
+        try:
+            before = [c for c in pki.split(files.get(render.CA_KEY) or "") if c not in issuers]
+        except pki.BadCertificate:
+            before = []
+        running = {hosts[o]: place.pod(o) for o in ordinals if place.pod(o) in started}
+        signing = pki.serial(issuers[0])
+        all_trust = not before or all(confirmed.trusts.get(h) == signing for h in running)
+        if not all_trust:  # a pod presenting the issuer's certificate now would be cut off from those that do not
+            pairs = {pod: pki.KeyPair(files[f"{pod}.crt"] or "", files[f"{pod}.key"] or "")
+                     if files.get(f"{pod}.crt") and files.get(f"{pod}.key") else pair for pod, pair in pairs.items()}
         self._issued = {pod: pki.serial_and_issued_at(pair.certificate) for pod, pair in pairs.items()}
+        moved = all_trust and all(self._issued[pod][1] <= started[pod] or confirmed.presents.get(host) ==
+                                  self._issued[pod][0] for host, pod in running.items())
+        bundle = pki.bundle(*issuers, *([] if moved else before))
         self.first_expiry = min(pki.expires(pair.certificate).timestamp() for pair in pairs.values())
-        self.authority_to_confirm = None
+        self.authority_to_confirm = signing if not all_trust else None
         if await self._apply(body, render.tls_secret(owner, bundle, pairs)):
             self.events(body, "Normal", "CertificatesIssued", f"copied the certificates cert-manager issued for "
                                                               f"{', '.join(sorted(pairs))} into Secret "
@@ -370,8 +391,8 @@ class Provisioner:
         else:
             if spec.issues_certificates and (problem := await self._certificates(
                     body, spec, owner, place, range(top), hosts, _started(listed), confirmed)
-                    if spec.tls.issuer_ref is None else await self._issued_by_cert_manager(body, spec, owner, place,
-                                                                                           range(top))):
+                    if spec.tls.issuer_ref is None else await self._issued_by_cert_manager(
+                        body, spec, owner, place, range(top), hosts, _started(listed), confirmed)):
                 return PodView(problem=problem)
             for obj in (render.headless_service(owner), render.client_service(owner), render.disruption_budget(owner)):
                 await self._apply(body, obj)
