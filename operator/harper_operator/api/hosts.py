@@ -33,6 +33,11 @@ def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return None
 
 
+def is_address(host: str) -> bool:
+    """An IP address (v4 or v6, bracketed or not), not a DNS name."""
+    return _ip(host) is not None
+
+
 def _name(host: str) -> str:
     return host.strip().rstrip(".").lower()
 

@@ -143,9 +143,8 @@ class Provisioner:
         held = {pod: pki.KeyPair(files[f"{pod}.crt"] or "", files[f"{pod}.key"] or "")
                 for pod in wanted if files.get(f"{pod}.crt") and files.get(f"{pod}.key")}
         signing = pki.serial(authority.signing.certificate)
-        running = {hosts[o]: place.pod(o) for o in ordinals if place.pod(o) in started}
-        # A pod that is not running reads the trusted bundle when it starts; a running one must be seen to trust it.
-        all_trust = not authority.rolling() or all(confirmed.trusts.get(h) == signing for h in running)
+        running = _running(ordinals, hosts, place, started)
+        all_trust = not authority.rolling() or _all_trust(running, signing, confirmed)
         self.authority_to_confirm = signing if authority.rolling() and not all_trust else None
         issued = pki.certificates(authority.signer(all_trust), held, wanted, now, authority.accepted(all_trust))
         renewed = sorted(pod for pod in issued if issued[pod] is not held.get(pod))
@@ -159,11 +158,8 @@ class Provisioner:
             if renewed:
                 self.events(body, "Normal", "CertificatesIssued", f"issued certificates for {', '.join(renewed)} "
                                                                   f"from the cluster's authority (Secret {tls_name})")
-        elif authority.previous is not None and all_trust and all(
-                self._issued[pod][1] <= started[pod] or confirmed.presents.get(host) == self._issued[pod][0]
-                for host, pod in running.items()):
-            # Every running pod presents a certificate of the new authority (it read it at start-up, or was seen to
-            # present it since): the old one is trusted no more.
+        elif authority.previous is not None and all_trust and _all_present(self._issued, running, started, confirmed):
+            # Every running pod presents a certificate of the new authority: the old one is trusted no more.
             await self._roll_over(body, name, pki.settled(authority), "CertificateAuthorityRolledOver",
                                   f"every pod presents a certificate of the new authority: the previous one is no "
                                   f"longer trusted (Secret {name})")
@@ -229,15 +225,14 @@ class Provisioner:
             before = [c for c in pki.split(files.get(render.CA_KEY) or "") if c not in issuers]
         except pki.BadCertificate:
             before = []
-        running = {hosts[o]: place.pod(o) for o in ordinals if place.pod(o) in started}
+        running = _running(ordinals, hosts, place, started)
         signing = pki.serial(issuers[0])
-        all_trust = not before or all(confirmed.trusts.get(h) == signing for h in running)
+        all_trust = not before or _all_trust(running, signing, confirmed)
         if not all_trust:  # a pod presenting the issuer's certificate now would be cut off from those that do not
             pairs = {pod: pki.KeyPair(files[f"{pod}.crt"] or "", files[f"{pod}.key"] or "")
                      if files.get(f"{pod}.crt") and files.get(f"{pod}.key") else pair for pod, pair in pairs.items()}
         self._issued = {pod: pki.serial_and_issued_at(pair.certificate) for pod, pair in pairs.items()}
-        moved = all_trust and all(self._issued[pod][1] <= started[pod] or confirmed.presents.get(host) ==
-                                  self._issued[pod][0] for host, pod in running.items())
+        moved = all_trust and _all_present(self._issued, running, started, confirmed)
         bundle = pki.bundle(*issuers, *([] if moved else before))
         self.first_expiry = min(pki.expires(pair.certificate).timestamp() for pair in pairs.values())
         self.authority_to_confirm = signing if not all_trust else None
@@ -361,7 +356,7 @@ class Provisioner:
                 "persistentVolumeClaimRetentionPolicy.whenScaled is Delete; set it to Retain first, or keep "
                 "replicas above 0")))
         listed = await kube.list_pods(self.namespace, render.selector_text(selector))
-        pods = _pods(listed, place.statefulset)
+        pods, started = _pods(listed, place.statefulset), _started(listed)
         current = None if sts is None else (sts.get("spec") or {}).get("replicas")
         # Every ordinal that may still run: the spec's, the StatefulSet's, a pod's and a HarperNode's.
         top = max(instances.replicas, current or 0, *(p.ordinal + 1 for p in pods), *(o + 1 for o in mine | deleting))
@@ -389,11 +384,10 @@ class Provisioner:
                 self.events(body, "Normal", "Scaled", f"StatefulSet {place.statefulset}: replicas {current} -> "
                                                       f"{plan.replicas}")
         else:
-            if spec.issues_certificates and (problem := await self._certificates(
-                    body, spec, owner, place, range(top), hosts, _started(listed), confirmed)
-                    if spec.tls.issuer_ref is None else await self._issued_by_cert_manager(
-                        body, spec, owner, place, range(top), hosts, _started(listed), confirmed)):
-                return PodView(problem=problem)
+            if spec.issues_certificates:
+                sign = self._certificates if spec.tls.issuer_ref is None else self._issued_by_cert_manager
+                if problem := await sign(body, spec, owner, place, range(top), hosts, started, confirmed):
+                    return PodView(problem=problem)
             for obj in (render.headless_service(owner), render.client_service(owner), render.disruption_budget(owner)):
                 await self._apply(body, obj)
             rendered = render.statefulset(owner, spec, plan.replicas)
@@ -444,7 +438,7 @@ class Provisioner:
             leaving=leaving, out_of_service=frozenset(hosts[o] for o in plan.leaving if o in unserved),
             hibernated=plan.hibernated, hibernating=hibernating,
             renewed=_renewed(self._issued if spec.issues_certificates and instances.adopt is None else {},
-                             _started(listed), place, hosts),
+                             started, place, hosts),
             authority=self.authority_to_confirm if spec.issues_certificates and instances.adopt is None else None)
 
     async def _label_pods(self, body, place: render.Place, plan) -> None:
@@ -494,6 +488,26 @@ def _started(listed: list[dict[str, Any]]) -> dict[str, float]:
             if c.get("name") == render.HARPER_CONTAINER and at:
                 out[p["metadata"]["name"]] = datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp()
     return out
+
+
+def _running(ordinals: range, hosts: Mapping[int, str], place: render.Place,
+             started: Mapping[str, float]) -> dict[str, str]:
+    """hostname -> pod name, for the pods of `ordinals` whose Harper container runs."""
+    return {hosts[o]: place.pod(o) for o in ordinals if place.pod(o) in started}
+
+
+def _all_trust(running: Mapping[str, str], authority: int, confirmed: "Confirmed") -> bool:
+    """Every running pod's Harper was seen listing the authority (serial). A pod not running yet reads the trusted
+    file when it starts."""
+    return all(confirmed.trusts.get(host) == authority for host in running)
+
+
+def _all_present(issued: Mapping[str, tuple[int, float]], running: Mapping[str, str], started: Mapping[str, float],
+                 confirmed: "Confirmed") -> bool:
+    """Every running pod presents the certificate issued to it: it started after the issue, or was seen presenting
+    it since."""
+    return all(issued[pod][1] <= started[pod] or confirmed.presents.get(host) == issued[pod][0]
+               for host, pod in running.items())
 
 
 def _renewed(issued: Mapping[str, tuple[int, float]], started: Mapping[str, float], place: render.Place,

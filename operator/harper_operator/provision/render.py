@@ -9,11 +9,10 @@ the pods' certificates NAME-tls and the HarperNodes NAME-<ordinal>.
 from __future__ import annotations
 
 import base64
-import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
-from ..api import API_VERSION, GROUP, HarperClusterSpec
+from ..api import API_VERSION, GROUP, HarperClusterSpec, hosts
 from ..api.common import IssuerRef
 from ..api.cluster import generated_ca_secret_name, generated_tls_secret_name
 from ..api.instances import Instances
@@ -171,10 +170,10 @@ def certificate_request(owner: Owner, place: Place, ordinal: int, issuer: Issuer
     node name first, as the subject when it fits), server and client use (replication is mutual TLS), RSA 2048, a new
     key at each renewal. Its Secret is labelled readable, so the operator can copy it into the pods' Secret."""
     names = certificate_names(owner, place, ordinal)
-    ips = [n for n in names if _is_ip(n)]
+    ips = [n for n in names if hosts.is_address(n)]
     spec: dict[str, Any] = {
         "secretName": issued_secret_name(place.pod(ordinal)),
-        "dnsNames": [n for n in names if not _is_ip(n)], "ipAddresses": ips,
+        "dnsNames": [n for n in names if not hosts.is_address(n)], "ipAddresses": ips,
         "usages": ["server auth", "client auth", "digital signature", "key encipherment"],
         "privateKey": {"algorithm": "RSA", "size": 2048, "encoding": "PKCS8", "rotationPolicy": "Always"},
         "issuerRef": {"name": issuer.name, "kind": issuer.kind, "group": issuer.group},
@@ -183,14 +182,6 @@ def certificate_request(owner: Owner, place: Place, ordinal: int, issuer: Issuer
         spec["commonName"] = names[0]
     return {"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
             "metadata": _meta(owner, issued_secret_name(place.pod(ordinal))), "spec": spec}
-
-
-def _is_ip(name: str) -> bool:
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        return False
-    return True
 
 
 def certificate_names(owner: Owner, place: Place, ordinal: int) -> tuple[str, ...]:
