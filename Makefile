@@ -52,7 +52,7 @@ PYTEST       := $(PY) -m pytest -q -p no:cacheprovider
 
 test: $(STAMP) crds-check lint
 	@echo "make test: $(NODE_TESTS) (output: $(NODE_LOG)) and $(MATRIX_TESTS) (output: $(MATRIX_LOG)) run beside the rest"
-	@$(PYTEST) $(NODE_TESTS) --durations=10 >$(NODE_LOG) 2>&1 & node=$$!; \
+	@$(PYTEST) $(NODE_TESTS) --durations=40 >$(NODE_LOG) 2>&1 & node=$$!; \
 	$(PYTEST) $(MATRIX_TESTS) --durations=10 >$(MATRIX_LOG) 2>&1 & matrix=$$!; \
 	$(PYTEST) tests e2e $(NODE_TESTS:%=--ignore=%) $(MATRIX_TESTS:%=--ignore=%) --durations=15; rest=$$?; \
 	wait $$matrix; matrixes=$$?; echo "=============== $(MATRIX_TESTS) ($(MATRIX_LOG)) ==============="; \
