@@ -856,17 +856,60 @@ async def test_a_reconnect_need_after_another_pod_was_replaced_is_a_new_need_not
     uid that no restart of ours made)."""
     from harper_operator.controller.provision import PodView
     clock = Clock()
-    r, _ = reconciler(fleet, clock)
     body, members = cluster_body(), nodes(A, B, C)
-    await converge(r, body, members, fake_kube)
+    await converge(reconciler(fleet, clock)[0], body, members, fake_kube)
     body["status"] = {**body["status"], "lastRestarts": [{"node": A, "reason": "reconnect to its peers",
                                                           "at": clock.now - 30}]}
+    r, _ = reconciler(fleet, clock)  # a new process: the restart 30 s ago is known from the status alone
     fleet.model.remove_node(B, A)  # A's own sockets are down: it needs a reconnect restart
     await r.reconcile(body, members, pods=PodView(replicas=3, selector="x", pods={A: "a1", B: "b1", C: "c1"}))
     clock.now += 15
     await r.reconcile(body, members, pods=PodView(replicas=3, selector="x", pods={A: "a1", B: "b1", C: "c2"}))
     cluster = fake_kube.last("harperclusters", "c")
     assert condition(cluster, "Stalled")["status"] == "False", cluster["conditions"]
+
+
+async def test_a_reconnect_need_after_an_external_member_came_back_is_a_new_need_not_a_loop(fleet, fake_kube):
+    """An external cluster has no pods to watch: a member that stops answering and answers again (its pod deleted
+    by hand, a crash) may be back at a new address, so a survivor restarted just before may need to reconnect again
+    (seen on the node: the chart test's pod deleted 25 s after a survivor's reconnect restart, and the survivor's
+    next need was called RestartLoop, Stalled, the cluster never Ready)."""
+    clock = Clock()
+    body, members = cluster_body(), nodes(A, B, C)
+    await converge(reconciler(fleet, clock)[0], body, members, fake_kube)
+    body["status"] = {**body["status"], "lastRestarts": [{"node": A, "reason": "reconnect to its peers",
+                                                          "at": clock.now - 30}]}
+    r, _ = reconciler(fleet, clock)  # a new process: the restart 30 s ago is known from the status alone
+    fleet.model.stop(C)
+    await r.reconcile(body, members)
+    clock.now += 5
+    fleet.model.start(C)
+    fleet.model.remove_node(B, A)  # A's own sockets are down: it needs a reconnect restart
+    for _ in range(3):
+        await r.reconcile(body, members)
+        clock.now += 10
+    cluster = fake_kube.last("harperclusters", "c")
+    assert condition(cluster, "Stalled")["status"] == "False", cluster["conditions"]
+    assert [c.node for c in fleet.calls if c.operation == "restart"] == [A]
+
+
+async def test_a_member_back_from_the_operators_own_restart_is_still_a_loop(fleet, fake_kube):
+    """The other side: the first return of a member the operator restarted is that restart's, no evidence of a
+    change; its need right after is a loop."""
+    clock = Clock()
+    r, _ = reconciler(fleet, clock)
+    fleet.model.restart = lambda on: None  # Harper comes back without loading the routes
+    body, members = cluster_body(routes=[{"hostname": "r.example", "port": 9933}]), nodes(A)
+    for i in range(4):
+        await r.reconcile(body, members)
+        body["status"] = fake_kube.last("harperclusters", "c")
+        if i == 0:
+            fleet.model.stop(A)  # the restart takes it down for a round
+        elif i == 1:
+            fleet.model.nodes[A].up = True  # back, without the routes (start() is the patched restart)
+        clock.now += 10
+    assert len([c for c in fleet.calls if c.operation == "restart"]) == 1
+    assert condition(fake_kube.last("harperclusters", "c"), "Stalled")["reason"] == "RestartLoop"
 
 
 async def test_a_record_gossip_never_brought_is_mended_after_its_grace_not_before(fleet, fake_kube):

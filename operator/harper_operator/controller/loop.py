@@ -279,7 +279,8 @@ class ClusterReconciler:
         # leaving member -> (when its passing looks began, the members that stay they covered) (reconcile/drain)
         self._passed: dict[str, tuple[float, frozenset[str]]] = {}
         self._pod_uids: dict[str, str] = {}  # member -> the uid of its pod at the last round
-        self._replaced: dict[str, float] = {}  # member -> when a new pod of it appeared that no restart of ours made
+        self._replaced: dict[str, float] = {}  # member -> when it came back (a new pod) and no restart of ours did it
+        self._silent: set[str] = set()  # external members that gave no answer at the last round
         self._consumed: dict[str, float] = {}  # member -> the time of the restart of ours whose new pod was seen
         self._presented: dict[str, int] = {}  # member -> the renewed certificate's serial it was seen to present
         self._trusts: dict[str, int] = {}  # member -> a rollover's new authority (its serial) it was seen to list
@@ -312,30 +313,40 @@ class ClusterReconciler:
             ops = [op for op in ops if not (isinstance(op, RemoveNode) and op.hostname in ghosts & listed)]
         return ops
 
-    def _others_replaced(self, pods: PodView | None, ours: RestartLedger, now: float) -> dict[str, float]:
-        """member -> when a member (another, or itself) last came back as a new pod that no restart of ours made (a
-        roll, a crash, a pod deleted by hand): a new address (and for itself perhaps a new configuration), so a need
-        after it is a new need, not a loop (restarts.admit). The first new pod after a restart of ours is that
+    def _others_replaced(self, pods: PodView | None, sights: Mapping[str, Sight], ours: RestartLedger,
+                         now: float) -> dict[str, float]:
+        """member -> when a member (another, or itself) last came back, no restart of ours having taken it down (a
+        roll, a crash, a pod deleted by hand): perhaps at a new address (and for itself a new configuration), so a
+        need after it is a new need, not a loop (restarts.admit). The first return after a restart of ours is that
         restart's own: counting those let two members' restarts reset each other's cooldown for ever, and a
-        member's own restart reset its own (seen: 8 deletions in 105 s). Only the first: taking every new pod
+        member's own restart reset its own (seen: 8 deletions in 105 s). Only the first: taking every return
         within the cooldown for the restart's made a roll of the member (a pod template change) look like it, and
-        the need the roll brought back was called RestartLoop after no restart at all (seen on the node). A pod
-        absent for a round (deleted, not yet made again) keeps its last uid, so its replacement is still seen."""
-        if pods is None:
-            return {}
-        for host, uid in pods.pods.items():
-            before = self._pod_uids.get(host)
-            if before is None or before == uid:
-                continue
+        the need the roll brought back was called RestartLoop after no restart at all (seen on the node)."""
+        returned = self._returned_pods(pods) if pods is not None else self._returned_members(sights)
+        for host in returned:
             done = ours.done.get(host)
             if done is not None and now - done[1] < self.restart_cooldown and self._consumed.get(host) != done[1]:
-                self._consumed[host] = done[1]  # this new pod is that restart's
+                self._consumed[host] = done[1]  # this return is that restart's
             else:
                 self._replaced[host] = now
+        latest = max(self._replaced.values(), default=0.0)
+        return {h: latest for h in (pods.pods if pods is not None else sights)}
+
+    def _returned_pods(self, pods: PodView) -> list[str]:
+        """Provisioned members whose pod is a new one (a new uid) since the last round. A pod absent for a round
+        (deleted, not yet made again) keeps its last uid, so its replacement is still seen."""
+        returned = [h for h, uid in pods.pods.items() if self._pod_uids.get(h) not in (None, uid)]
         known = set(pods.restart) | set(pods.pods)
         self._pod_uids = {h: u for h, u in {**self._pod_uids, **pods.pods}.items() if h in known}
-        latest = max(self._replaced.values(), default=0.0)
-        return {h: latest for h in pods.pods}
+        return returned
+
+    def _returned_members(self, sights: Mapping[str, Sight]) -> list[str]:
+        """External members (no pods to watch) that answer again after a round without an answer: a restart, a
+        crash, a pod deleted by hand (seen on the node: a survivor restarted 25 s before a peer's pod was deleted
+        by hand was called RestartLoop for its next reconnect, and the cluster stayed Stalled)."""
+        returned = [h for h, s in sights.items() if s.status is not None and h in self._silent]
+        self._silent = {h for h, s in sights.items() if s.status is None} | (self._silent - set(sights))
+        return returned
 
     def _unless_names_unknown(self, ops: list[Operation], m: Membership, say: bool = False) -> list[Operation]:
         """A record of a declared member is never removed (docs/safety.md, S4): while a member's Harper name is not
@@ -430,7 +441,7 @@ class ClusterReconciler:
         now = self.clock()
         admitted, problems, ledger = admit(before, wanted, now, unreachable=down,
                                            grace=self.restart_grace, cooldown=self.restart_cooldown,
-                                           changed_at=self._others_replaced(pods, before, now),
+                                           changed_at=self._others_replaced(pods, sights, before, now),
                                            joined_at=self._joined_at)
         self._wanted_since = dict(ledger.wanted_since)
         return Restarts(admitted, problems, before, ledger,
