@@ -869,6 +869,26 @@ async def test_a_reconnect_need_after_another_pod_was_replaced_is_a_new_need_not
     assert condition(cluster, "Stalled")["status"] == "False", cluster["conditions"]
 
 
+async def test_a_pod_rolled_after_its_own_reconnect_restart_is_a_change_for_the_others(fleet, fake_kube):
+    """A reconnect restart is Harper's own restart (the same pod), so the next new pod of that member is not that
+    restart's but a roll's or a deletion's: a new address, and a survivor's need after it is new (seen on the node:
+    C restarted to reconnect, then rolled 37 s later; A's next reconnect was called RestartLoop)."""
+    from harper_operator.controller.provision import PodView
+    clock = Clock()
+    body, members = cluster_body(), nodes(A, B, C)
+    await converge(reconciler(fleet, clock)[0], body, members, fake_kube)
+    body["status"] = {**body["status"], "lastRestarts": [
+        {"node": A, "reason": "reconnect to its peers", "at": clock.now - 20},
+        {"node": C, "reason": "reconnect to its peers", "at": clock.now - 30}]}
+    r, _ = reconciler(fleet, clock)
+    fleet.model.remove_node(B, A)  # A's own sockets are down: it needs a reconnect restart
+    await r.reconcile(body, members, pods=PodView(replicas=3, selector="x", pods={A: "a1", B: "b1", C: "c1"}))
+    clock.now += 15
+    await r.reconcile(body, members, pods=PodView(replicas=3, selector="x", pods={A: "a1", B: "b1", C: "c2"}))
+    cluster = fake_kube.last("harperclusters", "c")
+    assert condition(cluster, "Stalled")["status"] == "False", cluster["conditions"]
+
+
 async def test_a_reconnect_need_after_an_external_member_came_back_is_a_new_need_not_a_loop(fleet, fake_kube):
     """An external cluster has no pods to watch: a member that stops answering and answers again (its pod deleted
     by hand, a crash) may be back at a new address, so a survivor restarted just before may need to reconnect again

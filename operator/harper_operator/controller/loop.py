@@ -322,10 +322,17 @@ class ClusterReconciler:
         member's own restart reset its own (seen: 8 deletions in 105 s). Only the first: taking every return
         within the cooldown for the restart's made a roll of the member (a pod template change) look like it, and
         the need the roll brought back was called RestartLoop after no restart at all (seen on the node)."""
-        returned = self._returned_pods(pods) if pods is not None else self._returned_members(sights)
+        if pods is not None:
+            # Only a restart by the pod's deletion makes a new pod; Harper's own restart (a reconnect) keeps it, and
+            # the member's next new pod is a roll's or a deletion's (seen on the node: a pod rolled 37 s after its
+            # reconnect restart was taken for that restart's, and a survivor's next need was called RestartLoop).
+            returned, makes_return = self._returned_pods(pods), lambda reason: Restart("", reason).reloads_configuration
+        else:
+            returned, makes_return = self._returned_members(sights), lambda reason: True
         for host in returned:
             done = ours.done.get(host)
-            if done is not None and now - done[1] < self.restart_cooldown and self._consumed.get(host) != done[1]:
+            if done is not None and makes_return(done[0]) and now - done[1] < self.restart_cooldown \
+                    and self._consumed.get(host) != done[1]:
                 self._consumed[host] = done[1]  # this return is that restart's
             else:
                 self._replaced[host] = now
