@@ -119,6 +119,14 @@ def all_ready(bed: Bed, namespace: str, selector: str, count: int) -> bool:
     return len(ready) == count and ready
 
 
+def replaced(bed, ns: str, pod: str, old_uid: str) -> bool:
+    """A new pod of that name (not `old_uid`) is Ready: it answers. The cluster's Ready alone can still be the status
+    written before the operator saw the old pod go (run 10: a replaced pod still Pending, the cluster Ready 3/3)."""
+    found = bed.get("pod", pod, ns) or {}
+    return found.get("metadata", {}).get("uid") not in (None, old_uid) and any(
+        c["type"] == "Ready" and c["status"] == "True" for c in (found.get("status") or {}).get("conditions", []))
+
+
 def harper_call(bed: Bed, pods: HarperPods, ordinal: int, body: dict, timeout: float = 15) -> tuple[int, object]:
     """An operation on one pod of the hand-written StatefulSet (e2e/pods/harper.py)."""
     return pod_call(bed, pods.namespace, f"{harper.SERVICE}-{ordinal}", (pods.username, pods.password), body, timeout)

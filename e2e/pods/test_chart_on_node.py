@@ -16,7 +16,7 @@ import pytest
 
 from . import harper
 from ..scenarios.kit import wait_until
-from .conftest import CHART, GROUP_VERSION, all_ready, harper_call
+from .conftest import CHART, GROUP_VERSION, all_ready, harper_call, replaced
 
 OPERATOR_NS = "harper-system"
 RELEASE = "harper-operator"
@@ -75,6 +75,19 @@ def peer_names(bed, pods, i: int) -> set[str]:
     status, answer = harper_call(bed, pods, i, {"operation": "cluster_status"})
     assert status == 200, answer
     return {c["name"] for c in answer.get("connections", [])}
+
+
+def meshed(bed, pods) -> bool:
+    """Every pod's Harper shows every other pod with all its database sockets connected."""
+    for i in range(pods.replicas):
+        status, answer = harper_call(bed, pods, i, {"operation": "cluster_status"})
+        if status != 200:
+            return False
+        up = {c["name"] for c in answer.get("connections", [])
+              if c.get("database_sockets") and all(s.get("connected") for s in c["database_sockets"])}
+        if up != {pods.dns(j) for j in range(pods.replicas) if j != i}:
+            return False
+    return True
 
 
 @pytest.fixture(scope="module")
@@ -139,11 +152,14 @@ def test_a_cluster_of_harper_pods_is_ready_and_replicates(bed, release):
 def test_a_deleted_harper_pod_comes_back_with_its_volume(bed, release):
     pods, ns = release, release.namespace
     before, restarts_before = write_count(bed, ns), restart_count(bed, ns)
+    old_uid = bed.get("pod", f"{harper.SERVICE}-1", ns)["metadata"]["uid"]
     bed.kubectl("delete", "pod", f"{harper.SERVICE}-1", "-n", ns, "--wait=false")
-    wait_until("the operator reports the member not ready", lambda: not ready(bed, "harpernode", f"{CLUSTER}-1", ns),
-               timeout=60)
-    wait_until("Ready 3/3 again", lambda: ready(bed, "harpercluster", CLUSTER, ns, "3/3"), timeout=240,
-               diagnose=bed.diagnose(ns))
+    # The status alone can still be the one written before the pod went (a pod back within a round busy with
+    # another member's restart is never seen down: seen in CI), so Harper itself must show the new pod meshed.
+    wait_until("a new pod 1, every pod connected to every other, and Ready 3/3", lambda: replaced(
+        bed, ns, f"{harper.SERVICE}-1", old_uid) and meshed(bed, pods) and ready(bed, "harpercluster", CLUSTER, ns,
+                                                                               "3/3"),
+               timeout=240, diagnose=bed.diagnose(ns))
     # Its volume came back with it: the record replicated before is still there.
     assert wait_until("pod 1 answers", lambda: harper_call(bed, pods, 1, {"operation": "cluster_status"})[0] == 200)
     assert has_record(bed, pods, 1, release.key)
@@ -161,9 +177,14 @@ def test_metrics_are_scraped_through_the_service(bed, release):
     (svc,) = [s for s in services if any(p["port"] == 8080 for p in s["spec"]["ports"])]
     url = f"http://{svc['spec']['clusterIP']}:8080/metrics"
     text = wait_until("metrics through the Service", lambda: _get(url), timeout=60)
-    ready_nodes = [line for line in text.splitlines() if line.startswith("harper_operator_cluster_ready_nodes{")
-                   and f'"{CLUSTER}"' in line and f'"{release.namespace}"' in line]
-    assert ready_nodes and ready_nodes[0].endswith(" 3.0"), text[:3000]
+
+    def ready_nodes() -> list[str]:
+        return [line for line in (_get(url) or "").splitlines()
+                if line.startswith("harper_operator_cluster_ready_nodes{") and f'"{CLUSTER}"' in line
+                and f'"{release.namespace}"' in line]
+    # The gauge follows the cluster's rounds: a member restarting for a reconnect just now counts as not ready.
+    wait_until("the cluster's ready members in the metrics, 3 of them", lambda: ready_nodes() and ready_nodes()[
+        0].endswith(" 3.0"), timeout=120, diagnose=lambda: f"{ready_nodes()}\n{text[:3000]}")
 
 
 def _get(url: str) -> str | None:

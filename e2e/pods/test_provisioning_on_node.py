@@ -29,7 +29,7 @@ from . import harper
 from .podcut import ReplicationCut
 from ..scenarios.kit import wait_until
 from ..testbed.images import NONROOT
-from .conftest import CHART, GROUP_VERSION, READABLE, all_ready, pod_call
+from .conftest import CHART, GROUP_VERSION, READABLE, all_ready, pod_call, replaced
 
 OPERATOR_NS = "harper-provision"
 RELEASE = "harper-operator-provision"
@@ -212,14 +212,6 @@ def reconciling(bed, ns: str) -> dict:
 
 
 STATE: dict = {}
-
-
-def replaced(bed, ns: str, pod: str, old_uid: str) -> bool:
-    """A new pod of that name (not `old_uid`) is Ready: it answers. The cluster's Ready alone can still be the status
-    written before the operator saw the old pod go (run 10: a replaced pod still Pending, the cluster Ready 3/3)."""
-    found = bed.get("pod", pod, ns) or {}
-    return found.get("metadata", {}).get("uid") not in (None, old_uid) and any(
-        c["type"] == "Ready" and c["status"] == "True" for c in (found.get("status") or {}).get("conditions", []))
 
 
 def handshake(bed, ns: str, pod: str, ca_pem: str | None, name: str) -> str:
@@ -566,9 +558,12 @@ def test_the_authority_rolls_over_and_every_certificate_is_renewed_with_no_recor
     print(f"rollover: seconds after hc-ca changed {marks}; restarted for it: {sorted(restarted) or 'none'}")
     assert watch.most_down <= 1, f"two pods down at once: {watch.down_seen}\n{timeline(bed, ns, watch)}"
     assert all(n <= 2 for n in watch.restarts().values()), timeline(bed, ns, watch)
+    # Only the rollover's own restarts, and the reconnects a pod deleted for them may leave a survivor needing (its
+    # new pod has a new address; seen in CI after all three pods were restarted to trust the new authority).
     made = restart_messages(bed, ns) - restarts
-    assert all("trust the cluster's new certificate authority" in m or "serve its renewed certificate" in m
-               for m in made), made
+    allowed = ("trust the cluster's new certificate authority", "serve its renewed certificate",
+               "reconnect to its peers")
+    assert all(any(r in m.split("(", 1)[-1] for r in allowed) and "forget" not in m for m in made), made
     reasons = [e["reason"] for e in events(bed, ns)]
     assert "CertificateAuthorityRollover" in reasons and "CertificateAuthorityRolledOver" in reasons
     assert len(writer.acked) > 10, (writer.acked, writer.failed)
