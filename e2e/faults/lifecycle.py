@@ -78,10 +78,19 @@ class World:
         return [e["message"] for e in self.events(self.cluster) if e["reason"] == "RecordsLeft"]
 
     def describe(self) -> str:
+        """The statuses, then what each member's Harper itself shows: its links (peer -> connected) and the records
+        it holds, so a cluster that never converged says which side of which pair is missing."""
         cluster, nodes = self.statuses()
-        return json.dumps({"cluster": (cluster or {}).get("status"),
+        text = json.dumps({"cluster": (cluster or {}).get("status"),
                            "nodes": {k: (v or {}).get("status", {}).get("conditions") for k, v in nodes.items()}},
                           default=str)[:4000]
+        harper = {}
+        for name, call in self.calls().items():
+            try:
+                harper[name] = {"links": truth.connected_peers(call), "records": sorted(truth.records(call))}
+            except (truth.Unanswered, OSError) as e:
+                harper[name] = f"no answer: {e}"[:200]
+        return f"{text}\nHarper's own view: {json.dumps(harper, default=str)[:3000]}"
 
     def wait_for_reason(self, reason: str, timeout: float) -> bool:
         """True once the cluster or one of its nodes is Stalled (or not Ready) with `reason`."""
