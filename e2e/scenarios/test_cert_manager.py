@@ -3,8 +3,8 @@ module go.mod pins) and CRDs, on the test bed's real kube-apiserver, with the op
 
 The loopback control plane runs no kubelet, so no pod starts: what this proves is the contract with cert-manager,
 the Certificates the operator writes (checked by cert-manager's own schema and issued by its CA issuer) and the
-pods' Secret it fills from what cert-manager issued. That the pods run with such a Secret is the operator's own
-CA's path, proven on the node (e2e/pods/test_provisioning_on_node.py).
+pods' Secret it fills from what cert-manager issued. Pods that start, mesh and serve on such certificates run on the
+node (e2e/pods/test_provisioning_on_node.py::test_pods_serve_certificates_cert_manager_issued).
 """
 
 from __future__ import annotations
