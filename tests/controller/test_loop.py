@@ -1165,12 +1165,34 @@ async def test_verify_false_is_a_warning_once_naming_what_it_leaves_open(fleet, 
     assert not [e for e in events if e[1] == "TLSNotVerified"]
 
 
+def in_place_restarts(fleet, reads_files) -> tuple[list[str], list[str]]:
+    """(pods deleted, members restarted by Harper's restart operation); `reads_files(host)` is what the restarted
+    Harper then reads from the files the kubelet rewrote."""
+    deleted: list[str] = []
+    restarted: list[str] = []
+    original = fleet.model.restart
+
+    def restart(on: str) -> None:
+        restarted.append(on)
+        reads_files(on)
+        original(on)
+    fleet.model.restart = restart
+    return deleted, restarted
+
+
+def deleted_pod(deleted: list[str], host: str):
+    async def go() -> None:
+        deleted.append(host)
+    return go
+
+
 async def test_a_pod_that_keeps_presenting_an_old_certificate_is_restarted_after_the_grace(fleet, fake_kube,
                                                                                           monkeypatch):
     """Harper watches its certificate files but missed the second of two updates in a row on the node (one pod of
     three kept its old certificate). A provisioned member issued a certificate after it started, and still
-    presenting another after restarts.CERTIFICATE_GRACE, is restarted by its pod's deletion, one member at a time;
-    one seen presenting the new one is not asked again (FAKE presented serials: the handshake is the only fake)."""
+    presenting another after restarts.CERTIFICATE_GRACE, is restarted in place (Harper's restart: the pod and its
+    address stay, and Harper reads the files the kubelet rewrote), one member at a time; one seen presenting the new
+    one is not asked again (FAKE presented serials: the handshake is the only fake)."""
     from harper_operator.controller import loop as loop_module
     from harper_operator.controller.provision import PodView
     from harper_operator.reconcile.restarts import CERTIFICATE_GRACE
@@ -1186,35 +1208,29 @@ async def test_a_pod_that_keeps_presenting_an_old_certificate_is_restarted_after
         return {h: presented[h] for h in hosts}
 
     monkeypatch.setattr(loop_module, "presented_serials", presented_serials)
-    deleted: list[str] = []
-
-    def via_pod(host: str):
-        async def go() -> None:
-            deleted.append(host)
-            presented[host] = 7 + len(deleted)  # its new pod reads the files at start-up
-        return go
+    deleted, restarted = in_place_restarts(fleet, lambda host: presented.update({host: {B: 8, C: 9}[host]}))
 
     def pods() -> PodView:
-        return PodView(replicas=3, selector="x", restart={h: via_pod(h) for h in (A, B, C)},
-                       pods={h: f"{h}-{deleted.count(h)}" for h in (A, B, C)},
-                       renewed={h: serial for h, serial in {A: 7, B: 8, C: 9}.items() if h not in deleted})
+        return PodView(replicas=3, selector="x", restart={h: deleted_pod(deleted, h) for h in (A, B, C)},
+                       pods={h: f"{h}-0" for h in (A, B, C)},
+                       renewed={h: serial for h, serial in {A: 7, B: 8, C: 9}.items() if h not in restarted})
     await r.reconcile(body, members, pods=pods())
-    assert asked[-1] == {A, B, C} and deleted == []
+    assert asked[-1] == {A, B, C} and restarted == []
     clock.now += CERTIFICATE_GRACE - 1
     await r.reconcile(body, members, pods=pods())
-    assert asked[-1] == {B, C} and deleted == []  # A presented its own once: not asked again
+    assert asked[-1] == {B, C} and restarted == []  # A presented its own once: not asked again
     clock.now += 2
     await r.reconcile(body, members, pods=pods())
-    assert len(deleted) == 1 and deleted[0] in (B, C)  # one at a time
+    assert len(restarted) == 1 and restarted[0] in (B, C) and deleted == []  # one at a time, no pod deleted
     assert [m for _, reason, m in events if reason == "Restart"] == [
-        f"restart {deleted[0]} (serve its renewed certificate)"], events
+        f"restart {restarted[0]} (serve its renewed certificate)"], events
 
 
 async def test_a_rollover_asks_each_member_whether_it_trusts_the_new_authority_and_restarts_one_that_does_not(
         fleet, fake_kube, monkeypatch):
     """During a rollover (PodView.authority) each running member's Harper is asked for the authorities it lists until
     it is seen listing the new one; one that still does not after restarts.CERTIFICATE_GRACE (it missed the rewritten
-    file) is restarted by its pod's deletion, one at a time. What was seen goes to the provisioner (confirmed).
+    file) is restarted in place, one at a time. What was seen goes to the provisioner (confirmed).
     FAKE listed authorities: list_certificates is the only fake."""
     from harper_operator.controller import loop as loop_module
     from harper_operator.controller.provision import PodView
@@ -1232,26 +1248,20 @@ async def test_a_rollover_asks_each_member_whether_it_trusts_the_new_authority_a
         return {h: frozenset(listed[h]) for h in hosts}
 
     monkeypatch.setattr(loop_module, "listed_authorities", listed_authorities)
-    deleted: list[str] = []
-
-    def via_pod(host: str):
-        async def go() -> None:
-            deleted.append(host)
-            listed[host] = {new, old}  # its new pod reads the file at start-up
-        return go
+    deleted, restarted = in_place_restarts(fleet, lambda host: listed.update({host: {new, old}}))
 
     def pods(authority: int | None = new) -> PodView:
-        return PodView(replicas=3, selector="x", restart={h: via_pod(h) for h in (A, B, C)},
-                       pods={h: f"{h}-{deleted.count(h)}" for h in (A, B, C)}, authority=authority)
+        return PodView(replicas=3, selector="x", restart={h: deleted_pod(deleted, h) for h in (A, B, C)},
+                       pods={h: f"{h}-0" for h in (A, B, C)}, authority=authority)
     await r.reconcile(body, members, pods=pods())
-    assert asked[-1] == {A, B, C} and deleted == [] and r.confirmed.trusts == {A: new}
+    assert asked[-1] == {A, B, C} and restarted == [] and r.confirmed.trusts == {A: new}
     listed[B] = {old, new}  # B read the rewritten file by itself
     clock.now += CERTIFICATE_GRACE - 1
     await r.reconcile(body, members, pods=pods())
-    assert asked[-1] == {B, C} and deleted == [] and r.confirmed.trusts == {A: new, B: new}
+    assert asked[-1] == {B, C} and restarted == [] and r.confirmed.trusts == {A: new, B: new}
     clock.now += 2
     await r.reconcile(body, members, pods=pods())
-    assert deleted == [C]
+    assert restarted == [C] and deleted == []
     assert [m for _, reason, m in events if reason == "Restart"] == [
         f"restart {C} (trust the cluster's new certificate authority)"], events
     await r.reconcile(body, members, pods=pods())

@@ -136,11 +136,14 @@ class Restart:
 
     @property
     def reloads_configuration(self) -> bool:
-        """For routes or subscriptions, which Harper reads only at start-up, and for certificate files it did not
-        reload: a fresh pod reads them as well (a provisioned member restarts by its pod's deletion). A reconnect or a
-        forgotten CA needs the same pod: its peers lost the connection to an address, and a new pod has a new one."""
-        return (not self.settle and any(r in self.reason for r in (ROUTES_RESTART, SUBSCRIPTIONS_RESTART))) \
-            or any(r in self.reason for r in (CERTIFICATE_RESTART, AUTHORITY_RESTART))
+        """For routes or subscriptions, which Harper reads only at start-up: a fresh pod reads them as well (a
+        provisioned member restarts by its pod's deletion). Every other restart keeps the pod and its address: a
+        reconnect or a forgotten CA (its peers lost the connection to an address), and certificate files Harper did
+        not reload, which the kubelet has rewritten in the pod's volume long before the 150 s such a restart waits.
+        A new address costs more than the restart: survivors often do not reconnect to it until they restart too
+        (docs/harper-semantics.md, section 15; CI runs 21-23: a rollover whose certificate restarts deleted pods left
+        every link down for minutes)."""
+        return not self.settle and any(r in self.reason for r in (ROUTES_RESTART, SUBSCRIPTIONS_RESTART))
 
 
 ROUTES_RESTART = "load replication routes"
