@@ -850,17 +850,23 @@ async def test_a_restart_of_a_pod_that_does_not_take_effect_is_a_restart_loop(fl
     assert condition(fake_kube.last("harperclusters", "c"), "Stalled")["reason"] == "RestartLoop"
 
 
+async def restarted_before(fleet, fake_kube, clock: Clock, ago: dict[str, float]):
+    """A converged cluster A, B, C whose status says each of `ago` was restarted to reconnect that many seconds
+    ago, and a new operator process (its reconciler), which knows those restarts from the status alone."""
+    body, members = cluster_body(), nodes(A, B, C)
+    await converge(reconciler(fleet, clock)[0], body, members, fake_kube)
+    body["status"] = {**body["status"], "lastRestarts": [
+        {"node": n, "reason": "reconnect to its peers", "at": clock.now - t} for n, t in ago.items()]}
+    return reconciler(fleet, clock)[0], body, members
+
+
 async def test_a_reconnect_need_after_another_pod_was_replaced_is_a_new_need_not_a_loop(fleet, fake_kube):
     """A roll, a crash or a pod deleted by hand gives a peer a new address: a survivor restarted just before may
     need to reconnect again, and that is admitted, not called RestartLoop (restarts.admit's changed_at: a new pod
     uid that no restart of ours made)."""
     from harper_operator.controller.provision import PodView
     clock = Clock()
-    body, members = cluster_body(), nodes(A, B, C)
-    await converge(reconciler(fleet, clock)[0], body, members, fake_kube)
-    body["status"] = {**body["status"], "lastRestarts": [{"node": A, "reason": "reconnect to its peers",
-                                                          "at": clock.now - 30}]}
-    r, _ = reconciler(fleet, clock)  # a new process: the restart 30 s ago is known from the status alone
+    r, body, members = await restarted_before(fleet, fake_kube, clock, {A: 30})
     fleet.model.remove_node(B, A)  # A's own sockets are down: it needs a reconnect restart
     await r.reconcile(body, members, pods=PodView(replicas=3, selector="x", pods={A: "a1", B: "b1", C: "c1"}))
     clock.now += 15
@@ -875,12 +881,7 @@ async def test_a_pod_rolled_after_its_own_reconnect_restart_is_a_change_for_the_
     C restarted to reconnect, then rolled 37 s later; A's next reconnect was called RestartLoop)."""
     from harper_operator.controller.provision import PodView
     clock = Clock()
-    body, members = cluster_body(), nodes(A, B, C)
-    await converge(reconciler(fleet, clock)[0], body, members, fake_kube)
-    body["status"] = {**body["status"], "lastRestarts": [
-        {"node": A, "reason": "reconnect to its peers", "at": clock.now - 20},
-        {"node": C, "reason": "reconnect to its peers", "at": clock.now - 30}]}
-    r, _ = reconciler(fleet, clock)
+    r, body, members = await restarted_before(fleet, fake_kube, clock, {A: 20, C: 30})
     fleet.model.remove_node(B, A)  # A's own sockets are down: it needs a reconnect restart
     await r.reconcile(body, members, pods=PodView(replicas=3, selector="x", pods={A: "a1", B: "b1", C: "c1"}))
     clock.now += 15
@@ -895,11 +896,7 @@ async def test_a_reconnect_need_after_an_external_member_came_back_is_a_new_need
     (seen on the node: the chart test's pod deleted 25 s after a survivor's reconnect restart, and the survivor's
     next need was called RestartLoop, Stalled, the cluster never Ready)."""
     clock = Clock()
-    body, members = cluster_body(), nodes(A, B, C)
-    await converge(reconciler(fleet, clock)[0], body, members, fake_kube)
-    body["status"] = {**body["status"], "lastRestarts": [{"node": A, "reason": "reconnect to its peers",
-                                                          "at": clock.now - 30}]}
-    r, _ = reconciler(fleet, clock)  # a new process: the restart 30 s ago is known from the status alone
+    r, body, members = await restarted_before(fleet, fake_kube, clock, {A: 30})
     fleet.model.stop(C)
     await r.reconcile(body, members)
     clock.now += 5
