@@ -484,3 +484,49 @@ async def test_fake_tls_a_refused_certificate_is_named(tmp_path):
 async def test_fake_tls_verification_can_be_turned_off(tls_fake):
     async with client_for(tls_fake.url, verify_tls=False) as client:
         assert (await client.cluster_status()).connections == []
+
+
+def _worker_restart(fake, statuses):
+    """A fake whose restart_service starts a job that get_job reports as `statuses`, one per poll (the last repeats);
+    a status of None answers 503, as the operations API does while the workers restart."""
+    polls = []
+    fake.on("restart_service", Reply(200, {"message": "Restarting http_workers", "job_id": "j-1"}))
+
+    def get_job(seen: Seen) -> Reply:
+        status = statuses[min(len(polls), len(statuses) - 1)]
+        polls.append(seen.body["id"])
+        if status is None:
+            return Reply(503, text="restarting")
+        if isinstance(status, int):  # what a new worker without its certificate yet makes of a call: not final
+            return Reply(status, {"error": "not yet"})
+        return Reply(200, [{"id": "j-1", "type": "restart_service", "status": status}])
+    fake.on("get_job", get_job)
+    return polls
+
+
+async def test_fake_worker_restart_returns_once_its_job_is_complete(fake_harper):
+    polls = _worker_restart(fake_harper, ["IN_PROGRESS", None, 401, "IN_PROGRESS", "COMPLETE"])
+    async with client_for(fake_harper.url) as client:
+        await client.restart_workers(poll=0.01)
+    assert fake_harper.seen[0].body == {"operation": "restart_service", "service": "http_workers"}
+    assert polls == ["j-1"] * 5
+
+
+async def test_fake_worker_restart_whose_job_fails_or_never_ends_raises(fake_harper):
+    _worker_restart(fake_harper, ["ERROR"])
+    async with client_for(fake_harper.url) as client:
+        with pytest.raises(UnexpectedAnswerError, match="ERROR"):
+            await client.restart_workers(poll=0.01)
+    _worker_restart(fake_harper, ["IN_PROGRESS"])
+    async with client_for(fake_harper.url) as client:
+        with pytest.raises(TransientHarperError, match="not COMPLETE") as caught:
+            await client.restart_workers(wait=0.1, poll=0.01)
+    assert caught.value.request_sent
+
+
+async def test_fake_worker_restart_without_a_job_id_is_an_unexpected_answer(fake_harper):
+    fake_harper.on("restart_service", Reply(200, {"message": "Restarting http_workers"}))
+    async with client_for(fake_harper.url) as client:
+        with pytest.raises(UnexpectedAnswerError, match="job_id"):
+            await client.restart_workers(poll=0.01)
+    assert fake_harper.ops() == ["restart_service"]
