@@ -319,16 +319,6 @@ class HarperModel:
             self._write(on, on, replace(own, url=n.url, shard=n.config_shard, replicates=True))
         self.sync()
 
-    def restart_workers(self, on: str) -> None:
-        """restart_service http_workers: the worker threads hold the replication sockets and the CAs trusted (seen,
-        docs/findings-wiped-node.md); nothing else of a restart is assumed (routes, the node's own record)."""
-        n = self.nodes[on]
-        n.needs_reconnect = False
-        self.apart = {p for p in self.apart if on not in p}
-        if self.cas:
-            n.trusted = {k: (e.rec.ca,) for k, e in n.table.items() if k != on and e.rec and e.rec.ca is not None}
-        self.sync()
-
     def apply(self, op: Operation) -> None:
         self.writes.append(op)
         if isinstance(op, (AddNode, UpdateNode)):
@@ -341,7 +331,7 @@ class HarperModel:
             self.delete_routes(op.on, op.routes)
         elif isinstance(op, Restart):
             self._need_up(op.on)
-            (self.restart_workers if op.workers_suffice else self.restart)(op.on)
+            self.restart(op.on)
         else:  # pragma: no cover
             raise TypeError(op)
 

@@ -289,18 +289,6 @@ def restart(call: Call) -> Answer:
     return 200, {"message": RESTARTING}
 
 
-def restart_service(call: Call) -> Answer:
-    """Only `http_workers` (what the operator restarts), at once: its job is COMPLETE at the first get_job."""
-    if call.body.get("service") != "http_workers":
-        return 400, {"error": f"the model restarts only http_workers, not {call.body.get('service')!r}"}
-    call.model.restart_workers(call.name)
-    return 200, {"message": "Restarting http_workers", "job_id": f"workers-{call.name}"}
-
-
-def get_job(call: Call) -> Answer:
-    return 200, [{"id": call.body.get("id"), "type": "restart_service", "status": "COMPLETE"}]
-
-
 def list_certificates(call: Call) -> Answer:
     return 200, []  # the model has no certificates: a node without records reads as new, never as wiped
 
@@ -318,8 +306,6 @@ OPERATIONS: dict[str, Callable[[Call], Answer]] = {
     "cluster_set_routes": cluster_set_routes,
     "cluster_delete_routes": cluster_delete_routes,
     "restart": restart,
-    "restart_service": restart_service,
-    "get_job": get_job,
     "list_certificates": list_certificates,
 }
 

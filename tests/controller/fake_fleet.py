@@ -196,10 +196,6 @@ class FakeClient:
         self._enter("restart")
         self.fleet.model.restart(self.name)
 
-    async def restart_workers(self):
-        self._enter("restart", "workers")  # counted with the process restarts; `detail` tells them apart
-        self.fleet.model.restart_workers(self.name)
-
     async def close(self) -> None:
         pass
 

@@ -124,16 +124,3 @@ def test_a_certificate_restart_keeps_the_pod_and_its_address():
     assert [(r.on, r.settle, r.grace) for r in restarts] == [(A, True, 150.0), (C, True, 150.0)]
     # Harper's own restart reads the files the kubelet rewrote; a new pod would have a new address.
     assert not any(r.reloads_configuration for r in restarts + restarts_for_untrusted_authority([A]))
-
-
-async def test_a_restart_for_links_alone_restarts_only_the_worker_threads(fleet):
-    """reconnect and apart (a transient picture) restart Harper's workers, which hold every replication socket; a
-    restart for anything Harper reads at start-up (certificates, a shard, a peer's old CA) restarts the process."""
-    from harper_operator.reconcile.restarts import restarts_for_pending, restarts_for_unserved_certificates
-    m = members(A, B, C)
-    plan = [*restarts_for_pending({A: "reconnect", B: "apart", C: "reconnect, shard"}),
-            *restarts_for_unserved_certificates([A]), Restart(B, "forget the old certificate authority of x")]
-    outcomes, _ = await run(fleet, plan, m)
-    assert all(o.error is None for o in outcomes)
-    assert [(c.node, c.detail) for c in fleet.calls if c.operation == "restart"] == [
-        (A, "workers"), (B, "workers"), (C, None), (A, None), (B, None)]

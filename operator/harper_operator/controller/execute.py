@@ -78,7 +78,7 @@ async def _one(op: Operation, membership: Membership, pool: ClientPool,
     elif isinstance(op, DeleteRoutes):
         await client.cluster_delete_routes([route_to_wire(r) for r in op.routes])
     elif isinstance(op, Restart):
-        await (client.restart_workers() if op.workers_suffice else client.restart())
+        await client.restart()
     else:  # pragma: no cover - a new Operation type must be wired here
         raise TypeError(f"no executor for {op!r}")
 

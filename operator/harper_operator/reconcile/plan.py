@@ -145,15 +145,6 @@ class Restart:
         every link down for minutes)."""
         return not self.settle and any(r in self.reason for r in (ROUTES_RESTART, SUBSCRIPTIONS_RESTART))
 
-    @property
-    def workers_suffice(self) -> bool:
-        """For links alone (a transient picture: reconnect, a pair apart), restarting Harper's worker threads is
-        enough: they hold every replication socket, so each link opens anew with a fresh DNS lookup, while the
-        process and its pod stay (about 6 s on a pod, against about 10 s down and a Ready probe to pass again).
-        The survivors of a replaced pod each need one: a connect to its old address hangs for about two minutes
-        (docs/harper-semantics.md, section 15)."""
-        return self.transient
-
 
 ROUTES_RESTART = "load replication routes"
 SUBSCRIPTIONS_RESTART = "apply the new subscription list"
