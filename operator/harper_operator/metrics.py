@@ -38,8 +38,7 @@ PER_CLUSTER = (READY_NODES, DECLARED_NODES, LAST_RECONCILE, MAX_LAG, CERTIFICATE
 log = logging.getLogger(__name__)
 
 WRITE_OPERATIONS = frozenset({"add_node", "update_node", "remove_node", "configure_cluster",
-                              "cluster_set_routes", "cluster_delete_routes", "set_configuration", "restart",
-                              "restart_service"})
+                              "cluster_set_routes", "cluster_delete_routes", "set_configuration", "restart"})
 
 
 def observe_call(operation: str, outcome: str, seconds: float) -> None:
