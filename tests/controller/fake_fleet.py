@@ -118,7 +118,8 @@ class FakeClient:
                     {"database": s.database, "table": s.table, "subscribe": s.subscribe, "publish": s.publish}
                     for s in peer.subscriptions],
                 "database_sockets": [{"database": "data", "connected": peer.connected,
-                                      **self.fleet.sockets.get((self.name, peer.name), {})}]})
+                                      **self.fleet.sockets.get((self.name, peer.name), {})}],
+                **({"ca_info": {"serialNumber": peer.ca_serial}} if peer.ca_serial else {})})
         return wire.ClusterStatus.model_validate({
             "node_name": self.fleet.reports.get(self.name, self.name), "shard": seen.shard,
             "connections": connections})
@@ -129,8 +130,15 @@ class FakeClient:
         return [wire.Route(hostname=r.hostname, port=r.port) for r in (node.routes_loaded or [])]
 
     async def list_certificates(self) -> list[wire.Certificate]:
-        # The model has no certificates: every node without records looks new, never wiped.
-        return []
+        """The CA Harper made for itself, when the model tracks CAs (HarperModel(cas=True)); none otherwise, and
+        then every node without records looks new, never wiped."""
+        model = self.fleet.model
+        if not model.cas:
+            return []
+        serial = f"{self.name}-ca{model.nodes[self.name].ca}"
+        return [wire.Certificate.model_validate({
+            "name": f"HarperDB-Certificate-Authority-{self.name}", "is_authority": True,
+            "details": {"serial_number": serial, "subject": f"CN=HarperDB-Certificate-Authority-{self.name}"}})]
 
     async def cluster_get_routes(self) -> list[wire.Route]:
         self._enter("routes")

@@ -554,19 +554,49 @@ async def test_a_round_whose_write_failed_does_not_wait_out_the_verify_timeout(f
 
 async def test_a_wiped_node_is_not_joined_while_restarts_owed_for_it_are_pending(fleet, fake_kube):
     """Its peers must forget its old CA first (docs/harper-semantics.md, section 9): the owed restarts in status
-    say which node waits."""
+    say which node waits, for a process that starts with them on record."""
     from harper_operator.reconcile.plan import forget_ca_reason
     r, _ = reconciler(fleet)
     body = cluster_body()
     await converge(r, body, nodes(A, B), fake_kube)
     body["status"] = {**(body.get("status") or {}), "owedRestarts": [{"node": B, "reason": forget_ca_reason(C)}]}
     fleet.calls.clear()
-    await r.reconcile(body, nodes(A, B, C))
+    fleet.model.stop(B)  # down: its owed restart waits, and so does the join
+    fresh, _ = reconciler(fleet)
+    await fresh.reconcile(body, nodes(A, B, C))
     assert not [c for c in fleet.writes() if c.operation == "add_node"]
-    body["status"]["owedRestarts"] = []
+    fleet.model.start(B)
+    await converge(fresh, body, nodes(A, B, C), fake_kube)
+    writes = [(c.operation, c.node) for c in fleet.writes() if c.operation in ("add_node", "restart")]
+    assert writes[0] == ("restart", B) and ("add_node", A) in writes, writes
+
+
+async def test_a_wiped_nodes_join_waits_for_every_owed_restart_while_status_lags(fake_kube, monkeypatch):
+    """The joins wait on the restart budget's own memory, not on the status the watch brings: in CI the API server
+    was down when the owed restarts were booked, the rounds that followed saw a status without them, and the wiped
+    member joined between its peers' restarts. The pairs made before a peer's restart stayed half-made for good."""
+    from harper_model import HarperModel
+    D = "127.0.0.14"
+    fleet = FakeFleet(HarperModel([A, B, C, D], cas=True))
+    monkeypatch.setattr(observe, "probe_replication", fleet.probe)
+    r, _ = reconciler(fleet)
+    body = cluster_body()
+    members = nodes(A, B, C, D)
+    assert (await converge(r, body, members, fake_kube)).converged
+    stale = copy.deepcopy(body["status"])  # what every later round is given: no owed restart on record
+    fleet.model.wipe(D)
     fleet.calls.clear()
-    await r.reconcile(body, nodes(A, B, C))
-    assert [c.detail for c in fleet.writes() if c.operation == "add_node"] == [C]
+    for _ in range(10):
+        body["status"] = copy.deepcopy(stale)
+        result = await r.reconcile(body, members)
+        if result.converged:
+            break
+    writes = [(c.operation, c.node, c.detail) for c in fleet.writes()]
+    restarts = [i for i, w in enumerate(writes) if w[0] == "restart"]
+    joins = [i for i, w in enumerate(writes) if w[0] == "add_node" and D in (w[1], w[2])]
+    assert sorted(writes[i][1] for i in restarts) == [A, B, C], writes
+    assert joins and min(joins) > max(restarts), writes
+    assert result.converged
 
 
 async def test_a_restart_still_to_come_keeps_the_cluster_from_ready(fleet, fake_kube):

@@ -177,12 +177,16 @@ def protected(m: Membership, sights: Mapping[str, Sight], cluster_body: Mapping[
 
 
 def intent(m: Membership, sights: Mapping[str, Sight], cluster_body: Mapping[str, Any], spec: HarperClusterSpec,
-           declared: Declared = Declared(), remembered: Iterable[str] = ()) -> Intent:
+           declared: Declared = Declared(), remembered: Iterable[str] = (),
+           ledger: RestartLedger | None = None) -> Intent:
+    """`ledger`: the restart budget's memory as the caller knows it best (the loop's own last write of it); None
+    reads the status's. The joins of a wiped node wait for the restarts it still owes, so a status that lags behind
+    (the watch, an API server that was down when the ledger was booked) must not decide that they were made."""
     seen = observed(dict(sights))
     desired = protected(m, sights, cluster_body, declared, remembered)
     restart = spec.restart_policy == "Restart"
-    owed = [row.get("reason", "") for row in ((cluster_body.get("status") or {}).get("owedRestarts") or [])
-            if isinstance(row, Mapping)]
+    ledger = ledger if ledger is not None else ledger_from_status(cluster_body.get("status"), {})
+    owed = [reason for reasons in ledger.owed.values() for reason in reasons]
     ops = plan(desired, seen, restart_for_routes=restart, restart_for_subscriptions=restart,
                hold=waiting_for_restarts(owed))
     ops += mends(desired, seen, hold=waiting_for_restarts(owed))  # held for a grace by the shell (hold_mends)
@@ -491,7 +495,7 @@ class ClusterReconciler:
         self._warn_unverified(body, spec)
         paused = is_paused(body)
         sights = await self._look_all(m)
-        now_intent = intent(m, sights, body, spec, declared, self._names.values())
+        now_intent = intent(m, sights, body, spec, declared, self._names.values(), self._kept_ledger(body))
         restarts = self._restarts(body, spec, m, sights, now_intent, paused, pods, await self._unserved(m, pods),
                                   await self._untrusting(m, pods))
         result = Result()
@@ -731,7 +735,7 @@ class ClusterReconciler:
                             deadline: float, began: float, waiting: set[str], done: list[Operation]):
         while True:
             sights = await self._look_all(m)
-            now_intent = intent(m, sights, body, spec, declared, self._names.values())
+            now_intent = intent(m, sights, body, spec, declared, self._names.values(), self._kept_ledger(body))
             # A node that waits for a restart will not connect by waiting: stop verifying it. Not while its links
             # may still be coming up: then a link is up at one end first, which looks like a member needing a
             # restart (seen 0.1 s after the writes; the round ended there, not Ready, and Ready waited for the next).
