@@ -599,6 +599,32 @@ async def test_a_wiped_nodes_join_waits_for_every_owed_restart_while_status_lags
     assert result.converged
 
 
+async def test_an_owed_restart_of_a_member_whose_secret_cannot_be_read_waits(fleet, fake_kube):
+    """A member not read this round (its Secret read failed: the API server down) has no client: its owed restart
+    stays owed rather than failing, and no other member is restarted while it may be down."""
+    from harper_operator.kube import ApiException
+    r, _ = reconciler(fleet)
+    body = cluster_body()
+    await converge(r, body, nodes(A, B, C), fake_kube)
+    fake_kube.secrets["b-admin"] = admin_secret()
+    owed = [{"node": B, "reason": "apply the new subscription list"},
+            {"node": C, "reason": "apply the new subscription list"}]
+    body["status"] = {**body["status"], "owedRestarts": owed}
+    members = [node_body("n1", A), node_body("n2", B, credentials={"secretRef": {"name": "b-admin"}}),
+               node_body("n3", C)]
+    fake_kube.fail_secret["b-admin"] = ApiException(500, "Internal Server Error")
+    fresh, events = reconciler(fleet)
+    fleet.calls.clear()
+    await fresh.reconcile(body, members)
+    assert not [c for c in fleet.writes() if c.operation == "restart"], fleet.writes()
+    assert not [e for e in events if e[1] == "RestartFailed"], events
+    assert fake_kube.last("harperclusters", "c")["owedRestarts"] == owed
+    del fake_kube.fail_secret["b-admin"]
+    for _ in range(3):
+        await fresh.reconcile(body, members)
+    assert sorted(c.node for c in fleet.writes() if c.operation == "restart") == [B, C]
+
+
 async def test_a_restart_still_to_come_keeps_the_cluster_from_ready(fleet, fake_kube):
     """Routes on disk that the process loads only at its next start: not Ready (RestartPending) until then."""
     r, _ = reconciler(fleet)

@@ -118,6 +118,18 @@ def test_a_member_that_does_not_answer_is_not_restarted_and_holds_the_others():
     assert admitted == [Restart("a", ROUTES)] and ledger.owed == {"b": (ROUTES,)}
 
 
+def test_a_member_the_operator_cannot_write_to_is_not_restarted_and_holds_no_one_back():
+    """Not managed this round (its Secret unreadable, its HarperNode being deleted): its restart stays owed; whether it
+    also holds the others back is said by `unreachable`."""
+    wanted = [Restart("a", ROUTES), Restart("b", ROUTES)]
+    admitted, _, ledger = admit(EMPTY, wanted, 0.0, unmanaged={"a"})
+    assert admitted == [Restart("b", ROUTES)] and ledger.owed == {"a": (ROUTES,)}
+    admitted, _, ledger = admit(ledger, [], 5.0, unmanaged={"a"})
+    assert admitted == [] and ledger.owed == {"a": (ROUTES,)}
+    admitted, _, _ = admit(ledger, [], 10.0)
+    assert admitted == [Restart("a", ROUTES)]
+
+
 # --- cooldown ------------------------------------------------------------------------------------------------------
 
 

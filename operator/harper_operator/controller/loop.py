@@ -446,11 +446,15 @@ class ClusterReconciler:
         # Down: no answer, or a pod Kubernetes does not call Ready (a roll, a crash, a restart of ours coming back).
         down = {n for n, s in sights.items() if s.status is None or s.problem is not None}
         down |= set(pods.not_ready) & here if pods else set()
+        # A member not read this round (its Secret could not be read: the API server was down, say) may be down too,
+        # and none is restarted while one may be; nor is it restarted itself while it has no client.
+        managed = {x.hostname for x in m.members if x.managed}
+        down |= {x.hostname for x in m.members if x.problem is not None and not x.problem.permanent} - managed
         # One instant for the round: a pod first seen now, replaced by someone else, is older than a restart admitted
         # now, never newer (seen on the node: a roll's pod first seen in the round that restarted it, stamped a few
         # microseconds after that restart, made the restart's own next need look new, and it ran a second time).
         now = self.clock()
-        admitted, problems, ledger = admit(before, wanted, now, unreachable=down,
+        admitted, problems, ledger = admit(before, wanted, now, unreachable=down, unmanaged=here - managed,
                                            grace=self.restart_grace, cooldown=self.restart_cooldown,
                                            changed_at=self._others_replaced(pods, sights, before, now),
                                            joined_at=self._joined_at)

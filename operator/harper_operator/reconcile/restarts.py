@@ -187,13 +187,15 @@ def _settled_at(want: Restart, since: float, grace: float, joined_at: float | No
 
 
 def admit(ledger: RestartLedger, wanted: Sequence[Restart], now: float, *, unreachable: Collection[str] = (),
-          grace: float = 10.0, cooldown: float = 120.0,
+          unmanaged: Collection[str] = (), grace: float = 10.0, cooldown: float = 120.0,
           changed_at: Mapping[str, float] | None = None,
           joined_at: float | None = None) -> tuple[list[Restart], list[Problem], RestartLedger]:
     """The restarts to run now (at most one), the problems to report, and the ledger for the next call.
 
     wanted: every restart wanted this round (plan()'s and restarts_for_pending()'s); owed ones are added.
     unreachable: the members that are down this round (no answer, or a pod that is not Ready).
+    unmanaged: the members the operator cannot write to this round (a Secret it could not read, a HarperNode being
+    deleted): never admitted, their restarts stay owed. Whether they hold the others back is `unreachable`'s say.
     changed_at: node -> when ANOTHER member last came back as a new pod that no restart of the operator's made (a
     roll, a crash, a pod deleted by hand): a new address, so the node's restarts made before it are no evidence of
     a loop (seen: a rolling update replaced a pod 59 s after a survivor's reconnect restart, and the survivor's next
@@ -232,7 +234,7 @@ def admit(ledger: RestartLedger, wanted: Sequence[Restart], now: float, *, unrea
                 f"operator tries again after {cooldown:.0f}s)", node=node, permanent=True))
 
     eligible = [n for n, want in merged.items()
-                if n not in recent and n not in down
+                if n not in recent and n not in down and n not in unmanaged
                 and (not want.settle or now >= _settled_at(want, since[n], grace, joined_at))]
     admitted = [merged[eligible[0]]] if eligible and not down else []
 
