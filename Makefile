@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: help install test unit e2e demo sandbox crds crds-check bench lint clean
+.PHONY: help install test unit e2e demo sandbox crds crds-check bench lint typecheck check clean
 
 help:
 	@echo "make demo     start the test bed, run the operator, apply examples/, show status (Ctrl-C ends it)"
@@ -16,6 +16,8 @@ help:
 	@echo "make crds     regenerate crds/ and the chart's templates/crds/ from the pydantic models"
 	@echo "make crds-check  fail (with a diff) when crds/ or the chart's copy differ from the models (part of make test)"
 	@echo "make lint     ruff with the rules in pyproject.toml (part of make test)"
+	@echo "make typecheck  mypy, strict on reconcile/ provision/ api/ harper/ (make test runs it as tests/test_typecheck.py)"
+	@echo "make check    lint, crds-check and typecheck: the quick gate, in seconds"
 	@echo "make bench    run the benchmarks in bench/ (numbers go to bench/results/)"
 	@echo "make image    build the operator and Harper images without Docker (root; PUSH=host:port to push)"
 
@@ -102,6 +104,12 @@ crds-check: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+
+# The packages and the strictness are in pyproject.toml ([tool.mypy]).
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+check: lint crds-check typecheck
 
 bench: $(STAMP)
 	for b in bench/*.py; do $(PY) $$b || exit 1; done

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
 from . import hosts, urls
 from .instances import Instances
-from .common import (DELETION_POLICY_DOC, GROUP, ClusterTLS, Conditions, Credentials, DeletionPolicy, Model,
-                     SecretKeySelector, rules)
+from .common import (DELETION_POLICY_DOC, GROUP, ClusterTLS, Conditions, Credentials, DeletionPolicy,
+                     LocalObjectReference, Model, SecretKeySelector, rules)
 
 PAUSE_ANNOTATION = f"{GROUP}/paused"
 # Hostnames of nodes deleted with deletionPolicy Retain, as a JSON list: an annotation *value* fits any hostname
@@ -108,7 +108,7 @@ class HarperClusterSpec(Model):
     def _credentials_or_instances(self) -> "HarperClusterSpec":
         if self.credentials is None and self.instances is None:
             raise ValueError("credentials are required unless spec.instances is set")
-        if self.credentials is None and self.instances.adopt is not None:
+        if self.credentials is None and self.instances is not None and self.instances.adopt is not None:
             raise ValueError("adopting a StatefulSet needs spec.credentials")
         if self.tls.issuer_ref is not None and (self.instances is None or self.instances.adopt is not None):
             raise ValueError(ISSUER_FOR_PROVISIONED)
@@ -128,9 +128,9 @@ class HarperClusterSpec(Model):
         """This spec with what is in force filled in, what every path past the API edge reads: the credentials, and
         for a cluster whose certificates the operator issues, its authority as the CA every call trusts (unless the
         spec names another)."""
-        update: dict = {}
+        update: dict[str, Any] = {}
         if self.credentials is None:
-            update["credentials"] = Credentials(secret_ref={"name": generated_secret_name(cluster)})
+            update["credentials"] = Credentials(secret_ref=LocalObjectReference(name=generated_secret_name(cluster)))
         if self.issues_certificates and self.tls.ca_secret_ref is None:
             # cert-manager's issuers: the authorities the pods trust, which the operator gathers from its Secrets
             trusted = generated_tls_secret_name(cluster) if self.tls.issuer_ref else generated_ca_secret_name(cluster)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
@@ -25,7 +25,7 @@ class Model(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True)
 
 
-def rules(*pairs: tuple[str, str]) -> dict:
+def rules(*pairs: tuple[str, str]) -> dict[str, Any]:
     """CEL validation rules for `json_schema_extra`; each pair is (rule, message)."""
     return {"x-kubernetes-validations": [{"rule": r, "message": m} for r, m in pairs]}
 

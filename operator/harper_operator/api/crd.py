@@ -32,7 +32,7 @@ def _inline(schema: dict[str, Any], defs: dict[str, Any]) -> Any:
             raise ValueError(f"unions are not structural: {schema}")
         rest = {k: v for k, v in schema.items() if k != "anyOf"}
         return _inline({**options[0], **rest}, defs)
-    out = {}
+    out: dict[str, Any] = {}
     for key, value in schema.items():
         if key in _DROP or key == "$defs":
             continue
@@ -77,7 +77,7 @@ def _drop_defaults(schema: Any) -> Any:
 
 def openapi_schema(model: type[BaseModel], *, defaults: bool = True) -> dict[str, Any]:
     raw = model.model_json_schema(by_alias=True, mode="validation")
-    schema = _inline(raw, raw.get("$defs", {}))
+    schema: dict[str, Any] = _inline(raw, raw.get("$defs", {}))
     return schema if defaults else _drop_defaults(schema)
 
 
@@ -150,7 +150,7 @@ HEADER = "# Generated from operator/harper_operator/api by `make crds`; do not e
 
 
 def render(manifest: dict[str, Any]) -> str:
-    return HEADER + yaml.safe_dump(manifest, sort_keys=False, width=110)
+    return HEADER + str(yaml.safe_dump(manifest, sort_keys=False, width=110))
 
 
 # What `crds --chart-out` adds to each CRD: the chart's labels, and Helm's keep policy, so `helm uninstall` (or an
@@ -159,7 +159,7 @@ _LABELS = "__HARPER_OPERATOR_CHART_LABELS__"
 KEEP = {"helm.sh/resource-policy": "keep"}
 
 
-def chart_template(name: str, manifest: dict) -> str:
+def chart_template(name: str, manifest: dict[str, Any]) -> str:
     """One CRD as a template of the Helm chart (helm/harper-operator/templates/crds/): the same manifest as in
     crds/, behind the value crds.create, with the chart's labels and the keep annotation. Helm renders templates,
     and so updates them on `helm upgrade`, unlike the files of a chart's crds/ folder. `{{` in the generated text
@@ -169,7 +169,7 @@ def chart_template(name: str, manifest: dict) -> str:
         raise ValueError("the generated CRDs carry no labels of their own; merge them here before adding any")
     labelled = {**manifest, "metadata": {
         **meta, "labels": _LABELS, "annotations": {**meta.get("annotations", {}), **KEEP}}}
-    body = yaml.safe_dump(labelled, sort_keys=False, width=110).replace("{{", '{{ "{{" }}')
+    body = str(yaml.safe_dump(labelled, sort_keys=False, width=110)).replace("{{", '{{ "{{" }}')
     body = body.replace(f"  labels: {_LABELS}\n",
                         '  labels:\n    {{- include "harper-operator.labels" . | nindent 4 }}\n', 1)
     assert _LABELS not in body, "the labels placeholder was not replaced"

@@ -458,8 +458,9 @@ def own_authority(certificates: list[Certificate], node_name: str) -> Certificat
     the node (4.7), which it also makes beside a given certificate and then does not use for replication."""
     mine = next((c for c in certificates if not c.is_authority and c.name == node_name and c.details
                  and c.details.issuer), None)
-    signer = mine and next((c for c in certificates if c.is_authority and c.details
-                            and c.details.subject == mine.details.issuer), None)
+    issuer = mine.details.issuer if mine and mine.details else None
+    signer = next((c for c in certificates if c.is_authority and c.details
+                   and c.details.subject == issuer), None) if issuer else None
     return signer or next((c for c in certificates if c.is_authority
                            and c.name == f"HarperDB-Certificate-Authority-{node_name}"), None)
 
@@ -497,7 +498,8 @@ class Connection(_Answer):
             value = [{k: v for k, v in item.items() if k in Subscription._FIELDS} if isinstance(item, dict) else item
                      for item in value]
         try:
-            return handler(value)
+            parsed: list[Subscription] | None = handler(value)
+            return parsed
         except ValidationError as exc:
             log.warning("ignoring unreadable subscriptions in cluster_status: %s", exc.errors(include_input=False))
             return None
@@ -606,8 +608,9 @@ class ConfigureClusterEntry(_Answer):
     def message(self) -> str:
         if isinstance(self.response, str):
             return self.response
-        if isinstance(self.response, dict) and isinstance(self.response.get("message"), str):
-            return self.response["message"]
+        message = self.response.get("message") if isinstance(self.response, dict) else None
+        if isinstance(message, str):
+            return message
         return json.dumps(self.response, default=str)
 
     @property

@@ -34,6 +34,7 @@ from urllib.parse import SplitResult, urlsplit
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.typing import Subprotocol
 
 from .errors import InvalidTargetError, clip_message
 from .models import REPLICATION_SUBPROTOCOL
@@ -148,7 +149,7 @@ async def _open(url: str, ctx: ssl.SSLContext | None, timeout: float) -> ClientC
     # No proxy (the operator dials nodes directly, like its operations client) and no
     # credentials: the URL has no user info and no Authorization header is added.
     async with asyncio.timeout(timeout):
-        return await connect(url, ssl=ctx, subprotocols=[REPLICATION_SUBPROTOCOL], open_timeout=timeout,
+        return await connect(url, ssl=ctx, subprotocols=[Subprotocol(REPLICATION_SUBPROTOCOL)], open_timeout=timeout,
                              close_timeout=1, max_size=2**16, compression=None, proxy=None,
                              user_agent_header="harper-operator-probe")
 
@@ -186,7 +187,8 @@ async def _probe(url: str, verify_tls: bool, ca_pem: str | None, timeout: float)
         return _judged(await _add_certificate(result, parts, timeout), url)
     except ssl.SSLCertVerificationError as exc:
         reason = exc.verify_message or str(exc)
-        cert = await fetch_certificate(parts.hostname, parts.port or 443, parts.hostname, timeout)
+        host = parts.hostname or ""  # never empty: _target refuses a URL without a host
+        cert = await fetch_certificate(host, parts.port or 443, host, timeout)
         return ProbeResult(reachable=False, error=f"TLS verification failed: {reason}")._with_cert(cert)
     except ssl.SSLError as exc:
         return ProbeResult(reachable=False, error=f"TLS failed: {exc.reason or exc}")

@@ -155,7 +155,8 @@ def peer_der(transport: object) -> bytes | None:
     if ssl_object is None:
         return None
     try:
-        return ssl_object.getpeercert(binary_form=True)
+        der: bytes | None = ssl_object.getpeercert(binary_form=True)
+        return der
     except (ValueError, ssl.SSLError):
         return None
 

@@ -169,8 +169,11 @@ def signed_by(pem: str, authority_pem: str) -> bool:
         return False
     public = ca.public_key()
     assert isinstance(public, rsa.RSAPublicKey), "authorities made here are RSA"
+    algorithm = cert.signature_hash_algorithm
+    if algorithm is None:  # a signature scheme without a separate hash: none made here
+        return False
     try:
-        public.verify(cert.signature, cert.tbs_certificate_bytes, padding.PKCS1v15(), cert.signature_hash_algorithm)
+        public.verify(cert.signature, cert.tbs_certificate_bytes, padding.PKCS1v15(), algorithm)
     except InvalidSignature:
         return False
     return True
@@ -178,7 +181,9 @@ def signed_by(pem: str, authority_pem: str) -> bool:
 
 def matches(pair: KeyPair) -> bool:
     """Whether the key is the certificate's own."""
-    return _load_key(pair.key).public_key().public_numbers() == load(pair.certificate).public_key().public_numbers()
+    der, spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    return (_load_key(pair.key).public_key().public_bytes(der, spki)
+            == load(pair.certificate).public_key().public_bytes(der, spki))
 
 
 def split(bundle_pem: str) -> list[str]:

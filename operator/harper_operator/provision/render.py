@@ -210,7 +210,7 @@ def _env(instances: Instances, secret_name: str, owner: Owner) -> list[dict[str,
     def from_secret(key: str) -> dict[str, Any]:
         return {"secretKeyRef": {"name": secret_name, "key": key}}
 
-    ours = [
+    ours: list[dict[str, Any]] = [
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
         {"name": "TC_AGREEMENT", "value": "yes"},
@@ -266,6 +266,7 @@ def statefulset(owner: Owner, spec: HarperClusterSpec, replicas: int) -> dict[st
     OnDelete: the operator rolls pods itself, one at a time, each only after the previous one is back in the mesh.
     Parallel: pods start together; the operator, not the pod order, decides who joins whom."""
     instances = spec.instances
+    assert instances is not None, "only a provisioned cluster (spec.instances) has a StatefulSet"
     keep = "Retain" if spec.deletion_policy == "Retain" else "Delete"
     # whenScaled Retain whatever the policy: replicas 0 hibernates, and a scaled-down member's volume is deleted by
     # the operator itself, only once its data is proven safe elsewhere (provision/scale.py).

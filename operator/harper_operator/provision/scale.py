@@ -17,7 +17,7 @@ The rules, in order of precedence (docs/safety.md says which invariant each one 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Mapping
+from typing import Mapping, TypedDict
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,12 @@ def _ready(seen: Seen) -> frozenset[int]:
     return frozenset(p.ordinal for p in seen.pods if p.ready and not p.deleting)
 
 
-def _claims(seen: Seen, replicas: int) -> dict[str, tuple[int, ...]]:
+class _Marks(TypedDict):
+    keep_claims: tuple[int, ...]
+    delete_claims: tuple[int, ...]
+
+
+def _claims(seen: Seen, replicas: int) -> _Marks:
     """Volume marks: a marked volume of an ordinal wanted again is unmarked; one whose pod is gone for good (above
     the StatefulSet's replicas) is deleted when the policy says so."""
     running = {p.ordinal for p in seen.pods}

@@ -204,7 +204,7 @@ def wiped(name: str, observed: ObservedCluster) -> bool:
     restarts (docs/harper-semantics.md, section 9). A new node (no record of it anywhere) or one whose peers show
     its current CA is not wiped."""
     o = observed.nodes.get(name)
-    if not (_fresh(o) and o.ca_serial):
+    if o is None or not (_fresh(o) and o.ca_serial):
         return False
     return any(a != name and p.reachable and (r := p.peers.get(name)) is not None and r.ca_serial
                and r.ca_serial != o.ca_serial for a, p in observed.nodes.items())
@@ -544,6 +544,7 @@ def plan(desired: DesiredCluster, observed: ObservedCluster, *, restart_for_rout
             if p == x or (not nodes[p].full and p < x) or p not in up or p in held:
                 continue
             subs = pair_subscriptions(nodes[x], nodes[p])
+            assert subs is not None  # x is explicit: its pair records carry lists
             xrow, prow = row(x, p), row(p, x)
             target = replace(nodes[p], subscriptions=subs)
             if subs == ():
@@ -573,7 +574,7 @@ def plan(desired: DesiredCluster, observed: ObservedCluster, *, restart_for_rout
                     if x in mesh_record_fixed:
                         continue
                     mesh_record_fixed.add(x)
-                    caller = seed if row(seed, x) is not None and seed in up else p
+                    caller = seed if seed is not None and row(seed, x) is not None and seed in up else p
                     updates.append(UpdateNode(caller, replace(back, subscriptions=pair_subscriptions(nodes[caller], nodes[x]))))
                 else:
                     updates.append(UpdateNode(p, back))

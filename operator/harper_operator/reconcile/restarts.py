@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Any, Collection, Iterable, Mapping, Sequence
+from typing import Any, Collection, Iterable, Mapping, Sequence, TypeGuard
 
 from .plan import AUTHORITY_RESTART, CERTIFICATE_RESTART, ROUTES_RESTART, Restart, forget_ca_reason
 from .problems import Problem
@@ -159,7 +159,7 @@ def _items(value: Any) -> list[tuple[str, Any]]:
     return [(k, v) for k, v in value.items() if isinstance(k, str) and k]
 
 
-def _time(value: Any) -> bool:
+def _time(value: Any) -> TypeGuard[float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -169,7 +169,7 @@ def _merge(node: str, wishes: Sequence[Restart]) -> Restart:
     graces = [w.grace for w in wishes if w.settle]
     settle = all(w.settle for w in wishes)
     return Restart(node, " and ".join(reasons) or _NO_REASON, settle=settle,
-                   grace=None if None in graces or not graces else min(graces),
+                   grace=None if None in graces or not graces else min(g for g in graces if g is not None),
                    transient=settle and all(w.transient for w in wishes))
 
 

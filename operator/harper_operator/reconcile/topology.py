@@ -85,6 +85,7 @@ def pair_subscriptions(a: "DesiredNode", b: "DesiredNode") -> Subscriptions | No
     for key in sorted(set(mine) | set(theirs)):
         m, t = mine.get(key), theirs.get(key)
         base = m or t
+        assert base is not None  # the key came from one of the two
         sub = bool(m and m.subscribe and t and t.publish)
         pub = bool(m and m.publish and t and t.subscribe)
         out.append(Subscription(base.database, base.table, sub, pub))
