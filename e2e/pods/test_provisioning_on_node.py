@@ -708,7 +708,7 @@ def timeline(bed, ns: str, watch: PodWatch) -> str:
     events = bed.json("get", "events", "-n", ns)["items"]
     lines = sorted(f"{e.get('lastTimestamp') or e.get('eventTime')} {e.get('reason')} x{e.get('count', 1)}: "
                    f"{e.get('message')}" for e in events
-                   if e.get("reason") in {"RollingUpdate", "PodRestarted", "RestartLoop", "Restart", "ReconcileError"})
+                   if e.get("reason") in {"RollingUpdate", "RestartLoop", "Restart", "ReconcileError"})
     status = (bed.get("harpercluster", CLUSTER, ns) or {}).get("status") or {}
     ledger = {k: status.get(k) for k in ("lastRestarts", "owedRestarts")}
     logs = bed.kubectl("logs", "-n", OPERATOR_NS, "-l", "app.kubernetes.io/name=harper-operator", "--tail=4000",
@@ -723,22 +723,32 @@ def stalled(bed, ns: str) -> dict:
     return next((c for c in conditions if c["type"] == "Stalled" and c["status"] == "True"), {})
 
 
+def routes_restarts(bed, ns: str, since: Counter[str]) -> dict[str, int]:
+    """pod -> the restarts the operator made to load its routes since `since` (restart_messages)."""
+    made = restart_messages(bed, ns) - since
+    return {f"{CLUSTER}-{i}": sum(n for msg, n in made.items() if msg.startswith(f"restart {harper_host(ns, f'{CLUSTER}-{i}')} ")
+                                  and "load replication routes" in msg) for i in range(3)}
+
+
 def test_a_routes_change_restarts_one_pod_at_a_time_and_a_need_that_persists_is_a_restart_loop(bed, prov):
-    """S3 (docs/safety.md): routes load only at start-up, so each pod is restarted (deleted) for them, one at a time:
-    never two pods down at once. Then a need that returns after its restart: REPLICATION_ROUTES in the pods' env
-    sets Harper's routes at every start, so what the operator writes is gone after each restart. The roll of that
-    env change replaces the highest pod (a new pod: its need is a new one, not a loop), the pod is restarted once
-    for its routes, and the need is still there: Stalled with RestartLoop, and the roll goes no further (the
-    cluster is not Ready). Nothing is restarted again within the cooldown."""
+    """S3 (docs/safety.md): routes load only at start-up, so each member is restarted for them, in place (Harper's
+    restart operation: the pod and its address stay), one at a time: never two pods down at once, and no pod
+    replaced. Then a need that returns after its restart: REPLICATION_ROUTES in the pods' env sets Harper's routes at
+    every start, so what the operator writes is gone after each restart. The roll of that env change replaces the
+    highest pod (a new pod: its need is a new one, not a loop), the member is restarted once for its routes, and
+    the need is still there: Stalled with RestartLoop, and the roll goes no further (the cluster is not Ready).
+    Nothing is restarted again within the cooldown."""
     ns, auth = prov, STATE["auth"]
     route = {"hostname": "peer-route.example", "port": 9933}
+    before = restart_messages(bed, ns)
     with PodWatch(bed, ns) as watch:
         bed.kubectl("patch", "harpercluster", CLUSTER, "-n", ns, "--type=merge", "-p",
                     json.dumps({"spec": {"routes": [route]}}))
         wait_until("routes loaded, Ready 3/3", lambda: ready(bed, ns, CLUSTER, "3/3") and all(
-            watch.restarts().get(f"{CLUSTER}-{i}", 0) >= 1 for i in range(3)), timeout=400, diagnose=bed.diagnose(ns))
+            n >= 1 for n in routes_restarts(bed, ns, before).values()), timeout=400, diagnose=bed.diagnose(ns))
     assert watch.most_down <= 1, f"two pods down at once: {watch.down_seen}"
-    assert watch.restarts() == {f"{CLUSTER}-{i}": 1 for i in range(3)}, watch.restarts()
+    assert routes_restarts(bed, ns, before) == {f"{CLUSTER}-{i}": 1 for i in range(3)}, restart_messages(bed, ns)
+    assert watch.restarts() == {f"{CLUSTER}-{i}": 0 for i in range(3)}, f"a pod was replaced: {watch.seen}"
     for i in range(3):
         status, config = call(bed, ns, f"{CLUSTER}-{i}", auth, {"operation": "get_configuration"})
         assert status == 200 and "peer-route.example" in json.dumps(config["replication"].get("routes")), config
@@ -747,17 +757,22 @@ def test_a_routes_change_restarts_one_pod_at_a_time_and_a_need_that_persists_is_
     spec = bed.get("harpercluster", CLUSTER, ns)["spec"]
     env = [e for e in spec["instances"]["env"] if e["name"] != "REPLICATION_ROUTES"]
     env.append({"name": "REPLICATION_ROUTES", "value": "[]"})
+    before = restart_messages(bed, ns)
     with PodWatch(bed, ns) as watch:
         bed.kubectl("patch", "harpercluster", CLUSTER, "-n", ns, "--type=merge", "-p",
                     json.dumps({"spec": {"instances": {"env": env}}}))
         loop = wait_until("Stalled with RestartLoop", lambda: stalled(bed, ns).get("reason") == "RestartLoop"
                           and stalled(bed, ns), timeout=600, diagnose=bed.diagnose(ns))
-        counted = watch.restarts()
-        time.sleep(30)  # rounds enough (10 s interval) for a loop to delete a pod again, within the 120 s cooldown
-        assert watch.restarts() == counted, f"restarted again after RestartLoop: {counted} -> {watch.restarts()}"
+        counted, restarted = watch.restarts(), routes_restarts(bed, ns, before)
+        time.sleep(30)  # rounds enough (10 s interval) for a loop to restart it again, within the 120 s cooldown
+        assert (watch.restarts(), routes_restarts(bed, ns, before)) == (counted, restarted), \
+            f"restarted again after RestartLoop: {counted}, {restarted} -> {watch.restarts()}, " \
+            f"{routes_restarts(bed, ns, before)}"
     assert watch.most_down <= 1, f"two pods down at once: {watch.down_seen}"
-    # The roll's pod, then one restart of it for the routes; the others are left as they are.
-    assert counted == {f"{CLUSTER}-0": 0, f"{CLUSTER}-1": 0, f"{CLUSTER}-2": 2}, f"{counted}\n{timeline(bed, ns, watch)}"
+    # The roll's new pod, then one restart of it for the routes; the others are left as they are.
+    assert counted == {f"{CLUSTER}-0": 0, f"{CLUSTER}-1": 0, f"{CLUSTER}-2": 1}, f"{counted}\n{timeline(bed, ns, watch)}"
+    assert restarted == {f"{CLUSTER}-0": 0, f"{CLUSTER}-1": 0, f"{CLUSTER}-2": 1}, \
+        f"{restarted}\n{timeline(bed, ns, watch)}"
     assert f"{CLUSTER}-2" in loop["message"] and "still needs a restart" in loop["message"], loop
     # The cluster is left Stalled: the next test deletes it (its finalizer must release all the same).
 

@@ -93,34 +93,25 @@ def test_requests_carry_the_target_members_own_credentials_and_wire_values():
     assert Subscription("d", None, True, True)  # core values stay free of wire shapes
 
 
-async def test_a_provisioned_member_restarts_by_its_pod_only_for_what_a_start_reads(fleet):
-    """Routes and subscriptions: a fresh pod applies them, so the pod is deleted. A reconnect (settle) or a
-    forgotten CA keeps the pod and uses Harper's restart: a new pod would have a new address again."""
+async def test_every_restart_is_harpers_own_restart_operation(fleet):
+    """Routes and subscriptions too: Harper's restart reads its configuration file again, and keeps a provisioned
+    member's pod and address. A new pod would have a new address, which survivors may not reconnect to until the
+    cluster DNS forgets the old one (docs/harper-semantics.md, section 15)."""
     from harper_operator.reconcile.plan import ROUTES_RESTART, SUBSCRIPTIONS_RESTART
-    m = members(A, B, C)
-    deleted = []
-
-    def via(host):
-        async def go():
-            deleted.append(host)
-        return go
-
     plan = [Restart(A, ROUTES_RESTART), Restart(B, SUBSCRIPTIONS_RESTART), Restart(C, "reconnect to its peers",
                                                                                    settle=True)]
-    reported = []
 
     async def report(op, error):
-        reported.append((op, error))
+        pass
 
-    outcomes = await execute(plan, m, FakePool(fleet), report, restart_via={h: via(h) for h in (A, B, C)})
-    assert deleted == [A, B] and all(o.error is None for o in outcomes)
-    assert [(c.node, c.operation) for c in fleet.calls if c.operation == "restart"] == [(C, "restart")]
-    assert Restart(C, "forget the old certificate authority of x").reloads_configuration is False
+    outcomes = await execute(plan, members(A, B, C), FakePool(fleet), report)
+    assert all(o.error is None for o in outcomes)
+    assert [(c.node, c.operation) for c in fleet.calls if c.operation == "restart"] == [
+        (A, "restart"), (B, "restart"), (C, "restart")]
 
 
-def test_a_certificate_restart_keeps_the_pod_and_its_address():
+def test_certificate_restarts_wait_out_their_grace():
     from harper_operator.reconcile.restarts import restarts_for_unserved_certificates, restarts_for_untrusted_authority
     restarts = restarts_for_unserved_certificates([C, A, C])
     assert [(r.on, r.settle, r.grace) for r in restarts] == [(A, True, 150.0), (C, True, 150.0)]
-    # Harper's own restart reads the files the kubelet rewrote; a new pod would have a new address.
-    assert not any(r.reloads_configuration for r in restarts + restarts_for_untrusted_authority([A]))
+    assert [(r.on, r.settle, r.grace) for r in restarts_for_untrusted_authority([A])] == [(A, True, 150.0)]

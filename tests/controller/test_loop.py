@@ -873,36 +873,28 @@ async def test_a_pod_that_is_not_ready_holds_every_restart(fleet, fake_kube):
     assert len([c for c in fleet.calls if c.operation == "restart"]) == 1
 
 
+def restarts_made(fleet) -> list[str]:
+    return [c.node for c in fleet.calls if c.operation == "restart"]
+
+
 @pytest.mark.parametrize("watch", ["current", "lagging"])
 async def test_a_restart_of_a_pod_that_does_not_take_effect_is_a_restart_loop(fleet, fake_kube, watch):
-    """S3: a restart of a provisioned member is a pod deletion, and its new pod's creation time must not reset its
-    cooldown (seen before: one pod deleted 8 times in 105 s, no RestartLoop). A need that persists ends in
-    RestartLoop after one restart of each member, one member at a time. `lagging`: the daemon's body comes from the
-    watch and may never show the status this process wrote; the restart ledger is the process's own, so a lagging
-    body neither forgets a restart of ours (its new pod would look like a roll's: a second restart for one need,
-    seen on the node) nor runs an owed one again."""
+    """S3: a provisioned member restarts in place (Harper's restart operation: the pod and its address stay). A need
+    that persists ends in RestartLoop after one restart of each member, one member at a time. `lagging`: the
+    daemon's body comes from the watch and may never show the status this process wrote; the restart ledger is the
+    process's own, so a lagging body neither forgets a restart of ours nor runs an owed one again."""
     from harper_operator.controller.provision import PodView
     clock = Clock()
     r, _ = reconciler(fleet, clock)
     fleet.model.restart = lambda on: None  # Harper comes back without loading the routes
-    deleted: list[str] = []
-
     uids = {h: f"{h}-0" for h in (A, B, C)}
-
-    def restart_via_pod(host: str):
-        async def go() -> None:
-            deleted.append(host)  # the StatefulSet makes a new pod: a new uid for every restart
-            uids[host] = f"{host}-{len(deleted)}"
-        return go
-
     body, members = cluster_body(routes=[{"hostname": "r.example", "port": 9933}]), nodes(A, B, C)
     for _ in range(8):  # 105 s, within the 120 s cooldown (after it the operator tries once more, as it says)
-        pods = PodView(replicas=3, selector="x", restart={h: restart_via_pod(h) for h in (A, B, C)}, pods=dict(uids))
-        await r.reconcile(body, members, pods=pods)
+        await r.reconcile(body, members, pods=PodView(replicas=3, selector="x", pods=dict(uids)))
         if watch == "current":
             body["status"] = fake_kube.last("harperclusters", "c")
         clock.now += 15
-    assert sorted(deleted) == [A, B, C], deleted
+    assert sorted(restarts_made(fleet)) == [A, B, C], restarts_made(fleet)
     assert condition(fake_kube.last("harperclusters", "c"), "Stalled")["reason"] == "RestartLoop"
 
 
@@ -1083,79 +1075,65 @@ async def test_a_bad_member_being_deleted_waits_for_another_bad_member_and_names
 
 @pytest.mark.parametrize("tick", [0.0, 0.001])
 async def test_a_members_own_pod_replaced_by_a_roll_after_its_restart_is_a_new_need_not_a_loop(fleet, fake_kube, tick):
-    """Only the first new pod after a restart of ours is that restart's. A roll that replaces the pod again within
-    the cooldown (a template change: its configuration may be new) makes a need after it a new one: seen on the node,
-    a RestartLoop called after a roll with no restart for it at all. Meanwhile a pod absent for a round (deleted,
-    not yet made again) keeps its last uid, so the replacement is still seen. `tick`: the roll's pod is first seen
-    in the round that restarts it, and the clock moves between readings; the round reads it once (seen on the node:
-    the pod's sighting stamped after the restart made the restart's own next need look new, a third deletion)."""
+    """A roll that replaces a member's pod within the cooldown of its restart (a template change: its configuration
+    may be new) makes a need after it a new one: seen on the node, a RestartLoop called after a roll with no restart
+    for it at all. Meanwhile a pod absent for a round (deleted, not yet made again) keeps its last uid, so the
+    replacement is still seen. `tick`: the clock moves between readings in one round; the round reads it once."""
     from harper_operator.controller.provision import PodView
     clock = Clock(tick)
     r, _ = reconciler(fleet, clock)
     fleet.model.restart = lambda on: None  # Harper comes back without loading the routes
     uids = {A: "a0"}
-    deleted: list[str] = []
-
-    async def go() -> None:
-        deleted.append(A)
-        uids[A] = f"a{len(deleted)}"
-
     body, members = cluster_body(routes=[{"hostname": "r.example", "port": 9933}]), nodes(A)
 
     async def round_(pods=None):
-        await r.reconcile(body, members, pods=pods or PodView(replicas=1, selector="x", restart={A: go},
-                                                               pods=dict(uids)))
+        await r.reconcile(body, members, pods=pods or PodView(replicas=1, selector="x", pods=dict(uids)))
         body["status"] = fake_kube.last("harperclusters", "c")
         clock.now += 15
 
     for _ in range(3):
         await round_()
-    assert deleted == [A] and condition(body["status"], "Stalled")["reason"] == "RestartLoop"
-    await round_(PodView(replicas=1, selector="x", restart={A: go}, pods={}))  # the roll deleted it: absent
+    assert restarts_made(fleet) == [A] and condition(body["status"], "Stalled")["reason"] == "RestartLoop"
+    await round_(PodView(replicas=1, selector="x", not_ready=frozenset({A}), pods={}))  # the roll deleted it
     uids[A] = "a-rolled"
     for _ in range(3):
         await round_()
-    assert deleted == [A, A], "the need the roll brought back gets its own restart"
+    assert restarts_made(fleet) == [A, A], "the need the roll brought back gets its own restart"
     assert condition(body["status"], "Stalled")["reason"] == "RestartLoop", "and persists after it: a loop again"
 
 
 async def test_a_restart_made_is_on_record_at_once_even_if_the_round_then_fails(fleet, fake_kube, monkeypatch):
     """The rest of a round after a restart (its verify) can take 30 s, and may fail: the restart is in the status and
-    in the process's memory as soon as it ran. Otherwise the ledger still owes it, and its new pod, taken for a
-    roll's, gets a second restart for one need."""
+    in the process's memory as soon as it ran. Otherwise the ledger still owes it, and it runs a second time for
+    one need."""
     from harper_operator.controller.provision import PodView
     clock = Clock()
     r, _ = reconciler(fleet, clock)
     fleet.model.restart = lambda on: None  # Harper comes back without loading the routes
-    uids, deleted = {A: "a0"}, []
-
-    async def go() -> None:
-        deleted.append(A)
-        uids[A] = f"a{len(deleted)}"
-
+    uids = {A: "a0"}
     body, members = cluster_body(routes=[{"hostname": "r.example", "port": 9933}]), nodes(A)
     verify = r._verify
 
     async def failing_verify(*args, **kwargs):
-        if deleted == [A]:
+        if restarts_made(fleet) == [A]:
             raise RuntimeError("the API server went away")
         return await verify(*args, **kwargs)
 
     monkeypatch.setattr(r, "_verify", failing_verify)
     with pytest.raises(RuntimeError):
         for _ in range(3):
-            await r.reconcile(body, members, pods=PodView(replicas=1, selector="x", restart={A: go}, pods=dict(uids)))
+            await r.reconcile(body, members, pods=PodView(replicas=1, selector="x", pods=dict(uids)))
             body["status"] = fake_kube.last("harperclusters", "c")
             clock.now += 15
-    assert deleted == [A]
+    assert restarts_made(fleet) == [A]
     status = fake_kube.last("harperclusters", "c")
     assert [row["node"] for row in status["lastRestarts"]] == [A] and not status["owedRestarts"], status
     monkeypatch.setattr(r, "_verify", verify)
     for _ in range(3):
-        await r.reconcile(body, members, pods=PodView(replicas=1, selector="x", restart={A: go}, pods=dict(uids)))
+        await r.reconcile(body, members, pods=PodView(replicas=1, selector="x", pods=dict(uids)))
         body["status"] = fake_kube.last("harperclusters", "c")
         clock.now += 15
-    assert deleted == [A], "one restart for one need"
+    assert restarts_made(fleet) == [A], "one restart for one need"
     assert condition(body["status"], "Stalled")["reason"] == "RestartLoop"
 
 
@@ -1206,10 +1184,9 @@ async def test_verify_false_is_a_warning_once_naming_what_it_leaves_open(fleet, 
     assert not [e for e in events if e[1] == "TLSNotVerified"]
 
 
-def in_place_restarts(fleet, reads_files) -> tuple[list[str], list[str]]:
-    """(pods deleted, members restarted by Harper's restart operation); `reads_files(host)` is what the restarted
-    Harper then reads from the files the kubelet rewrote."""
-    deleted: list[str] = []
+def in_place_restarts(fleet, reads_files) -> list[str]:
+    """The members restarted by Harper's restart operation; `reads_files(host)` is what the restarted Harper then
+    reads from the files the kubelet rewrote."""
     restarted: list[str] = []
     original = fleet.model.restart
 
@@ -1218,13 +1195,7 @@ def in_place_restarts(fleet, reads_files) -> tuple[list[str], list[str]]:
         reads_files(on)
         original(on)
     fleet.model.restart = restart
-    return deleted, restarted
-
-
-def deleted_pod(deleted: list[str], host: str):
-    async def go() -> None:
-        deleted.append(host)
-    return go
+    return restarted
 
 
 async def test_a_pod_that_keeps_presenting_an_old_certificate_is_restarted_after_the_grace(fleet, fake_kube,
@@ -1249,11 +1220,10 @@ async def test_a_pod_that_keeps_presenting_an_old_certificate_is_restarted_after
         return {h: presented[h] for h in hosts}
 
     monkeypatch.setattr(loop_module, "presented_serials", presented_serials)
-    deleted, restarted = in_place_restarts(fleet, lambda host: presented.update({host: {B: 8, C: 9}[host]}))
+    restarted = in_place_restarts(fleet, lambda host: presented.update({host: {B: 8, C: 9}[host]}))
 
     def pods() -> PodView:
-        return PodView(replicas=3, selector="x", restart={h: deleted_pod(deleted, h) for h in (A, B, C)},
-                       pods={h: f"{h}-0" for h in (A, B, C)},
+        return PodView(replicas=3, selector="x", pods={h: f"{h}-0" for h in (A, B, C)},
                        renewed={h: serial for h, serial in {A: 7, B: 8, C: 9}.items() if h not in restarted})
     await r.reconcile(body, members, pods=pods())
     assert asked[-1] == {A, B, C} and restarted == []
@@ -1262,7 +1232,7 @@ async def test_a_pod_that_keeps_presenting_an_old_certificate_is_restarted_after
     assert asked[-1] == {B, C} and restarted == []  # A presented its own once: not asked again
     clock.now += 2
     await r.reconcile(body, members, pods=pods())
-    assert len(restarted) == 1 and restarted[0] in (B, C) and deleted == []  # one at a time, no pod deleted
+    assert len(restarted) == 1 and restarted[0] in (B, C)  # one at a time
     assert [m for _, reason, m in events if reason == "Restart"] == [
         f"restart {restarted[0]} (serve its renewed certificate)"], events
 
@@ -1289,11 +1259,10 @@ async def test_a_rollover_asks_each_member_whether_it_trusts_the_new_authority_a
         return {h: frozenset(listed[h]) for h in hosts}
 
     monkeypatch.setattr(loop_module, "listed_authorities", listed_authorities)
-    deleted, restarted = in_place_restarts(fleet, lambda host: listed.update({host: {new, old}}))
+    restarted = in_place_restarts(fleet, lambda host: listed.update({host: {new, old}}))
 
     def pods(authority: int | None = new) -> PodView:
-        return PodView(replicas=3, selector="x", restart={h: deleted_pod(deleted, h) for h in (A, B, C)},
-                       pods={h: f"{h}-0" for h in (A, B, C)}, authority=authority)
+        return PodView(replicas=3, selector="x", pods={h: f"{h}-0" for h in (A, B, C)}, authority=authority)
     await r.reconcile(body, members, pods=pods())
     assert asked[-1] == {A, B, C} and restarted == [] and r.confirmed.trusts == {A: new}
     listed[B] = {old, new}  # B read the rewritten file by itself
@@ -1302,7 +1271,7 @@ async def test_a_rollover_asks_each_member_whether_it_trusts_the_new_authority_a
     assert asked[-1] == {B, C} and restarted == [] and r.confirmed.trusts == {A: new, B: new}
     clock.now += 2
     await r.reconcile(body, members, pods=pods())
-    assert restarted == [C] and deleted == []
+    assert restarted == [C]
     assert [m for _, reason, m in events if reason == "Restart"] == [
         f"restart {C} (trust the cluster's new certificate authority)"], events
     await r.reconcile(body, members, pods=pods())

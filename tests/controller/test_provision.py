@@ -231,17 +231,13 @@ async def test_a_rollout_deletes_one_outdated_pod_and_only_once_the_cluster_conv
     assert view.problem.reason == "RollingUpdate" and view.replicas == 3
 
 
-async def test_pods_not_ready_are_named_by_hostname_and_restart_deletes_the_pod(k8s, provisioner, events):
+async def test_pods_not_ready_are_named_by_hostname(k8s, provisioner, events):
     await provisioner.ensure(cluster(), [], converged=False)
     k8s.put(pod(0))
     k8s.put(pod(1, ready=False))
     view = await provisioner.ensure(cluster(), harper_nodes(k8s, 3), converged=False)
     assert view.not_ready == {host(1), host(2)}
     assert view.problem.reason == "PodsNotReady" and view.replicas == 2
-    k8s.writes.clear()
-    await view.restart[host(1)]()
-    assert k8s.writes == [("delete", "Pod", "hc-1", None)] and k8s.get("Pod", "hc-1") is None
-    assert events[-1][1] == "PodRestarted"
 
 
 async def test_a_statefulset_of_that_name_that_is_not_ours_stops_the_cluster_without_a_write(k8s, provisioner):

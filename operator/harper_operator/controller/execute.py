@@ -9,7 +9,7 @@ after a failed call on that node itself.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Mapping
+from typing import Awaitable, Callable
 
 from ..harper import models as wire
 from ..harper.errors import HarperError, TransientHarperError, UnknownNodeError
@@ -58,11 +58,7 @@ def subject(op: Operation) -> str:
     return op.on
 
 
-async def _one(op: Operation, membership: Membership, pool: ClientPool,
-               restart_via: Mapping[str, Callable[[], Awaitable[None]]]) -> None:
-    if isinstance(op, Restart) and op.reloads_configuration and op.on in restart_via:
-        await restart_via[op.on]()  # a provisioned member restarts by its pod's deletion (same volume, same name)
-        return
+async def _one(op: Operation, membership: Membership, pool: ClientPool) -> None:
     client = pool.client(membership.managed_member(op.on).access)
     if isinstance(op, AddNode):
         await client.add_node(node_request(op.target, membership))
@@ -88,8 +84,7 @@ def _involved(op: Operation) -> set[str]:
 
 
 async def execute(plan: list[Operation], membership: Membership, pool: ClientPool, report: Report,
-                  stopped: Callable[[], bool] = lambda: False, *,
-                  restart_via: Mapping[str, Callable[[], Awaitable[None]]] | None = None) -> list[Outcome]:
+                  stopped: Callable[[], bool] = lambda: False) -> list[Outcome]:
     """Run the plan in order; after a failure skip only what involves the node it was about."""
     outcomes: list[Outcome] = []
     doubtful: set[str] = set()
@@ -104,7 +99,7 @@ async def execute(plan: list[Operation], membership: Membership, pool: ClientPoo
             continue
         try:
             try:
-                await _one(op, membership, pool, restart_via or {})
+                await _one(op, membership, pool)
             except HarperError:
                 raise
             except Exception as e:  # noqa: BLE001 - a bug or odd value for one node must not end the round

@@ -327,15 +327,15 @@ class ClusterReconciler:
         within the cooldown for the restart's made a roll of the member (a pod template change) look like it, and
         the need the roll brought back was called RestartLoop after no restart at all (seen on the node)."""
         if pods is not None:
-            # Only a restart by the pod's deletion makes a new pod; Harper's own restart (a reconnect) keeps it, and
-            # the member's next new pod is a roll's or a deletion's (seen on the node: a pod rolled 37 s after its
-            # reconnect restart was taken for that restart's, and a survivor's next need was called RestartLoop).
-            returned, makes_return = self._returned_pods(pods), lambda reason: Restart("", reason).reloads_configuration
+            # Every restart of ours is Harper's own restart operation, which keeps the pod: a new pod is always a
+            # roll's, a crash's or a deletion by hand (seen on the node: a pod rolled 37 s after its reconnect
+            # restart was taken for that restart's, and a survivor's next need was called RestartLoop).
+            returned, ours_return = self._returned_pods(pods), False
         else:
-            returned, makes_return = self._returned_members(sights), lambda reason: True
+            returned, ours_return = self._returned_members(sights), True
         for host in returned:
             done = ours.done.get(host)
-            if done is not None and makes_return(done[0]) and now - done[1] < self.restart_cooldown \
+            if ours_return and done is not None and now - done[1] < self.restart_cooldown \
                     and self._consumed.get(host) != done[1]:
                 self._consumed[host] = done[1]  # this return is that restart's
             else:
@@ -347,7 +347,7 @@ class ClusterReconciler:
         """Provisioned members whose pod is a new one (a new uid) since the last round. A pod absent for a round
         (deleted, not yet made again) keeps its last uid, so its replacement is still seen."""
         returned = [h for h, uid in pods.pods.items() if self._pod_uids.get(h) not in (None, uid)]
-        known = set(pods.restart) | set(pods.pods)
+        known = set(pods.not_ready) | set(pods.pods)
         self._pod_uids = {h: u for h, u in {**self._pod_uids, **pods.pods}.items() if h in known}
         return returned
 
@@ -508,8 +508,7 @@ class ClusterReconciler:
                                       body, nodes)
         ops += restarts.admitted
         if ops and not paused and not stopped():
-            result.writes, failure = await self._carry_out(body, m, ops, restarts, stopped,
-                                                           pods.restart if pods else {})
+            result.writes, failure = await self._carry_out(body, m, ops, restarts, stopped)
             if not stopped():
                 # A write that failed will not be done by waiting: one look, then the next round (after its
                 # back-off) retries, instead of a whole verify timeout (seen: 27 s rounds while a wiped node's
@@ -646,12 +645,12 @@ class ClusterReconciler:
         return Result(converged=pods.hibernated, hibernated=True, drain_waits={h: asleep for h in m.deleting})
 
     async def _carry_out(self, body, m: Membership, ops: list[Operation], restarts: Restarts,
-                         stopped: Callable[[], bool], restart_via: Mapping[str, Any]) -> tuple[int, Problem | None]:
+                         stopped: Callable[[], bool]) -> tuple[int, Problem | None]:
         """Execute the plan; returns (writes tried, the first failure as a Problem)."""
         # Owed restarts are written before the writes that need them: a round cut short after a remove still
         # restarts the node later, whichever process runs it.
         await self._book(body, settle_restarts(restarts.before, restarts.ledger, restarts.admitted, ran=set()))
-        outcomes = await execute(ops, m, self.pool, self._reporter(body), stopped, restart_via=restart_via)
+        outcomes = await execute(ops, m, self.pool, self._reporter(body), stopped)
         ran = {o.operation.on for o in outcomes if isinstance(o.operation, Restart) and not o.error and not o.skipped}
         restarts.ledger = settle_restarts(restarts.before, restarts.ledger, restarts.admitted, ran)
         if ran:

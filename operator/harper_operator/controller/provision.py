@@ -13,7 +13,7 @@ import logging
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Any, Callable, Mapping
 
 from pydantic import ValidationError
 
@@ -35,7 +35,6 @@ class PodView:
     """What the Harper reconcile needs from the Kubernetes side of a provisioned cluster."""
 
     not_ready: frozenset[str] = frozenset()  # hostnames of members whose pod is not Ready (or absent)
-    restart: Mapping[str, Callable[[], Awaitable[None]]] = field(default_factory=dict)  # hostname -> delete its pod
     problem: Problem | None = None  # why the cluster is not done on the Kubernetes side (progress or a stop)
     replicas: int | None = None
     selector: str | None = None
@@ -419,19 +418,11 @@ class Provisioner:
                 self.events(body, "Normal", "VolumeDeleted", f"deleted volume claim {claim}: its data was confirmed "
                                                              "on the members that stay before its member left")
 
-        def restart(pod_name: str) -> Callable[[], Awaitable[None]]:
-            async def go() -> None:
-                await kube.delete("Pod", self.namespace, pod_name)
-                self.events(body, "Normal", "PodRestarted", f"deleted pod {pod_name}: Harper reads routes, "
-                                                            "subscriptions and certificate files at start-up")
-            return go
-
         leaving = frozenset(hosts[o] for o in plan.leaving)
         unserved = {p.ordinal for p in pods if p.serving is False} | set(plan.unserve)
         hibernating = instances.replicas == 0 and current is not None
         return PodView(
             not_ready=frozenset(h for o, h in hosts.items() if o not in plan.ready_pods),
-            restart={h: restart(place.pod(o)) for o, h in hosts.items()},
             problem=_problem(plan),
             replicas=sum(1 for p in pods if not p.deleting), selector=render.selector_text(selector),
             pods=_uids(listed, place, hosts),

@@ -134,17 +134,6 @@ class Restart:
     def describe(self) -> str:
         return f"restart {self.on}" + (f" ({self.reason})" if self.reason else "")
 
-    @property
-    def reloads_configuration(self) -> bool:
-        """For routes or subscriptions, which Harper reads only at start-up: a fresh pod reads them as well (a
-        provisioned member restarts by its pod's deletion). Every other restart keeps the pod and its address: a
-        reconnect or a forgotten CA (its peers lost the connection to an address), and certificate files Harper did
-        not reload, which the kubelet has rewritten in the pod's volume long before the 150 s such a restart waits.
-        A new address costs more than the restart: survivors often do not reconnect to it until they restart too
-        (docs/harper-semantics.md, section 15; CI runs 21-23: a rollover whose certificate restarts deleted pods left
-        every link down for minutes)."""
-        return not self.settle and any(r in self.reason for r in (ROUTES_RESTART, SUBSCRIPTIONS_RESTART))
-
 
 ROUTES_RESTART = "load replication routes"
 SUBSCRIPTIONS_RESTART = "apply the new subscription list"
