@@ -541,6 +541,28 @@ def test_reconcile_never_raises_for_one_members_bad_input_or_answer(answer, spec
     assert PASSWORD not in str(k.patches)
 
 
+async def test_a_round_does_not_wait_out_the_verify_timeout_for_restarts_still_owed(fleet, fake_kube):
+    """A routes change: every member needs a restart, and the budget makes one a round. The round that made one ends
+    once the mesh is whole again: waiting does not make the others' restarts (seen on the node: the members were
+    restarted 30 s apart, the verify timeout)."""
+    import time
+    clock = Clock()
+    r, _ = reconciler(fleet, clock)
+    body, members = cluster_body(), nodes(A, B, C)
+    await converge(r, body, members, fake_kube)
+    r.verify_timeout = 30
+    body["spec"]["routes"] = [{"hostname": "r.example", "port": 9933}]
+    for made in (1, 2, 3):
+        started = time.monotonic()
+        await r.reconcile(body, members)
+        body["status"] = fake_kube.last("harperclusters", "c")
+        assert time.monotonic() - started < 5, "the round waited for restarts it did not make"
+        assert len([c for c in fleet.calls if c.operation == "restart"]) == made
+        clock.now += 15
+    result = await r.reconcile(body, members)
+    assert result.converged
+
+
 async def test_a_round_whose_write_failed_does_not_wait_out_the_verify_timeout(fleet, fake_kube):
     """Waiting does not complete a failed write: the round looks once and ends (the next one retries)."""
     import time
