@@ -76,6 +76,7 @@ def versions(parsed: Any, key: str) -> dict[str, float]:
         stamp = record.get("__updatedtime__") if isinstance(record, dict) else None
         if not isinstance(record, dict) or key not in record or not isinstance(stamp, (int, float)) \
                 or isinstance(stamp, bool):
-            raise UnreadableAnswer("search_by_id: a record without its key or __updatedtime__")
+            shape = f"fields {sorted(map(str, record))}" if isinstance(record, dict) else type(record).__name__
+            raise UnreadableAnswer(f"search_by_id: a record without its key or __updatedtime__ ({shape})")
         out[key_text(record[key])] = float(stamp)
     return out
