@@ -285,7 +285,7 @@ class ClusterReconciler:
         self._pod_uids: dict[str, str] = {}  # member -> the uid of its pod at the last round
         self._replaced: dict[str, float] = {}  # member -> when it came back (a new pod) and no restart of ours did it
         self._silent: set[str] = set()  # external members that gave no answer at the last round
-        self._consumed: dict[str, float] = {}  # member -> the time of the restart of ours whose new pod was seen
+        self._consumed: dict[str, float] = {}  # external member -> the time of the restart of ours its return was taken for
         self._presented: dict[str, int] = {}  # member -> the renewed certificate's serial it was seen to present
         self._trusts: dict[str, int] = {}  # member -> a rollover's new authority (its serial) it was seen to list
         self._refused_joins: dict[tuple[str, str], float] = {}  # (member, peer) -> since when the peer cuts its join
